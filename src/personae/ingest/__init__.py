@@ -1,0 +1,226 @@
+"""The ingest stage: read every configured source into the canonical tables of the store.
+
+`ingest(store, config, base)` is the one entry point; the CLI and `Project.ingest` call it.
+Re-ingesting a source whose content was ingested before adds nothing; a new file for the same
+table appends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from personae.config import Config, SourceConfig
+from personae.errors import SourceError
+from personae.ingest import transform
+from personae.ingest.readers import STAGE, Staged, stage_source
+from personae.store import Store
+from personae.store.schemas import TABLES
+
+__all__ = ["ingest", "IngestSummary", "SourceSummary"]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceSummary:
+    """What happened to one source."""
+
+    name: str
+    table: str
+    location: str
+    source_id: str = ""
+    status: str = "loaded"  # loaded | unchanged
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    values_nulled: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    derived: dict[str, int] = field(default_factory=dict)
+    attributes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Link:
+    """How many distinct keys of one table find no row in the table they point to."""
+
+    table: str
+    column: str
+    target: str
+    keys: int
+    unmatched: int
+    examples: list[str]
+
+
+@dataclass
+class IngestSummary:
+    run_id: str
+    sources: list[SourceSummary]
+    tables: dict[str, int]
+    links: list[Link]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+LINKS = (
+    ("orders", "customer_id", "customers", "customer_id"),
+    ("events", "customer_id", "customers", "customer_id"),
+    ("events", "account_id", "accounts", "account_id"),
+    ("feedback", "customer_id", "customers", "customer_id"),
+    ("feedback", "order_id", "orders", "order_id"),
+    ("responses", "customer_id", "customers", "customer_id"),
+    ("customers", "account_id", "accounts", "account_id"),
+)
+
+
+def ingest(
+    store: Store,
+    config: Config,
+    base: Path,
+    names: list[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> IngestSummary:
+    """Ingest the named sources (all when None) in config order; returns the summary."""
+    chosen = names or list(config.sources)
+    for n in chosen:
+        if n not in config.sources:
+            raise SourceError(
+                f"No source named '{n}' in personae.toml (sources: "
+                f"{', '.join(config.sources) or 'none'}). Add it with `personae init FILE`."
+            )
+    run_id = store.start_run("ingest")
+    results: list[SourceSummary] = []
+    try:
+        for i, name in enumerate(chosen):
+            if progress:
+                progress(name, i, len(chosen))
+            results.append(_ingest_one(store, name, config.sources[name], base, run_id))
+        _link_feedback_to_customers(store)
+        links = check_links(store)
+        tables = {t: store.count(t) for t in TABLES}
+    except Exception as err:
+        store.finish_run(run_id, error=str(err))
+        raise
+    summary = IngestSummary(run_id, results, tables, links)
+    store.finish_run(run_id, details={"sources": [r.name for r in results]})
+    if progress:
+        progress("done", len(chosen), len(chosen))
+    return summary
+
+
+def _ingest_one(store: Store, name: str, src: SourceConfig, base: Path,
+                run_id: str) -> SourceSummary:
+    started = time.perf_counter()
+    con = store.con
+    table = TABLES[src.table]
+    known = {
+        r[0] for r in con.execute(
+            "SELECT content_hash FROM sources WHERE table_name = ? AND name = ?",
+            [src.table, name],
+        ).fetchall()
+    }
+    location = src.path or src.url or ""
+    staged = stage_source(con, name, src, base, known)
+    if isinstance(staged, str):
+        log.info("source %s: content unchanged since its last ingest; nothing added", name)
+        return SourceSummary(name, src.table, location, f"{name}@{staged[:8]}", "unchanged")
+    if staged.content_hash in known:
+        return SourceSummary(name, src.table, staged.location,
+                             f"{name}@{staged.content_hash[:8]}", "unchanged")
+    source_id = f"{name}@{staged.content_hash[:8]}"
+    summary = SourceSummary(name, src.table, staged.location, source_id,
+                            rows_read=staged.rows)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        present = transform.build_typed(con, name, src, table, staged, source_id)
+        if table.name == "orders":
+            summary.flags = transform.order_flags(con, present, src)
+        summary.rows_loaded = transform.insert_rows(con, table, src, staged, present, source_id)
+        transform.write_rejects(con, table, src, staged, present, source_id)
+        if src.wide_spend:
+            summary.derived["orders"] = transform.insert_wide_spend(con, name, src, source_id)
+        if src.events:
+            summary.derived["events"] = transform.insert_derived_events(
+                con, name, src, table, staged, source_id
+            )
+        _count_problems(store, table.name, source_id, summary)
+        summary.attributes = [
+            c for c in staged.columns if c not in src.columns and c not in src.wide_spend
+        ]
+        summary.seconds = round(time.perf_counter() - started, 3)
+        _record_source(store, summary, staged, run_id)
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {STAGE}")
+        con.execute("DROP TABLE IF EXISTS _typed")
+        con.execute("DROP TABLE IF EXISTS _new")
+    log.info("source %s: %d read, %d loaded, %d rejected", name, summary.rows_read,
+             summary.rows_loaded, summary.rows_rejected)
+    return summary
+
+
+def _count_problems(store: Store, table: str, source_id: str, summary: SourceSummary) -> None:
+    rows = store.con.execute(
+        f'SELECT reason, kept, count(*) FROM "rejects_{table}" WHERE source_id = ? '
+        "GROUP BY ALL ORDER BY 3 DESC, 1",
+        [source_id],
+    ).fetchall()
+    for reason, kept, n in rows:
+        target = summary.values_nulled if kept else summary.rejected
+        target[reason] = int(n)
+    summary.rows_rejected = sum(summary.rejected.values())
+
+
+def _record_source(store: Store, s: SourceSummary, staged: Staged, run_id: str) -> None:
+    store.con.execute(
+        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            s.source_id, s.name, staged.location, staged.kind, staged.content_hash, s.table,
+            s.rows_read, s.rows_loaded, s.rows_rejected, sum(s.values_nulled.values()), run_id,
+            datetime.now(UTC).replace(tzinfo=None),
+            json.dumps({"rejected": s.rejected, "values_nulled": s.values_nulled,
+                        "flags": s.flags, "derived": s.derived, "attributes": s.attributes,
+                        "encoding": staged.encoding, "delimiter": staged.delimiter,
+                        "header": staged.header}),
+        ],
+    )
+
+
+def _link_feedback_to_customers(store: Store) -> None:
+    """Feedback that names an order but no customer gets the order's customer."""
+    store.con.execute(
+        """UPDATE feedback SET customer_id = o.customer_id
+        FROM (SELECT order_id, any_value(customer_id) AS customer_id FROM orders
+              WHERE customer_id IS NOT NULL GROUP BY order_id) o
+        WHERE feedback.customer_id IS NULL AND feedback.order_id = o.order_id"""
+    )
+
+
+def check_links(store: Store) -> list[Link]:
+    """Keys that point at rows that are not there (e.g. orders of unknown customers)."""
+    links = []
+    for table, column, target, target_col in LINKS:
+        if store.count(table) == 0 or store.count(target) == 0:
+            continue
+        row = store.con.execute(
+            f"""SELECT count(DISTINCT a."{column}"),
+                   count(DISTINCT a."{column}") FILTER (WHERE b.k IS NULL),
+                   list(DISTINCT a."{column}") FILTER (WHERE b.k IS NULL)[1:5]
+            FROM "{table}" a LEFT JOIN (SELECT DISTINCT "{target_col}" AS k FROM "{target}") b
+              ON a."{column}" = b.k
+            WHERE a."{column}" IS NOT NULL"""
+        ).fetchone()
+        if row and row[0]:
+            links.append(Link(table, column, target, int(row[0]), int(row[1]),
+                              list(row[2] or [])))
+    return links

@@ -1,0 +1,309 @@
+"""The canonical data model: every table, column, type and rule, declared once.
+
+Ingest builds its casts and checks from these declarations, `personae status` and the docs
+list them, and later stages read the tables they describe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+Kind = Literal["id", "text", "int", "float", "bool", "timestamp", "date", "gender", "json"]
+
+SQL_TYPES: dict[str, str] = {
+    "id": "VARCHAR",
+    "text": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+    "gender": "VARCHAR",
+    "json": "JSON",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column: its kind, whether a row without it is rejected, its valid range."""
+
+    name: str
+    kind: Kind
+    description: str
+    required: bool = False
+    low: float | None = None
+    high: float | None = None
+    synonyms: tuple[str, ...] = ()
+
+    @property
+    def sql_type(self) -> str:
+        return SQL_TYPES[self.kind]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One canonical table: its columns, its key and what one row is."""
+
+    name: str
+    row: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    derived: tuple[str, ...] = field(default=())
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def mappable(self) -> list[Column]:
+        """Columns a source column may be mapped onto (derived ones are computed)."""
+        return [c for c in self.columns if c.name not in self.derived]
+
+
+_YEAR = date.today().year
+
+# Lineage columns every canonical table carries after its own columns.
+LINEAGE = (
+    Column("source_id", "text", "Which ingested source the row came from (see `sources`)."),
+    Column("source_row", "int", "Line number (text files) or row number in that source."),
+    Column("attributes", "json", "Source columns the model lacks, as a JSON object."),
+)
+
+CUSTOMERS = Table(
+    "customers",
+    "customer",
+    (
+        Column("customer_id", "id", "Customer identifier.", required=True,
+               synonyms=("customerid", "custid", "customerno", "customernumber", "clientid",
+                         "customeruniqueid", "userid", "memberid", "id", "customer", "client")),
+        Column("account_id", "id", "B2B account the customer belongs to.",
+               synonyms=("accountid", "companyid")),
+        Column("first_name", "text", "Given name.", synonyms=("firstname", "givenname", "fname")),
+        Column("last_name", "text", "Family name.",
+               synonyms=("lastname", "surname", "familyname", "lname")),
+        Column("email", "text", "E-mail address.", synonyms=("email", "emailaddress", "mail")),
+        Column("phone", "text", "Phone number.",
+               synonyms=("phone", "phonenumber", "mobile", "telephone", "tel")),
+        Column("gender", "gender", "female, male or other (normalised from F/M/Female/...).",
+               synonyms=("gender", "genre", "sex")),
+        Column("birth_date", "date", "Date of birth.",
+               synonyms=("birthdate", "dateofbirth", "dob", "birthday")),
+        Column("birth_year", "int", "Year of birth.", low=1910, high=_YEAR,
+               synonyms=("birthyear", "yearbirth", "yearofbirth", "yob")),
+        Column("age", "int", "Age in years as given by the source.", low=0, high=120,
+               synonyms=("age",)),
+        Column("income", "float", "Yearly income in the source's currency.", low=0,
+               synonyms=("income", "annualincome", "yearlyincome", "householdincome", "salary")),
+        Column("household_size", "int", "People in the household.", low=1, high=50,
+               synonyms=("householdsize", "familysize")),
+        Column("children", "int", "Children in the household.", low=0, high=30,
+               synonyms=("children", "kids", "numchildren", "kidhome")),
+        Column("marital_status", "text", "Marital status as given.",
+               synonyms=("maritalstatus", "marital", "civilstatus")),
+        Column("education", "text", "Education level as given.",
+               synonyms=("education", "educationlevel")),
+        Column("occupation", "text", "Occupation.", synonyms=("occupation", "job", "profession")),
+        Column("country", "text", "Country.", synonyms=("country", "countrycode", "nation")),
+        Column("region", "text", "Region, state or province.",
+               synonyms=("region", "state", "province", "customerstate", "county")),
+        Column("city", "text", "City.", synonyms=("city", "town", "customercity")),
+        Column("postal_code", "text", "Postal or zip code (text: leading zeros kept).",
+               synonyms=("postalcode", "postcode", "zip", "zipcode", "customerzipcodeprefix")),
+        Column("created_at", "timestamp", "When the customer was acquired or registered.",
+               synonyms=("createdat", "dtcustomer", "signupdate", "registrationdate",
+                         "customersince", "joindate", "created")),
+        Column("marketing_consent", "bool", "Whether the customer agreed to marketing.",
+               synonyms=("marketingconsent", "consent", "optin", "emailoptin", "subscribed")),
+        Column("consent_at", "timestamp", "When consent was given or withdrawn.",
+               synonyms=("consentat", "consentdate", "optindate")),
+    ),
+    key=("customer_id",),
+)
+
+ORDERS = Table(
+    "orders",
+    "order line",
+    (
+        Column("order_id", "id", "Order or invoice identifier (one line per source row if "
+               "unmapped).", required=True,
+               synonyms=("orderid", "invoiceno", "invoice", "invoiceid", "invoicenumber",
+                         "ordernumber", "orderno", "transactionid", "receiptid")),
+        Column("line_no", "int", "Line number within the order (1, 2, ... in source order).",
+               required=True, synonyms=("lineno", "linenumber", "orderitemid", "itemno")),
+        Column("customer_id", "id", "Buyer; empty means an anonymous order.",
+               synonyms=("customerid", "custid", "customerno", "clientid", "userid",
+                         "memberid", "customer")),
+        Column("ordered_at", "timestamp", "When the order was placed.", required=True,
+               synonyms=("orderedat", "invoicedate", "orderdate", "date", "purchasedate",
+                         "transactiondate", "orderpurchasetimestamp", "timestamp", "datetime")),
+        Column("product_id", "id", "Product code or SKU.",
+               synonyms=("productid", "stockcode", "sku", "itemid", "productcode", "item")),
+        Column("product_name", "text", "Product description.",
+               synonyms=("productname", "description", "itemname", "product", "itemdescription")),
+        Column("category", "text", "Product category.",
+               synonyms=("category", "productcategory", "categoryname", "department")),
+        Column("quantity", "float", "Units (negative on returns).",
+               synonyms=("quantity", "qty", "units", "numberofcds", "count")),
+        Column("unit_price", "float", "Price per unit.",
+               synonyms=("unitprice", "price", "itemprice")),
+        Column("amount", "float", "Line value; quantity * unit_price when not given.",
+               synonyms=("amount", "dollarvalue", "value", "revenue", "sales", "total",
+                         "linetotal", "spend", "payment", "paymentvalue")),
+        Column("discount", "float", "Discount on the line, in money.",
+               synonyms=("discount", "discountamount")),
+        Column("currency", "text", "ISO 4217 currency code.", synonyms=("currency", "currencycode")),
+        Column("channel", "text", "Sales channel (web, store, app, catalog, ...).",
+               synonyms=("channel", "saleschannel", "orderchannel")),
+        Column("is_return", "bool", "Cancellation or return (cancelled invoice or negative "
+               "quantity).", synonyms=("isreturn", "returned")),
+        Column("is_non_product", "bool", "Postage, fees, discounts and other adjustments.",
+               synonyms=("isnonproduct",)),
+    ),
+    key=("order_id", "line_no"),
+    derived=("is_non_product",),
+)
+
+EVENTS = Table(
+    "events",
+    "behavioural event",
+    (
+        Column("event_id", "id", "Event identifier (source and row if unmapped).", required=True,
+               synonyms=("eventid",)),
+        Column("customer_id", "id", "Known customer.",
+               synonyms=("customerid", "userid", "custid", "memberid")),
+        Column("anonymous_id", "id", "Cookie or device id before the customer is known.",
+               synonyms=("anonymousid", "sessionid", "cookieid", "visitorid", "deviceid")),
+        Column("account_id", "id", "B2B account or lead the event belongs to.",
+               synonyms=("accountid", "mqlid", "leadid")),
+        Column("occurred_at", "timestamp", "When it happened.", required=True,
+               synonyms=("occurredat", "timestamp", "eventtime", "eventdate", "time", "date")),
+        Column("event_type", "text", "page_view, product_view, search, add_to_cart, checkout, "
+               "purchase, email_open, email_click, review, ...", required=True,
+               synonyms=("eventtype", "event", "eventname", "action", "type")),
+        Column("channel", "text", "Channel.", synonyms=("channel", "source", "medium")),
+        Column("device_type", "text", "desktop, mobile or tablet.",
+               synonyms=("devicetype", "device")),
+        Column("os", "text", "Operating system.", synonyms=("os", "operatingsystem")),
+        Column("browser", "text", "Browser.", synonyms=("browser", "useragent")),
+        Column("platform", "text", "app or web.", synonyms=("platform",)),
+        Column("page", "text", "Page or screen.", synonyms=("page", "url", "pageurl", "path")),
+        Column("product_id", "id", "Product involved.", synonyms=("productid", "sku", "itemid")),
+        Column("campaign", "text", "Campaign.", synonyms=("campaign", "utmcampaign")),
+    ),
+    key=("event_id",),
+)
+
+RESPONSES = Table(
+    "responses",
+    "answer to one survey item",
+    (
+        Column("response_id", "id", "Response (respondent x survey) identifier.", required=True,
+               synonyms=("responseid", "respondentid")),
+        Column("customer_id", "id", "Respondent.", synonyms=("customerid", "userid")),
+        Column("survey_id", "id", "Survey.", synonyms=("surveyid", "survey")),
+        Column("item_id", "id", "Survey item (question).", required=True,
+               synonyms=("itemid", "questionid", "question", "item")),
+        Column("item_text", "text", "Wording of the item.", synonyms=("itemtext", "questiontext")),
+        Column("construct", "text", "What the item measures: need, value, benefit, interest, ...",
+               synonyms=("construct", "dimension")),
+        Column("value_num", "float", "Numeric answer (e.g. Likert 1-5).",
+               synonyms=("valuenum", "score", "answer", "value", "rating")),
+        Column("value_text", "text", "Text answer.", synonyms=("valuetext", "answertext")),
+        Column("answered_at", "timestamp", "When answered.",
+               synonyms=("answeredat", "responsedate", "submittedat", "date")),
+    ),
+    key=("response_id", "item_id"),
+)
+
+FEEDBACK = Table(
+    "feedback",
+    "piece of free text",
+    (
+        Column("feedback_id", "id", "Feedback identifier.", required=True,
+               synonyms=("feedbackid", "reviewid", "tweetid", "ticketid", "commentid", "id")),
+        Column("customer_id", "id", "Author, when known.",
+               synonyms=("customerid", "userid", "authorid", "custid")),
+        Column("created_at", "timestamp", "When written.",
+               synonyms=("createdat", "reviewcreationdate", "tweetcreated", "date", "created",
+                         "timestamp", "postedat")),
+        Column("channel", "text", "review, ticket, social, interview or nps.",
+               synonyms=("channel",)),
+        Column("rating", "float", "Star or score rating.",
+               synonyms=("rating", "reviewscore", "score", "stars", "nps")),
+        Column("text", "text", "The free text.", required=True,
+               synonyms=("text", "reviewcommentmessage", "comment", "message", "body", "review",
+                         "reviewtext", "feedback", "content")),
+        Column("language", "text", "ISO language code.", synonyms=("language", "lang")),
+        Column("label", "text", "A human label given with the text (e.g. complaint reason).",
+               synonyms=("label", "negativereason", "reason", "category", "topic")),
+        Column("order_id", "id", "Order the text is about.", synonyms=("orderid",)),
+    ),
+    key=("feedback_id",),
+)
+
+ACCOUNTS = Table(
+    "accounts",
+    "B2B account or lead",
+    (
+        Column("account_id", "id", "Account or lead identifier.", required=True,
+               synonyms=("accountid", "mqlid", "leadid", "companyid")),
+        Column("name", "text", "Company name.", synonyms=("name", "companyname", "accountname")),
+        Column("industry", "text", "Industry or business segment.",
+               synonyms=("industry", "businesssegment", "sector", "vertical")),
+        Column("employees", "int", "Number of employees.", low=0,
+               synonyms=("employees", "numberofemployees", "headcount", "companysize")),
+        Column("annual_revenue", "float", "Yearly revenue.", low=0,
+               synonyms=("annualrevenue", "revenue", "declaredmonthlyrevenue")),
+        Column("country", "text", "Country.", synonyms=("country",)),
+        Column("region", "text", "Region or state.", synonyms=("region", "state")),
+        Column("created_at", "timestamp", "When the lead or account appeared.",
+               synonyms=("createdat", "firstcontactdate", "created", "leaddate")),
+        Column("origin", "text", "Lead source.", synonyms=("origin", "leadsource", "source")),
+        Column("stage", "text", "lead, qualified, won or lost.",
+               synonyms=("stage", "status", "dealstage")),
+        Column("stage_at", "timestamp", "When the current stage was reached.",
+               synonyms=("stageat", "wondate", "closedate", "closedat")),
+        Column("owner", "text", "Sales owner.", synonyms=("owner", "srid", "salesrep")),
+    ),
+    key=("account_id",),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (CUSTOMERS, ORDERS, EVENTS, RESPONSES, FEEDBACK, ACCOUNTS)
+}
+
+REJECT_REASONS: dict[str, str] = {
+    "missing_id": "The row's identifier is empty.",
+    "missing_value": "A required value is empty.",
+    "bad_id": "The identifier does not match the source's id_pattern.",
+    "bad_date": "A date or timestamp does not parse with the source's date format.",
+    "bad_number": "A number does not parse.",
+    "bad_bool": "A yes/no value is not one of true/false/yes/no/y/n/1/0.",
+    "bad_category": "A value is not one of the allowed categories.",
+    "out_of_range": "A number lies outside the column's valid range.",
+    "duplicate": "The row repeats an earlier row of the same source exactly.",
+    "duplicate_id": "The row's key was already used by a different row.",
+}
+
+
+def create_sql(table: Table) -> str:
+    """DDL for a canonical table (columns, then lineage)."""
+    cols = [f'"{c.name}" {c.sql_type}' for c in (*table.columns, *LINEAGE)]
+    return f'CREATE TABLE IF NOT EXISTS "{table.name}" ({", ".join(cols)})'
+
+
+def rejects_sql(table: Table) -> str:
+    """DDL for a table's rejects: where the row came from, its raw values and why."""
+    return (
+        f'CREATE TABLE IF NOT EXISTS "rejects_{table.name}" ('
+        "source_id VARCHAR, source_row BIGINT, raw JSON, reason VARCHAR, "
+        '"column" VARCHAR, message VARCHAR, kept BOOLEAN)'
+    )
