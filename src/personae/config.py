@@ -150,3 +150,63 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err}). Fix the line it names.") from None
     return parse_config(data, path)
+
+
+HEADER = """\
+# personae project configuration. Every setting is documented in docs/configuration.md.
+# Edit the mappings below, then run `personae ingest`.
+"""
+
+
+def source_toml(name: str, src: SourceConfig, notes: list[str], unmapped: list[str]) -> Any:
+    """A commented TOML table for one source, as `personae init` writes it."""
+    import tomlkit
+
+    table = tomlkit.table()
+    for note in notes:
+        table.add(tomlkit.comment(note))
+    data = src.model_dump(exclude_defaults=True, exclude_none=True)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            continue
+        table.add(key, value)
+    table.add(tomlkit.comment(
+        "constants = { channel = \"web\" }   # values written on every row, if useful"
+    ))
+    for key in ("columns", "date_formats", "ranges", "scale", "wide_spend", "constants"):
+        if data.get(key):
+            sub = tomlkit.table()
+            if key == "columns":
+                sub.add(tomlkit.comment("source column = canonical column"))
+                if unmapped:
+                    sub.add(tomlkit.comment(
+                        "kept as attributes (unmapped): " + ", ".join(unmapped)
+                    ))
+            for k, v in data[key].items():
+                sub.add(k, v)
+            table.add(key, sub)
+    return table
+
+
+def add_sources(path: Path, store: StoreConfig | None,
+                sources: list[tuple[str, SourceConfig, list[str], list[str]]]) -> None:
+    """Write personae.toml, or add sources to an existing one keeping its edits."""
+    import tomlkit
+
+    if path.exists():
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    else:
+        doc = tomlkit.document()
+        for line in HEADER.splitlines():
+            doc.add(tomlkit.comment(line.lstrip("# ")))
+        st = tomlkit.table()
+        for key, value in (store or StoreConfig()).model_dump(exclude_none=True).items():
+            st.add(key, value)
+        doc.add("store", st)
+    if "sources" not in doc:
+        doc.add("sources", tomlkit.table(is_super_table=True))
+    for name, src, notes, unmapped in sources:
+        doc["sources"][name] = source_toml(name, src, notes, unmapped)  # type: ignore[index]
+    text = tomlkit.dumps(doc)
+    parse_config(tomllib.loads(text), path)  # never write a config we cannot read back
+    path.write_text(text, encoding="utf-8")

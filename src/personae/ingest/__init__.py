@@ -20,7 +20,7 @@ from personae.errors import SourceError
 from personae.ingest import transform
 from personae.ingest.readers import STAGE, Staged, stage_source
 from personae.store import Store
-from personae.store.schemas import TABLES
+from personae.store.schemas import TABLES, Table
 
 __all__ = ["ingest", "IngestSummary", "SourceSummary"]
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ def _ingest_one(store: Store, name: str, src: SourceConfig, base: Path,
         return SourceSummary(name, src.table, staged.location,
                              f"{name}@{staged.content_hash[:8]}", "unchanged")
     source_id = f"{name}@{staged.content_hash[:8]}"
+    src = with_identity_mapping(src, table, staged.columns)
     summary = SourceSummary(name, src.table, staged.location, source_id,
                             rows_read=staged.rows)
     con.execute("BEGIN TRANSACTION")
@@ -167,6 +168,14 @@ def _ingest_one(store: Store, name: str, src: SourceConfig, base: Path,
     log.info("source %s: %d read, %d loaded, %d rejected", name, summary.rows_read,
              summary.rows_loaded, summary.rows_rejected)
     return summary
+
+
+def with_identity_mapping(src: SourceConfig, table: Table, columns: list[str]) -> SourceConfig:
+    """Source columns named exactly like a canonical column map to it unless mapped already."""
+    targets = set(src.columns.values()) | set(src.constants)
+    extra = {c: c for c in columns if c in table.names and c not in targets
+             and c not in src.columns and c not in src.wide_spend and c not in table.derived}
+    return src.model_copy(update={"columns": {**src.columns, **extra}}) if extra else src
 
 
 def _count_problems(store: Store, table: str, source_id: str, summary: SourceSummary) -> None:

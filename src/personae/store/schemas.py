@@ -261,7 +261,7 @@ ACCOUNTS = Table(
         Column("employees", "int", "Number of employees.", low=0,
                synonyms=("employees", "numberofemployees", "headcount", "companysize")),
         Column("annual_revenue", "float", "Yearly revenue.", low=0,
-               synonyms=("annualrevenue", "revenue", "declaredmonthlyrevenue")),
+               synonyms=("annualrevenue", "yearlyrevenue", "turnover")),
         Column("country", "text", "Country.", synonyms=("country",)),
         Column("region", "text", "Region or state.", synonyms=("region", "state")),
         Column("created_at", "timestamp", "When the lead or account appeared.",

@@ -1,0 +1,41 @@
+# personae: `make demo` runs the whole pipeline on synthetic demo data; `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := demo
+
+.PHONY: demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/personae synth $(DEMO) --customers 5000 --seed 42
+	$(BIN)/personae run --project $(DEMO)
+	$(BIN)/personae export customers --project $(DEMO) --out $(DEMO)/out/customers.csv
+	@echo ""
+	@echo "Demo data:     $(DEMO)/*.csv (planted truth in $(DEMO)/truth/)"
+	@echo "Store:         $(DEMO)/.personae/personae.duckdb"
+	@echo "Exported:      $(DEMO)/out/customers.csv"
+	@echo "Look around:   $(BIN)/personae status --project $(DEMO)"
+
+test: $(STAMP)
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,131 @@
+"""The documented Python API. The CLI is a thin layer over these calls.
+
+    >>> from personae import Project
+    >>> project = Project.init(["orders.csv"], root="shop")   # writes shop/personae.toml
+    >>> summary = project.ingest()
+    >>> project.status()["tables"]["orders"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from personae.config import CONFIG_NAME, Config, add_sources, load_config
+from personae.errors import PersonaeError, StoreError
+from personae.ingest import IngestSummary, ingest
+from personae.ingest.propose import Proposal, propose
+from personae.store import Store
+from personae.store.schemas import TABLES
+
+ExportFormat = Literal["csv", "parquet"]
+
+
+class Project:
+    """A folder with a personae.toml and the store it names."""
+
+    def __init__(self, root: Path, config: Config) -> None:
+        self.root = Path(root)
+        self.config = config
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def store_path(self) -> Path:
+        path = Path(self.config.store.path)
+        return path if path.is_absolute() else self.root / path
+
+    @classmethod
+    def open(cls, root: str | Path = ".") -> Project:
+        """Open the project whose personae.toml is in `root`."""
+        root = Path(root)
+        return cls(root, load_config(root / CONFIG_NAME))
+
+    @classmethod
+    def init(cls, files: Sequence[str | Path], root: str | Path = ".") -> tuple[Project, list[Proposal]]:
+        """Sniff `files` and write (or extend) `root/personae.toml` with a source for each.
+
+        Database tables are given as `URL#table`, e.g. `sqlite:///shop.db#orders`."""
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / CONFIG_NAME
+        taken = set(load_config(path).sources) if path.exists() else set()
+        proposals = []
+        for f in files:
+            p = propose(str(f), root, taken)
+            taken.add(p.name)
+            proposals.append(p)
+        add_sources(path, None, [(p.name, p.source, p.notes, p.unmapped) for p in proposals])
+        return cls.open(root), proposals
+
+    def store(self, read_only: bool = False) -> Store:
+        """Open the store (creating it, unless read_only)."""
+        return Store(
+            self.store_path,
+            memory_limit=self.config.store.memory_limit,
+            threads=self.config.store.threads,
+            read_only=read_only,
+        )
+
+    def ingest(
+        self, sources: list[str] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> IngestSummary:
+        """Load the named sources (all by default) into the canonical tables."""
+        with self.store() as store:
+            return ingest(store, self.config, self.root, sources, progress)
+
+    def status(self) -> dict[str, Any]:
+        """What is in the store: sources, row counts, rejects and recent runs."""
+        if not self.store_path.exists():
+            return {"store": str(self.store_path), "exists": False, "tables": {}, "sources": [],
+                    "runs": [], "rejects": {}}
+        with self.store(read_only=True) as store:
+            names = set(store.table_names())
+            tables = {t: store.count(t) for t in TABLES if t in names}
+            rejects = {
+                t: store.query(
+                    f'SELECT reason, kept, count(*) AS n FROM "rejects_{t}" GROUP BY ALL '
+                    "ORDER BY n DESC"
+                )
+                for t in TABLES if f"rejects_{t}" in names and store.count(f"rejects_{t}")
+            }
+            sources = store.query(
+                "SELECT source_id, name, table_name, location, rows_read, rows_loaded, "
+                "rows_rejected, values_nulled, ingested_at FROM sources ORDER BY ingested_at"
+            )
+            runs = store.query(
+                "SELECT run_id, stage, status, error, started_at, seconds FROM runs "
+                "ORDER BY started_at DESC LIMIT 10"
+            )
+            attributes = {
+                t: [r["k"] for r in store.query(
+                    f'SELECT DISTINCT unnest(json_keys(attributes)) AS k FROM "{t}" '
+                    "WHERE attributes IS NOT NULL ORDER BY k"
+                )]
+                for t, n in tables.items() if n
+            }
+        return {"store": str(self.store_path), "exists": True, "tables": tables,
+                "sources": sources, "rejects": rejects, "runs": runs,
+                "attributes": {t: a for t, a in attributes.items() if a}}
+
+    def export(self, table: str, out: str | Path, fmt: ExportFormat = "csv") -> int:
+        """Write a table of the store to a CSV or Parquet file; returns the row count."""
+        out = Path(out)
+        with self.store(read_only=True) as store:
+            if table not in store.table_names():
+                raise StoreError(
+                    f"No table '{table}' in {self.store_path} (tables: "
+                    f"{', '.join(store.table_names())})."
+                )
+            out.parent.mkdir(parents=True, exist_ok=True)
+            opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
+            target = str(out).replace("'", "''")
+            store.con.execute(f"COPY \"{table}\" TO '{target}' ({opts})")
+            return store.count(table)
+
+
+__all__ = ["Project", "PersonaeError"]

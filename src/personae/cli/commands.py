@@ -1,0 +1,234 @@
+"""The commands of `personae`. Each one calls one function of `personae.api`."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from personae.api import Project
+from personae.cli import (
+    JsonOpt,
+    ProjectOpt,
+    app,
+    console,
+    err_console,
+    fail,
+    open_project,
+    print_json,
+    progress_bar,
+    step_callback,
+    table_of,
+)
+from personae.errors import PersonaeError
+from personae.ingest import IngestSummary
+from personae.store.schemas import TABLES
+
+
+@app.command()
+def init(
+    files: Annotated[list[str], typer.Argument(
+        help="Files (CSV/TSV/whitespace text, .gz, Parquet, JSON lines, .xlsx) or database "
+             "tables as URL#table (duckdb:///f.duckdb#t, sqlite:///f.db#t, "
+             "postgresql://user@host/db#t).")],
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Sniff FILES and write personae.toml with a commented source for each.
+
+    Guesses the format, encoding, delimiter, header, date formats, the canonical table and
+    the column mapping. Run it again with more files to add sources; edits are kept.
+    """
+    try:
+        proj, proposals = Project.init(files, project)
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json([{"name": p.name, "table": p.source.table, "columns": p.source.columns,
+                     "attributes": p.unmapped, "date_formats": p.source.date_formats,
+                     "notes": p.notes, "rows": p.staged.rows} for p in proposals])
+        return
+    for p in proposals:
+        rows = [[src, dst] for src, dst in p.source.columns.items()]
+        rows += [[c, "(attributes)"] for c in p.unmapped]
+        console.print(table_of(f"{p.name} -> {p.source.table} ({p.staged.rows:,} rows, "
+                               f"{p.staged.kind})", ["source column", "canonical"], rows))
+        for note in p.notes:
+            console.print(f"  note: {note}")
+    console.print(f"Wrote {proj.config_path}. Check the mappings, then run `personae ingest`.")
+
+
+def print_ingest(summary: IngestSummary) -> None:
+    rows = [[s.name, s.table, s.status, s.rows_read, s.rows_loaded, s.rows_rejected,
+             sum(s.values_nulled.values())] for s in summary.sources]
+    console.print(table_of("Sources", ["source", "table", "status", "read", "loaded",
+                                       "rejected", "nulled"], rows))
+    for s in summary.sources:
+        detail = [[f"rejected: {k}", v] for k, v in s.rejected.items()]
+        detail += [[f"value nulled: {k}", v] for k, v in s.values_nulled.items()]
+        detail += [[f"flagged: {k}", v] for k, v in s.flags.items()]
+        detail += [[f"derived {k}", v] for k, v in s.derived.items()]
+        if detail:
+            console.print(table_of(f"{s.name}", ["what", "rows"], detail))
+        if s.attributes:
+            console.print(f"  {s.name}: kept as attributes: {', '.join(s.attributes)}")
+    console.print(table_of("Tables", ["table", "rows"],
+                           [[t, n] for t, n in summary.tables.items()]))
+    bad = [lk for lk in summary.links if lk.unmatched]
+    if bad:
+        console.print(table_of(
+            "Unmatched keys", ["table.column", "points to", "keys", "unmatched", "examples"],
+            [[f"{lk.table}.{lk.column}", lk.target, lk.keys, lk.unmatched,
+              ", ".join(lk.examples)] for lk in bad]))
+    console.print("Rejected rows and nulled values are in the rejects_<table> tables: "
+                  "`personae export rejects_orders --out rejects.csv`.")
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Source names from personae.toml; all when omitted.")] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Read the sources into the store's canonical tables, with rejects and a summary.
+
+    Rows that cannot be used go to rejects_<table> with the source, line, raw values and a
+    reason code; usable but special rows are flagged. Re-ingesting unchanged content adds
+    nothing; a new file for the same source appends.
+    """
+    proj = open_project(project)
+    try:
+        with progress_bar(as_json) as bar:
+            summary = proj.ingest(sources, progress=step_callback(bar, "ingest"))
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json(summary)
+    else:
+        print_ingest(summary)
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the data set to.")],
+    customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")]
+    = 42,
+    start: Annotated[str, typer.Option(help="First date of the history (YYYY-MM-DD).")]
+    = "2022-01-01",
+    end: Annotated[str, typer.Option(help="Last date of the history (YYYY-MM-DD).")]
+    = "2024-12-31",
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a synthetic multi-table data set with planted segments and their truth.
+
+    Files: customers, orders, events, responses, feedback, accounts (+ truth/ and a ready
+    personae.toml) in OUT_DIR.
+    """
+    from personae.synth import generate
+
+    if fmt not in ("csv", "parquet"):
+        fail(PersonaeError(f"--format must be csv or parquet, not '{fmt}'."))
+    try:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    except ValueError as err:
+        fail(PersonaeError(f"--start/--end must be YYYY-MM-DD dates ({err})."))
+    try:
+        with progress_bar(as_json) as bar:
+            task = bar.add_task("synth", total=7)
+            result = generate(out_dir, customers, seed, first, last, fmt,
+                              progress=lambda m: bar.update(task, description=f"synth {m}",
+                                                            advance=1))
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json(result)
+        return
+    console.print(table_of(f"Synthetic data in {result.out_dir} ({result.seconds} s)",
+                           ["file", "rows"], [[k, v] for k, v in result.rows.items()]))
+    console.print(f"Truth: {out_dir}/truth/. Ingest it with `personae ingest -p {out_dir}`.")
+
+
+@app.command()
+def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Show what is in the store: sources, tables and row counts, rejects and recent runs."""
+    proj = open_project(project)
+    try:
+        info = proj.status()
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json(info)
+        return
+    if not info["exists"]:
+        console.print(f"No store yet at {info['store']}. Run `personae ingest`.")
+        return
+    console.print(f"Store: {info['store']}")
+    console.print(table_of("Tables", ["table", "rows"], [[t, n] for t, n in
+                                                          info["tables"].items()]))
+    console.print(table_of("Sources", ["source", "table", "read", "loaded", "rejected",
+                                       "nulled"],
+                           [[s["source_id"], s["table_name"], s["rows_read"], s["rows_loaded"],
+                             s["rows_rejected"], s["values_nulled"]] for s in info["sources"]]))
+    rej = [[t, r["reason"], "nulled" if r["kept"] else "rejected", r["n"]]
+           for t, rs in info["rejects"].items() for r in rs]
+    if rej:
+        console.print(table_of("Rejects", ["table", "reason", "action", "n"], rej))
+    for t, attrs in info.get("attributes", {}).items():
+        console.print(f"{t}: extra attributes: {', '.join(attrs)}")
+    console.print(table_of("Recent runs", ["run", "stage", "status", "seconds"],
+                           [[r["run_id"], r["stage"], r["status"],
+                             f"{r['seconds'] or 0:.2f}"] for r in info["runs"]]))
+
+
+@app.command()
+def export(
+    table: Annotated[str, typer.Argument(help="Table to export, e.g. orders, customers, "
+                                         "rejects_orders, sources.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet; default from the "
+                                     "file name.")] = "",
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a table of the store to a CSV or Parquet file."""
+    chosen = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
+    if chosen not in ("csv", "parquet"):
+        fail(PersonaeError(f"--format must be csv or parquet, not '{chosen}'."))
+    proj = open_project(project)
+    try:
+        n = proj.export(table, out, chosen)  # type: ignore[arg-type]
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json({"table": table, "out": str(out), "format": chosen, "rows": n})
+    else:
+        console.print(f"Wrote {n:,} rows of {table} to {out}.")
+
+
+@app.command()
+def run(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Run every pipeline stage in order (today: ingest) on the project."""
+    ingest(None, project, as_json)
+
+
+@app.command()
+def tables(as_json: JsonOpt = False) -> None:
+    """List the canonical tables and their columns."""
+    data = {t.name: [{"column": c.name, "type": c.sql_type, "required": c.required,
+                      "description": c.description} for c in t.columns]
+            for t in TABLES.values()}
+    if as_json:
+        print_json(data)
+        return
+    for name, cols in data.items():
+        console.print(table_of(name, ["column", "type", "required", "description"],
+                               [[c["column"], c["type"], "yes" if c["required"] else "",
+                                 c["description"]] for c in cols]))
+
+
+__all__ = ["err_console"]

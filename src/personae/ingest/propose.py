@@ -1,0 +1,166 @@
+"""`personae init`: look at files and propose a source configuration for each.
+
+The proposal is only a starting point written into personae.toml with comments; the user edits
+it. Nothing is loaded here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from personae.config import SourceConfig
+from personae.errors import SourceError
+from personae.ingest.mapping import (
+    guess_from_values,
+    guess_table,
+    range_from_name,
+    scale_from_name,
+)
+from personae.ingest.readers import STAGE, Staged, q, stage_source
+from personae.ingest.sniff import guess_date_format
+from personae.store.schemas import TABLES
+
+SAMPLE_ROWS = 5000
+
+
+@dataclass
+class Proposal:
+    """A proposed source with notes to show the user."""
+
+    name: str
+    source: SourceConfig
+    staged: Staged
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def unmapped(self) -> list[str]:
+        return [c for c in self.staged.columns
+                if c not in self.source.columns and c not in self.source.wide_spend]
+
+
+def source_name(location: str, taken: set[str]) -> str:
+    stem = Path(location.split("#")[0]).name
+    stem = re.sub(r"(\.gz|\.csv|\.tsv|\.txt|\.parquet|\.jsonl?|\.xlsx)+$", "", stem, flags=re.I)
+    base = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "source"
+    name, i = base, 2
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def propose(location: str, base: Path, taken: set[str]) -> Proposal:
+    """Sniff one file (or `URL#table`) and guess its table, mapping and formats."""
+    name = source_name(location, taken)
+    if "://" in location:
+        url, _, table_name = location.partition("#")
+        if not table_name:
+            raise SourceError(
+                f"{location}: give the table after '#', e.g. sqlite:///shop.db#orders."
+            )
+        src = SourceConfig(table="customers", url=url, source_table=table_name)
+    else:
+        path = Path(location)
+        rel = path if path.is_absolute() else path
+        src = SourceConfig(table="customers", path=str(rel))
+    con = duckdb.connect()
+    try:
+        staged = stage_source(con, name, src, base)
+        assert isinstance(staged, Staged)
+        samples = _samples(con, staged)
+        return _guess(con, name, src, staged, samples)
+    finally:
+        con.close()
+
+
+def _samples(con: duckdb.DuckDBPyConnection, staged: Staged) -> dict[str, list[str]]:
+    cols = ", ".join(q(c) for c in staged.columns)
+    rows = con.execute(
+        f"SELECT {cols} FROM {STAGE} USING SAMPLE {SAMPLE_ROWS} ROWS (reservoir, 7)"
+    ).fetchall()
+    return {c: [r[i] for r in rows if r[i] is not None] for i, c in enumerate(staged.columns)}
+
+
+def _guess(
+    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, staged: Staged,
+    samples: dict[str, list[str]],
+) -> Proposal:
+    notes: list[str] = []
+    date_formats = {}
+    for col, values in samples.items():
+        fmt = guess_date_format(con, values[:2000])
+        if fmt:
+            date_formats[col] = fmt
+    if staged.header is False:
+        guess = guess_from_values(samples, set(date_formats))
+        notes.append("no header row: columns were guessed from their values; check them")
+    else:
+        guess = guess_table(staged.columns)
+    table = TABLES[guess.table]
+    mapping = guess.mapping
+    for col in list(mapping):
+        kind = table.column(mapping[col]).kind
+        if kind in ("timestamp", "date") and col not in date_formats:
+            notes.append(f"{col}: no single date format fits the sample; set it by hand")
+    fmts = {c: f for c, f in date_formats.items()
+            if c in mapping and table.column(mapping[c]).kind in ("timestamp", "date")}
+    for c, f in fmts.items():
+        if f.startswith("%m/%d") or f.startswith("%m-%d"):
+            notes.append(f"{c}: read as month-first ({f}); use %d/%m/... if days come first")
+    settings: dict[str, object] = {
+        "table": guess.table,
+        "columns": mapping,
+        "date_formats": fmts,
+        "delimiter": staged.delimiter if staged.kind == "csv" else None,
+        "header": staged.header,
+    }
+    if staged.encoding and staged.encoding != "utf-8":
+        settings["encoding"] = staged.encoding
+    ranges = {c: list(r) for c in staged.columns if (r := range_from_name(c))}
+    scale = {c: s for c in mapping if (s := scale_from_name(c))}
+    settings["ranges"] = ranges
+    settings["scale"] = scale
+    key_col = next((c for c, t in mapping.items() if t == table.key[0]), None)
+    if key_col:
+        values = samples[key_col]
+        digits = sum(bool(re.fullmatch(r"\d+", v.strip())) for v in values)
+        if values and 0 < len(values) - digits <= 0.01 * len(values):
+            settings["id_pattern"] = r"^\d+$"
+            notes.append(f"{key_col}: {len(values) - digits} sampled ids are not all digits; "
+                         "id_pattern rejects them")
+    if guess.table == "orders":
+        order_col = next((c for c, t in mapping.items() if t == "order_id"), None)
+        if order_col and any(re.fullmatch(r"C\d+", v) for v in samples[order_col]):
+            settings["cancel_pattern"] = "^C"
+            notes.append(f"{order_col}: ids starting with C read as cancellations")
+        if not order_col:
+            notes.append("no order id column: each line becomes its own order")
+    if guess.table == "customers":
+        spend = {c: _category(c) for c in staged.columns
+                 if re.match(r"^(mnt|spend|amount)_?[a-z]", c, flags=re.I) and c not in mapping}
+        if spend:
+            settings["wide_spend"] = spend
+            created = next((c for c, t in mapping.items() if t == "created_at"), None)
+            settings["spend_date"] = _latest_date(con, created, fmts.get(created or ""))
+            notes.append(f"{len(spend)} spend columns become category order lines dated "
+                         f"spend_date = {settings['spend_date']}; set the real date")
+    src_dict = src.model_dump(exclude_defaults=True)
+    src_dict.update({k: v for k, v in settings.items() if v not in (None, {}, [])})
+    return Proposal(name, SourceConfig.model_validate(src_dict), staged, notes)
+
+
+def _category(column: str) -> str:
+    rest = re.sub(r"^(mnt|spend|amount)_?", "", column, flags=re.I)
+    rest = re.sub(r"(products|prods)$", "", rest, flags=re.I)
+    return rest or column
+
+
+def _latest_date(con: duckdb.DuckDBPyConnection, col: str | None, fmt: str | None) -> str:
+    if not col:
+        return "2000-01-01"
+    expr = f"try_strptime({q(col)}, '{fmt}')" if fmt else f"TRY_CAST({q(col)} AS TIMESTAMP)"
+    row = con.execute(f"SELECT max({expr})::DATE::VARCHAR FROM {STAGE}").fetchone()
+    return str(row[0]) if row and row[0] else "2000-01-01"
