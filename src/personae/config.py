@@ -89,6 +89,10 @@ class SourceConfig(_Section):
                                        "(customers sources).")
     spend_date: str | None = Field(None, description="Date the wide_spend totals are "
                                    "recorded at (YYYY-MM-DD).")
+    duplicates: Literal["auto", "reject", "keep"] = Field(
+        "auto", description="Exact copies of an earlier row: reject, keep, or auto (reject "
+        "when the source has an id for the table's key, keep when it has none, since identical "
+        "lines without an id can be separate purchases).")
     mode: Literal["append", "update"] = Field("append", description="append adds rows; update "
                                               "fills in columns of rows whose key exists.")
     events: list[DerivedEvent] = Field(default_factory=list, description="Events to derive "

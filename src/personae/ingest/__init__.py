@@ -228,7 +228,7 @@ def check_links(store: Store) -> list[Link]:
             FROM "{table}" a LEFT JOIN (SELECT DISTINCT "{target_col}" AS k FROM "{target}") b
               ON a."{column}" = b.k
             WHERE a."{column}" IS NOT NULL"""
-        ).fetchone()
+        ).fetchall()[0]
         if row and row[0]:
             links.append(Link(table, column, target, int(row[0]), int(row[1]),
                               list(row[2] or [])))

@@ -63,9 +63,12 @@ def propose(location: str, base: Path, taken: set[str]) -> Proposal:
             )
         src = SourceConfig(table="customers", url=url, source_table=table_name)
     else:
-        path = Path(location)
-        rel = path if path.is_absolute() else path
-        src = SourceConfig(table="customers", path=str(rel))
+        path = Path(location).resolve()
+        try:
+            shown = path.relative_to(base.resolve())
+        except ValueError:
+            shown = path
+        src = SourceConfig(table="customers", path=str(shown))
     con = duckdb.connect()
     try:
         staged = stage_source(con, name, src, base)
@@ -140,7 +143,7 @@ def _guess(
             notes.append("no order id column: each line becomes its own order")
     if guess.table == "customers":
         spend = {c: _category(c) for c in staged.columns
-                 if re.match(r"^(mnt|spend|amount)_?[a-z]", c, flags=re.I) and c not in mapping}
+                 if re.match(r"^(mnt[a-z]|(spend|amount)_)", c, flags=re.I) and c not in mapping}
         if spend:
             settings["wide_spend"] = spend
             created = next((c for c, t in mapping.items() if t == "created_at"), None)
@@ -162,5 +165,5 @@ def _latest_date(con: duckdb.DuckDBPyConnection, col: str | None, fmt: str | Non
     if not col:
         return "2000-01-01"
     expr = f"try_strptime({q(col)}, '{fmt}')" if fmt else f"TRY_CAST({q(col)} AS TIMESTAMP)"
-    row = con.execute(f"SELECT max({expr})::DATE::VARCHAR FROM {STAGE}").fetchone()
+    row = con.execute(f"SELECT max({expr})::DATE::VARCHAR FROM {STAGE}").fetchall()[0]
     return str(row[0]) if row and row[0] else "2000-01-01"

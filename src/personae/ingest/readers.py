@@ -115,7 +115,7 @@ def _finish(
         f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT {casts}, _row::BIGINT AS _row "
         f"FROM {STAGE}"
     )
-    row = con.execute(f"SELECT count(*) FROM {STAGE}").fetchone()
+    row = con.execute(f"SELECT count(*) FROM {STAGE}").fetchall()[0]
     return Staged(cols, int(row[0]) if row else 0, kind, location, content_hash, **extra)
 
 
@@ -155,14 +155,14 @@ def _stage_csv(
     sniff = con.execute(
         f"SELECT Delimiter, HasHeader FROM sniff_csv({lit(str(path))}, "
         f"encoding = {lit(encoding)})"
-    ).fetchone()
+    ).fetchall()[0]
     delim = src.delimiter or (sniff[0] if sniff else ",")
     header = src.header if src.header is not None else bool(sniff[1]) if sniff else True
     cols = [r[0] for r in con.execute(f"DESCRIBE {STAGE}").fetchall()]
     if not header:
         renames = ", ".join(f"{q(c)} AS column{i + 1}" for i, c in enumerate(cols))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT {renames} FROM {STAGE}")
-    rows = int(con.execute(f"SELECT count(*) FROM {STAGE}").fetchone()[0])  # type: ignore[index]
+    rows = int(con.execute(f"SELECT count(*) FROM {STAGE}").fetchall()[0][0])
     offset = 1 if header else 0
     if rows + offset == lines:
         # One record per line, no blank lines: the line number follows from the position.
@@ -220,18 +220,20 @@ def _stage_whitespace(
     sniffed_header, width = whitespace_header(path, encoding)
     header = sniffed_header if src.header is None else src.header
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT line, rowid + 1 AS _row FROM "
+        f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT line FROM "
         f"read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\\x01', "
         f"quote = '', escape = '', header = false, auto_detect = false, "
         f"encoding = {lit(encoding)})"
     )
-    total = int(con.execute("SELECT count(*) FROM _lines").fetchone()[0])  # type: ignore[index]
+    con.execute("CREATE OR REPLACE TEMP TABLE _lines AS SELECT line, rowid + 1 AS _row "
+                "FROM _lines")
+    total = int(con.execute("SELECT count(*) FROM _lines").fetchall()[0][0])
     if total != lines:
         raise SourceError(
             f"Source '{name}': {path} has blank lines, which whitespace-separated files may "
             "not have. Remove them or convert the file to CSV."
         )
-    first = con.execute("SELECT line FROM _lines WHERE _row = 1").fetchone()
+    first = con.execute("SELECT line FROM _lines WHERE _row = 1").fetchall()[0]
     names = (
         first[0].split() if header and first else [f"column{i + 1}" for i in range(width)]
     )
@@ -347,7 +349,7 @@ def _stage_database(
     cols = ", ".join(q(c) for c in staged.columns)
     fp = con.execute(
         f"SELECT count(*), coalesce(sum(hash({cols})::HUGEINT), 0) FROM {STAGE}"
-    ).fetchone()
+    ).fetchall()[0]
     text = f"{_safe_url(url)}\n{query}\n{fp}"
     staged.content_hash = hashlib.sha256(text.encode()).hexdigest()
     return staged

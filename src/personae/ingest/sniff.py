@@ -176,7 +176,7 @@ def guess_date_format(con: duckdb.DuckDBPyConnection, values: list[str]) -> str 
     for fmt in DATE_FORMATS:
         row = con.execute(
             "SELECT count(*) FILTER (WHERE try_strptime(v, ?) IS NULL) FROM _dates", [fmt]
-        ).fetchone()
+        ).fetchall()[0]
         if row and row[0] == 0:
             return fmt
     return None

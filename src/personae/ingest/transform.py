@@ -191,6 +191,15 @@ def build_typed(
         level1 += [f"{text} AS {q('t_' + col.name)}", f"{parsed} AS {q('p_' + col.name)}"]
         prob = _problem(col, q("t_" + col.name), q("p_" + col.name), src, source_col)
         level2.append(f"{prob} AS {q('x_' + col.name)}")
+    for source_col in checked_attributes(src):
+        text = _na(q(source_col))
+        num = f"TRY_CAST({text} AS DOUBLE)"
+        low, high = src.ranges[source_col]
+        level2.append(
+            f"(CASE WHEN {text} IS NOT NULL AND {num} IS NULL THEN 'bad_number' "
+            f"WHEN {num} NOT BETWEEN {low} AND {high} THEN 'out_of_range' END) "
+            f"AS {q('xa_' + source_col)}"
+        )
     raw_cols = ", ".join(q(c) for c in staged.columns)
     fatal = [c for c in present if table.column(c).required or c in table.key
              or (table.column(c).kind == "id" and src.id_pattern)]
@@ -198,10 +207,14 @@ def build_typed(
         f"WHEN {q('x_' + c)} IS NOT NULL THEN {q('x_' + c)}" for c in fatal
     )
     reason_cols = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {lit(c)}" for c in fatal)
+    reject_dupes = src.duplicates == "reject" or (
+        src.duplicates == "auto" and table.key[0] in by_target
+    )
+    dup = "_dup > 1" if reject_dupes else "false"
     level3 = [
         "*",
-        f"(CASE WHEN _dup > 1 THEN 'duplicate' {reason_cases} END) AS _reason",
-        f"(CASE WHEN _dup > 1 THEN NULL {reason_cols} END) AS _reason_col",
+        f"(CASE WHEN {dup} THEN 'duplicate' {reason_cases} END) AS _reason",
+        f"(CASE WHEN {dup} THEN NULL {reason_cols} END) AS _reason_col",
     ]
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _typed AS
@@ -246,10 +259,21 @@ def _mark_key_conflicts(
     )
 
 
-def _raw_json(columns: list[str]) -> str:
+def checked_attributes(src: SourceConfig) -> list[str]:
+    """Unmapped source columns with a range check: they stay attributes but are validated."""
+    return [c for c in src.ranges if c not in src.columns]
+
+
+def _raw_json(columns: list[str], checked: list[str] | tuple[str, ...] = ()) -> str:
+    """A JSON object of raw values; values of `checked` columns that failed become null."""
     if not columns:
         return "NULL::JSON"
-    return "to_json(struct_pack(" + ", ".join(f"{q(c)} := {q(c)}" for c in columns) + "))"
+    parts = [
+        f"{q(c)} := CASE WHEN {q('xa_' + c)} IS NULL THEN {q(c)} END" if c in checked
+        else f"{q(c)} := {q(c)}"
+        for c in columns
+    ]
+    return "to_json(struct_pack(" + ", ".join(parts) + "))"
 
 
 def _message(col: str, reason: str, source_col: str | None) -> str:
@@ -289,6 +313,13 @@ def write_rejects(
                false
         FROM _typed WHERE _reason IS NOT NULL"""
     )
+    for c in checked_attributes(src):
+        con.execute(
+            f"""INSERT INTO {q('rejects_' + table.name)}
+            SELECT {lit(source_id)}, _row, {raw}, {q('xa_' + c)}, {lit(c)},
+                   {lit(c + ': ')} || {q(c)} || ' -> NULL (' || {q('xa_' + c)} || ')', true
+            FROM _typed WHERE _reason IS NULL AND {q('xa_' + c)} IS NOT NULL"""
+        )
     for c in present:
         shown = by_target.get(c, c)
         con.execute(
@@ -323,7 +354,7 @@ def insert_rows(
     unmapped = [c for c in staged.columns if c not in by_target and c not in src.wide_spend]
     values["source_id"] = lit(source_id)
     values["source_row"] = "_row"
-    values["attributes"] = _raw_json(unmapped)
+    values["attributes"] = _raw_json(unmapped, checked_attributes(src))
     names = [*table.names, *(c.name for c in LINEAGE)]
     select = ", ".join(f"{values[n]} AS {q(n)}" for n in names)
     if src.mode == "update":
@@ -388,7 +419,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: Table, names: list[str], sele
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = con.execute(f"SELECT count(*) FROM {q(table)}").fetchone()
+    row = con.execute(f"SELECT count(*) FROM {q(table)}").fetchall()[0]
     return int(row[0]) if row else 0
 
 
@@ -414,7 +445,7 @@ def order_flags(con: duckdb.DuckDBPyConnection, present: list[str],
         )
     exprs["returns and cancellations (is_return)"] = return_expr(p, src)
     select = ", ".join(f"count(*) FILTER (WHERE {e})" for e in exprs.values())
-    row = con.execute(f"SELECT {select} FROM _typed").fetchone()
+    row = con.execute(f"SELECT {select} FROM _typed").fetchall()[0]
     assert row is not None
     return {k: int(v) for k, v in zip(exprs, row, strict=True) if v}
 

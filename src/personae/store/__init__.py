@@ -109,7 +109,7 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
     def count(self, table: str) -> int:
-        row = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        row = self.con.execute(f'SELECT count(*) FROM "{table}"').fetchall()[0]
         return int(row[0]) if row else 0
 
     def table_names(self) -> list[str]:
