@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from personae.config import CONFIG_NAME, Config, add_sources, load_config
+from personae.config import CONFIG_NAME, Config, SourceConfig, add_sources, load_config
 from personae.errors import PersonaeError, StoreError
 from personae.ingest import IngestSummary, ingest
 from personae.ingest.propose import Proposal, propose
@@ -52,10 +52,20 @@ class Project:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         path = root / CONFIG_NAME
-        taken = set(load_config(path).sources) if path.exists() else set()
+        existing = load_config(path).sources if path.exists() else {}
+        taken = set(existing)
+        keys = {(s.table, _key_column(s)) for s in existing.values()}
         proposals = []
         for f in files:
             p = propose(str(f), root, taken)
+            key = (p.source.table, _key_column(p.source))
+            if key[1] and key in keys:
+                # A second file keyed like an earlier one adds to those rows (e.g. closed
+                # deals for leads) rather than repeating them.
+                p.source.mode = "update"
+                p.notes.append(f"{key[1]} also keys an earlier {p.source.table} source: "
+                               "mode = update fills in those rows")
+            keys.add(key)
             taken.add(p.name)
             proposals.append(p)
         add_sources(path, None, [(p.name, p.source, p.notes, p.unmapped) for p in proposals])
@@ -126,6 +136,11 @@ class Project:
             target = str(out).replace("'", "''")
             store.con.execute(f"COPY \"{table}\" TO '{target}' ({opts})")
             return store.count(table)
+
+
+def _key_column(src: SourceConfig) -> str | None:
+    key = TABLES[src.table].key[0]
+    return next((c for c, t in src.columns.items() if t == key), None)
 
 
 __all__ = ["Project", "PersonaeError"]

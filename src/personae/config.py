@@ -147,7 +147,7 @@ def load_config(path: Path) -> Config:
     """Read and validate a personae.toml; errors name the file and the setting."""
     if not path.exists():
         raise ConfigError(
-            f"{path} not found. Run `personae init FILE...` to write one, or pass --config."
+            f"{path} not found. Run `personae init FILE...` to write one, or pass --project FOLDER."
         )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -120,8 +120,7 @@ def _finish(
 
 
 def _read_csv_sql(path: Path, encoding: str, delim: str | None, header: bool | None) -> str:
-    opts = [lit(str(path)), "all_varchar = true", "null_padding = true",
-            f"encoding = {lit(encoding)}", "strict_mode = false"]
+    opts = [lit(str(path)), "all_varchar = true", f"encoding = {lit(encoding)}"]
     if delim:
         opts.append(f"delim = {lit(delim)}")
     if header is not None:
@@ -147,7 +146,7 @@ def _stage_csv(
                 continue
             raise SourceError(
                 f"Source '{name}': cannot read {path} as delimited text: "
-                f"{str(err).splitlines()[0]}. Set `delimiter`, `encoding` or `header` for "
+                f"{' '.join(str(err).splitlines()[:2])}. Set `delimiter`, `encoding` or `header` for "
                 "this source in personae.toml."
             ) from None
     else:  # pragma: no cover - loop always breaks or raises

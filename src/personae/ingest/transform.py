@@ -287,7 +287,8 @@ def _message(col: str, reason: str, source_col: str | None) -> str:
         "bad_bool": f"{shown}: not a yes/no value",
         "bad_category": f"{shown}: not a known {col} value",
         "out_of_range": f"{shown}: outside the valid range of {col}",
-        "duplicate_id": f"{shown}: this {col} was already loaded from an earlier row or source",
+        "duplicate_id": f"{shown}: this {col} was already loaded from an earlier row or "
+                        "source (set mode = \"update\" to fill in existing rows instead)",
     }
     return texts.get(reason, reason)
 
