@@ -163,8 +163,10 @@ def _ingest_one(store: Store, name: str, src: SourceConfig, base: Path,
         raise
     finally:
         con.execute(f"DROP TABLE IF EXISTS {STAGE}")
-        con.execute("DROP TABLE IF EXISTS _typed")
-        con.execute("DROP TABLE IF EXISTS _new")
+        con.execute("DROP VIEW IF EXISTS _typed")
+        con.execute("DROP VIEW IF EXISTS _cells")
+        for temp in ("_conflicts", "_new"):
+            con.execute(f"DROP TABLE IF EXISTS {temp}")
     log.info("source %s: %d read, %d loaded, %d rejected", name, summary.rows_read,
              summary.rows_loaded, summary.rows_rejected)
     return summary

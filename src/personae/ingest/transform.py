@@ -10,6 +10,7 @@ silently.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import duckdb
@@ -50,27 +51,30 @@ class LoadResult:
 
 
 def _na(raw: str) -> str:
-    tokens = ", ".join(lit(t) for t in NA_TOKENS)
-    return f"(CASE WHEN lower(trim({raw})) IN ({tokens}) THEN NULL ELSE trim({raw}) END)"
+    return f"(CASE WHEN {_in(f'trim({raw})', NA_TOKENS)} THEN NULL ELSE trim({raw}) END)"
 
 
 def _in(expr: str, tokens: tuple[str, ...]) -> str:
-    return f"lower({expr}) IN ({', '.join(lit(t) for t in tokens)})"
+    # A regular expression, not IN: DuckDB turns an IN list (and list_contains) into a join
+    # evaluated on every row, while a function inside CASE only runs on rows that reach it.
+    alternatives = "|".join(re.escape(t) for t in tokens)
+    return f"regexp_full_match(lower({expr}), {lit('(' + alternatives + ')')})"
 
 
 def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> tuple[str, str]:
-    """(text, parsed) expressions: the cleaned text (NULL when empty) and the typed value
-    (NULL when it does not parse)."""
-    if col.kind in ("id",):
-        text = f"NULLIF(regexp_replace(trim({raw}), '^(\\d+)\\.0$', '\\1'), '')"
-        return text, text
+    """(text, parsed) expressions: the trimmed text (NULL when empty) and the typed value
+    (NULL when it does not parse). Costly fallbacks (regular expressions, NA tokens) only run
+    on the few cells the plain cast cannot read."""
+    text = f"NULLIF(trim({raw}), '')"
+    if col.kind == "id":
+        # Spreadsheets and pandas write integer ids as 17850.0; the id is 17850.
+        return text, (f"(CASE WHEN suffix({text}, '.0') THEN "
+                      f"regexp_replace({text}, '^(\\d+)\\.0$', '\\1') ELSE {text} END)")
     if col.kind == "text":
-        text = f"NULLIF(trim({raw}), '')"
         return text, text
-    text = _na(raw)
     if col.kind in ("int", "float"):
-        num = f"TRY_CAST(regexp_replace({text}, '[£$€\\s]', '', 'g') AS DOUBLE)"
-        return text, num
+        return text, (f"coalesce(TRY_CAST({text} AS DOUBLE), "
+                      f"TRY_CAST(regexp_replace({text}, '[£$€\\s]', '', 'g') AS DOUBLE))")
     if col.kind == "bool":
         return text, (f"(CASE WHEN {_in(text, TRUE_TOKENS)} THEN true "
                       f"WHEN {_in(text, FALSE_TOKENS)} THEN false END)")
@@ -91,16 +95,21 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
 
 def _problem(col: Column, text: str, parsed: str, src: SourceConfig,
              source_col: str | None) -> str:
-    """SQL giving the problem code of one cell, or NULL."""
+    """SQL giving the problem code of one cell, or NULL. NA tokens (n/a, null, ...) in a
+    typed column are empty values, not problems."""
     cases: list[str] = []
+    is_na = _in(text, NA_TOKENS)
     if col.required:
         code = "missing_id" if col.kind == "id" else "missing_value"
-        cases.append(f"WHEN {text} IS NULL THEN {lit(code)}")
+        empty = f"{text} IS NULL" if col.kind in ("id", "text") else (
+            f"{text} IS NULL OR ({parsed} IS NULL AND {is_na})")
+        cases.append(f"WHEN {empty} THEN {lit(code)}")
     bad = {"id": None, "text": None, "int": "bad_number", "float": "bad_number",
            "bool": "bad_bool", "gender": "bad_category", "timestamp": "bad_date",
            "date": "bad_date"}[col.kind]
     if bad:
-        cases.append(f"WHEN {text} IS NOT NULL AND {parsed} IS NULL THEN {lit(bad)}")
+        cases.append(f"WHEN {text} IS NOT NULL AND {parsed} IS NULL AND NOT {is_na} "
+                     f"THEN {lit(bad)}")
     if col.kind == "int":
         cases.append(f"WHEN {parsed} <> trunc({parsed}) THEN 'bad_number'")
     if col.kind == "id" and src.id_pattern:
@@ -200,63 +209,96 @@ def build_typed(
             f"WHEN {num} NOT BETWEEN {low} AND {high} THEN 'out_of_range' END) "
             f"AS {q('xa_' + source_col)}"
         )
-    raw_cols = ", ".join(q(c) for c in staged.columns)
     fatal = [c for c in present if table.column(c).required or c in table.key
              or (table.column(c).kind == "id" and src.id_pattern)]
     reason_cases = " ".join(
         f"WHEN {q('x_' + c)} IS NOT NULL THEN {q('x_' + c)}" for c in fatal
     )
     reason_cols = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {lit(c)}" for c in fatal)
-    reject_dupes = src.duplicates == "reject" or (
-        src.duplicates == "auto" and table.key[0] in by_target
-    )
-    dup = "_dup > 1" if reject_dupes else "false"
     level3 = [
         "*",
-        f"(CASE WHEN {dup} THEN 'duplicate' {reason_cases} END) AS _reason",
-        f"(CASE WHEN {dup} THEN NULL {reason_cols} END) AS _reason_col",
+        f"(CASE {reason_cases or 'WHEN false THEN NULL'} END) AS _cell_reason",
+        f"(CASE {reason_cols or 'WHEN false THEN NULL'} END) AS _cell_col",
     ]
+    # Views, not tables: the parsing is cheap to repeat and a 10-million-row copy is not.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _typed AS
-        WITH l1 AS (SELECT {', '.join(level1)},
-                      row_number() OVER (PARTITION BY {raw_cols} ORDER BY {staged.row_expr})
-                      AS _dup
-                    FROM {STAGE}),
+        f"""CREATE OR REPLACE TEMP VIEW _cells AS
+        WITH l1 AS (SELECT {', '.join(level1)} FROM {STAGE}),
              l2 AS (SELECT {', '.join(level2)} FROM l1)
         SELECT {', '.join(level3)} FROM l2"""
     )
-    _mark_key_conflicts(con, table, present, source_id, src)
+    con.execute("CREATE OR REPLACE TEMP TABLE _conflicts (_row BIGINT, reason VARCHAR, "
+                "col VARCHAR)")
+    reject_dupes = src.duplicates == "reject" or (
+        src.duplicates == "auto" and table.key[0] in by_target
+    )
+    if reject_dupes:
+        _find_duplicates(con, staged)
+    _find_key_conflicts(con, table, present, src)
+    con.execute(
+        """CREATE OR REPLACE TEMP VIEW _typed AS
+        SELECT c.*,
+               CASE WHEN k.reason = 'duplicate' THEN 'duplicate'
+                    ELSE coalesce(c._cell_reason, k.reason) END AS _reason,
+               CASE WHEN k.reason = 'duplicate' THEN NULL
+                    WHEN c._cell_reason IS NOT NULL THEN c._cell_col ELSE k.col END
+                    AS _reason_col
+        FROM _cells c LEFT JOIN _conflicts k USING (_row)"""
+    )
     return present
 
 
-def _mark_key_conflicts(
-    con: duckdb.DuckDBPyConnection, table: Table, present: list[str], source_id: str,
-    src: SourceConfig,
+def _find_duplicates(con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
+    """Rows that repeat an earlier row exactly. Rows are grouped by a hash of all their
+    values first, so the exact comparison only runs on the few rows that share a hash."""
+    raw_cols = ", ".join(q(c) for c in staged.columns)
+    con.execute(
+        f"""INSERT INTO _conflicts
+        SELECT _row, 'duplicate', NULL FROM (
+            SELECT {staged.row_expr} AS _row,
+                   row_number() OVER (PARTITION BY {raw_cols} ORDER BY {staged.row_expr}) AS n
+            FROM {STAGE}
+            WHERE hash({raw_cols}) IN (SELECT h FROM (SELECT hash({raw_cols}) AS h
+                                                      FROM {STAGE})
+                                       GROUP BY h HAVING count(*) > 1))
+        WHERE n > 1"""
+    )
+
+
+def _find_key_conflicts(
+    con: duckdb.DuckDBPyConnection, table: Table, present: list[str], src: SourceConfig,
 ) -> None:
-    """Reject rows whose key an earlier row of this source, or another source, already has."""
+    """Rows whose key an earlier row of this source, or another source, already has."""
     key = [k for k in table.key if k in present]
     if len(key) != len(table.key) or src.mode == "update":
         if table.name == "orders" and "order_id" in present and "line_no" not in present:
             # Line numbers are generated, so only a whole order loaded before can clash.
             con.execute(
-                f"""UPDATE _typed SET _reason = 'duplicate_id', _reason_col = 'order_id'
-                FROM (SELECT DISTINCT order_id FROM orders) o
-                WHERE _typed._reason IS NULL AND _typed.p_order_id = o.order_id"""
+                f"""INSERT INTO _conflicts SELECT _row, 'duplicate_id', 'order_id'
+                FROM _cells c ANTI JOIN _conflicts k USING (_row)
+                WHERE c._cell_reason IS NULL
+                  AND p_order_id IN (SELECT DISTINCT order_id FROM orders)"""
             )
         return
     pkey = ", ".join(q("p_" + k) for k in key)
     con.execute(
-        f"""UPDATE _typed SET _reason = 'duplicate_id', _reason_col = {lit(key[0])}
-        FROM (SELECT _row AS r, row_number() OVER (PARTITION BY {pkey} ORDER BY _row) AS n
-              FROM _typed WHERE _reason IS NULL) d
-        WHERE _typed._row = d.r AND d.n > 1"""
+        f"""CREATE OR REPLACE TEMP TABLE _keys AS SELECT _row, {pkey}, hash({pkey}) AS _h
+        FROM _cells c ANTI JOIN _conflicts k USING (_row) WHERE c._cell_reason IS NULL"""
     )
-    on = " AND ".join(f"_typed.{q('p_' + k)} = e.{q(k)}" for k in key)
     con.execute(
-        f"""UPDATE _typed SET _reason = 'duplicate_id', _reason_col = {lit(key[0])}
-        FROM (SELECT {', '.join(q(k) for k in key)} FROM {q(table.name)}) e
-        WHERE _typed._reason IS NULL AND {on}"""
+        f"""INSERT INTO _conflicts SELECT _row, 'duplicate_id', {lit(key[0])} FROM (
+            SELECT _row, row_number() OVER (PARTITION BY {pkey} ORDER BY _row) AS n
+            FROM _keys WHERE _h IN (SELECT _h FROM _keys GROUP BY _h HAVING count(*) > 1))
+        WHERE n > 1"""
     )
+    if con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]:
+        on = " AND ".join(f"c.{q('p_' + k)} = e.{q(k)}" for k in key)
+        con.execute(
+            f"""INSERT INTO _conflicts SELECT c._row, 'duplicate_id', {lit(key[0])}
+            FROM _keys c SEMI JOIN {q(table.name)} e ON {on}
+            WHERE c._row NOT IN (SELECT _row FROM _conflicts)"""
+        )
+    con.execute("DROP TABLE _keys")
 
 
 def checked_attributes(src: SourceConfig) -> list[str]:
@@ -306,20 +348,24 @@ def write_rejects(
         for r in ("missing_id", "missing_value", "bad_id", "bad_date", "bad_number",
                   "duplicate_id", "out_of_range")
     )
+    # One scan of the typed rows keeps every row with any problem; the rest reads that.
+    cells = [q("x_" + c) for c in present] + [q("xa_" + c) for c in checked_attributes(src)]
+    any_problem = " OR ".join(["_reason IS NOT NULL", *(f"{c} IS NOT NULL" for c in cells)])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _bad AS SELECT * FROM _typed WHERE {any_problem}")
     con.execute(
         f"""INSERT INTO {q('rejects_' + table.name)}
         SELECT {lit(source_id)}, _row, {raw}, _reason, _reason_col,
                CASE WHEN _reason = 'duplicate' THEN
                    'exact copy of an earlier row of this source' {msg_cases} ELSE _reason END,
                false
-        FROM _typed WHERE _reason IS NOT NULL"""
+        FROM _bad WHERE _reason IS NOT NULL"""
     )
     for c in checked_attributes(src):
         con.execute(
             f"""INSERT INTO {q('rejects_' + table.name)}
             SELECT {lit(source_id)}, _row, {raw}, {q('xa_' + c)}, {lit(c)},
                    {lit(c + ': ')} || {q(c)} || ' -> NULL (' || {q('xa_' + c)} || ')', true
-            FROM _typed WHERE _reason IS NULL AND {q('xa_' + c)} IS NOT NULL"""
+            FROM _bad WHERE _reason IS NULL AND {q('xa_' + c)} IS NOT NULL"""
         )
     for c in present:
         shown = by_target.get(c, c)
@@ -328,8 +374,9 @@ def write_rejects(
             SELECT {lit(source_id)}, _row, {raw}, {q('x_' + c)}, {lit(c)},
                    {lit(shown + ': ')} || coalesce({q(shown) if c in by_target else 'NULL'},
                    '') || ' -> NULL (' || {q('x_' + c)} || ')', true
-            FROM _typed WHERE _reason IS NULL AND {q('x_' + c)} IS NOT NULL"""
+            FROM _bad WHERE _reason IS NULL AND {q('x_' + c)} IS NOT NULL"""
         )
+    con.execute("DROP TABLE _bad")
 
 
 def _value(c: str, present: list[str], table: Table, src: SourceConfig,
@@ -363,7 +410,7 @@ def insert_rows(
     before = _count(con, table.name)
     con.execute(
         f"INSERT INTO {q(table.name)} ({', '.join(q(n) for n in names)}) "
-        f"SELECT {select} FROM _typed WHERE _reason IS NULL ORDER BY _row"
+        f"SELECT {select} FROM _typed WHERE _reason IS NULL"
     )
     return _count(con, table.name) - before
 
@@ -382,7 +429,7 @@ def _order_columns(values: dict[str, str], present: list[str], src: SourceConfig
         values["is_return"] = return_expr(values, src)
     codes = tuple(c.upper() for c in (src.non_product_codes or NON_PRODUCT_CODES))
     values["is_non_product"] = (
-        f"coalesce(upper({values['product_id']}) IN ({', '.join(lit(c) for c in codes)}), false)"
+        f"coalesce({_in(values['product_id'], tuple(c.lower() for c in codes))}, false)"
     )
 
 
@@ -438,7 +485,7 @@ def order_flags(con: duckdb.DuckDBPyConnection, present: list[str],
         "negative price": f"{p['unit_price']} < 0",
         "non-positive price": f"{p['unit_price']} <= 0",
         "zero amount": f"{p['amount']} = 0",
-        "non-product codes": f"upper({p['product_id']}) IN ({', '.join(lit(c) for c in codes)})",
+        "non-product codes": _in(p["product_id"], tuple(c.lower() for c in codes)),
     }
     if src.cancel_pattern:
         exprs["cancelled orders (lines)"] = (

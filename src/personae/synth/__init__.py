@@ -210,6 +210,7 @@ def generate(
     t = _occasions(rng, t, S["occasion"][seg[owner]], acquired[owner], active_end[owner],
                    first_flag)
     t = _time_of_week(rng, t, S["weekend"][seg[owner]], S["evening"][seg[owner]])
+    t = np.where(t > end_s, t - 7 * 86400, t)  # a weekend move must not pass the end date
     order_seq = np.argsort(t, kind="stable")
     owner, t = owner[order_seq], t[order_seq]
     n_ord = len(owner)
