@@ -1,9 +1,9 @@
 """The documented Python API. The CLI is a thin layer over these calls.
 
-    >>> from personae import Project
-    >>> project = Project.init(["orders.csv"], root="shop")   # writes shop/personae.toml
-    >>> summary = project.ingest()
-    >>> project.status()["tables"]["orders"]
+>>> from personae import Project
+>>> project = Project.init(["orders.csv"], root="shop")   # writes shop/personae.toml
+>>> summary = project.ingest()
+>>> project.status()["tables"]["orders"]
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class Project:
         return cls(root, load_config(root / CONFIG_NAME))
 
     @classmethod
-    def init(cls, files: Sequence[str | Path], root: str | Path = ".") -> tuple[Project, list[Proposal]]:
+    def init(
+        cls, files: Sequence[str | Path], root: str | Path = "."
+    ) -> tuple[Project, list[Proposal]]:
         """Sniff `files` and write (or extend) `root/personae.toml` with a source for each.
 
         Database tables are given as `URL#table`, e.g. `sqlite:///shop.db#orders`."""
@@ -63,8 +65,10 @@ class Project:
                 # A second file keyed like an earlier one adds to those rows (e.g. closed
                 # deals for leads) rather than repeating them.
                 p.source.mode = "update"
-                p.notes.append(f"{key[1]} also keys an earlier {p.source.table} source: "
-                               "mode = update fills in those rows")
+                p.notes.append(
+                    f"{key[1]} also keys an earlier {p.source.table} source: "
+                    "mode = update fills in those rows"
+                )
             keys.add(key)
             taken.add(p.name)
             proposals.append(p)
@@ -81,7 +85,8 @@ class Project:
         )
 
     def ingest(
-        self, sources: list[str] | None = None,
+        self,
+        sources: list[str] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> IngestSummary:
         """Load the named sources (all by default) into the canonical tables."""
@@ -91,8 +96,14 @@ class Project:
     def status(self) -> dict[str, Any]:
         """What is in the store: sources, row counts, rejects and recent runs."""
         if not self.store_path.exists():
-            return {"store": str(self.store_path), "exists": False, "tables": {}, "sources": [],
-                    "runs": [], "rejects": {}}
+            return {
+                "store": str(self.store_path),
+                "exists": False,
+                "tables": {},
+                "sources": [],
+                "runs": [],
+                "rejects": {},
+            }
         with self.store(read_only=True) as store:
             names = set(store.table_names())
             tables = {t: store.count(t) for t in TABLES if t in names}
@@ -101,7 +112,8 @@ class Project:
                     f'SELECT reason, kept, count(*) AS n FROM "rejects_{t}" GROUP BY ALL '
                     "ORDER BY n DESC"
                 )
-                for t in TABLES if f"rejects_{t}" in names and store.count(f"rejects_{t}")
+                for t in TABLES
+                if f"rejects_{t}" in names and store.count(f"rejects_{t}")
             }
             sources = store.query(
                 "SELECT source_id, name, table_name, location, rows_read, rows_loaded, "
@@ -112,15 +124,25 @@ class Project:
                 "ORDER BY started_at DESC LIMIT 10"
             )
             attributes = {
-                t: [r["k"] for r in store.query(
-                    f'SELECT DISTINCT unnest(json_keys(attributes)) AS k FROM "{t}" '
-                    "WHERE attributes IS NOT NULL ORDER BY k"
-                )]
-                for t, n in tables.items() if n
+                t: [
+                    r["k"]
+                    for r in store.query(
+                        f'SELECT DISTINCT unnest(json_keys(attributes)) AS k FROM "{t}" '
+                        "WHERE attributes IS NOT NULL ORDER BY k"
+                    )
+                ]
+                for t, n in tables.items()
+                if n
             }
-        return {"store": str(self.store_path), "exists": True, "tables": tables,
-                "sources": sources, "rejects": rejects, "runs": runs,
-                "attributes": {t: a for t, a in attributes.items() if a}}
+        return {
+            "store": str(self.store_path),
+            "exists": True,
+            "tables": tables,
+            "sources": sources,
+            "rejects": rejects,
+            "runs": runs,
+            "attributes": {t: a for t, a in attributes.items() if a},
+        }
 
     def export(self, table: str, out: str | Path, fmt: ExportFormat = "csv") -> int:
         """Write a table of the store to a CSV or Parquet file; returns the row count."""

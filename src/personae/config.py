@@ -26,13 +26,15 @@ class _Section(BaseModel):
 class StoreConfig(_Section):
     """Where the store lives and which engine computes on it."""
 
-    path: str = Field(".personae/personae.duckdb", description="The DuckDB file of the store, "
-                      "relative to the folder of personae.toml.")
-    engine: Literal["duckdb", "spark"] = Field("duckdb", description="Engine for table work: "
-                                               "duckdb (embedded, default) or spark.")
+    path: str = Field(
+        ".personae/personae.duckdb",
+        description="The DuckDB file of the store, relative to the folder of personae.toml.",
+    )
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="Engine for table work: duckdb (embedded, default) or spark."
+    )
     spark_master: str = Field("local[*]", description="Spark master URL when engine = spark.")
-    memory_limit: str = Field("4GB", description="DuckDB memory limit; larger work spills "
-                              "to disk.")
+    memory_limit: str = Field("4GB", description="DuckDB memory limit; larger work spills to disk.")
     threads: int | None = Field(None, description="DuckDB threads; empty means all cores.")
 
 
@@ -47,56 +49,95 @@ class SourceConfig(_Section):
     """One source: a file or a database table/query, the canonical table it feeds, its mapping."""
 
     table: TableName = Field(description="Canonical table the source feeds.")
-    path: str | None = Field(None, description="File to read (CSV/TSV/whitespace text, gzip, "
-                             "Parquet, JSON lines, Excel .xlsx), relative to personae.toml.")
-    url: str | None = Field(None, description="Database URL instead of a file: "
-                            "duckdb:///file.duckdb, sqlite:///file.db or postgresql://...")
+    path: str | None = Field(
+        None,
+        description="File to read (CSV/TSV/whitespace text, gzip, "
+        "Parquet, JSON lines, Excel .xlsx), relative to personae.toml.",
+    )
+    url: str | None = Field(
+        None,
+        description="Database URL instead of a file: "
+        "duckdb:///file.duckdb, sqlite:///file.db or postgresql://...",
+    )
     query: str | None = Field(None, description="SQL query to run against `url`.")
-    source_table: str | None = Field(None, description="Table to read from `url` (instead of "
-                                     "query).")
-    format: FileFormat = Field("auto", description="File format; auto sniffs it from the "
-                               "content and name.")
-    encoding: str = Field("auto", description="Text encoding: auto (UTF-8, else Latin-1), "
-                          "utf-8, latin-1 or utf-16.")
-    delimiter: str | None = Field(None, description="Field separator of a text file; empty "
-                                  "means sniffed.")
-    header: bool | None = Field(None, description="Whether the first line names the columns; "
-                                "empty means sniffed.")
+    source_table: str | None = Field(
+        None, description="Table to read from `url` (instead of query)."
+    )
+    format: FileFormat = Field(
+        "auto", description="File format; auto sniffs it from the content and name."
+    )
+    encoding: str = Field(
+        "auto", description="Text encoding: auto (UTF-8, else Latin-1), utf-8, latin-1 or utf-16."
+    )
+    delimiter: str | None = Field(
+        None, description="Field separator of a text file; empty means sniffed."
+    )
+    header: bool | None = Field(
+        None, description="Whether the first line names the columns; empty means sniffed."
+    )
     sheet: str | None = Field(None, description="Excel sheet name; empty means the first.")
-    columns: dict[str, str] = Field(default_factory=dict, description="Source column -> "
-                                    "canonical column. Unmapped source columns go to "
-                                    "`attributes`.")
-    date_formats: dict[str, str] = Field(default_factory=dict, description="Source column -> "
-                                         "strptime format, e.g. '%m/%d/%Y %H:%M'.")
-    ranges: dict[str, list[float]] = Field(default_factory=dict, description="Source column -> "
-                                           "[low, high]; values outside are nulled and "
-                                           "reported as out_of_range.")
-    scale: dict[str, float] = Field(default_factory=dict, description="Source column -> factor "
-                                    "its numbers are multiplied by, e.g. 1000 for k$.")
-    id_pattern: str | None = Field(None, description="Regular expression every id of the "
-                                   "source must match; others are rejected as bad_id.")
-    constants: dict[str, str] = Field(default_factory=dict, description="Canonical column -> "
-                                      "value written on every row, e.g. channel = 'social'.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Source column -> "
+        "canonical column. Unmapped source columns go to "
+        "`attributes`.",
+    )
+    date_formats: dict[str, str] = Field(
+        default_factory=dict, description="Source column -> strptime format, e.g. '%m/%d/%Y %H:%M'."
+    )
+    ranges: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="Source column -> "
+        "[low, high]; values outside are nulled and "
+        "reported as out_of_range.",
+    )
+    scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="Source column -> factor its numbers are multiplied by, e.g. 1000 for k$.",
+    )
+    id_pattern: str | None = Field(
+        None,
+        description="Regular expression every id of the "
+        "source must match; others are rejected as bad_id.",
+    )
+    constants: dict[str, str] = Field(
+        default_factory=dict,
+        description="Canonical column -> value written on every row, e.g. channel = 'social'.",
+    )
     currency: str | None = Field(None, description="Currency of the amounts (orders), e.g. GBP.")
-    non_product_codes: list[str] | None = Field(None, description="Product codes that are "
-                                                "postage, fees or adjustments (orders); "
-                                                "compared case-insensitively. Empty means the "
-                                                "built-in list.")
-    cancel_pattern: str | None = Field(None, description="Regular expression on order_id that "
-                                       "marks a cancelled order (orders), e.g. '^C'.")
-    wide_spend: dict[str, str] = Field(default_factory=dict, description="Per-customer spend "
-                                       "column -> category; each becomes an order line "
-                                       "(customers sources).")
-    spend_date: str | None = Field(None, description="Date the wide_spend totals are "
-                                   "recorded at (YYYY-MM-DD).")
+    non_product_codes: list[str] | None = Field(
+        None,
+        description="Product codes that are "
+        "postage, fees or adjustments (orders); "
+        "compared case-insensitively. Empty means the "
+        "built-in list.",
+    )
+    cancel_pattern: str | None = Field(
+        None,
+        description="Regular expression on order_id that "
+        "marks a cancelled order (orders), e.g. '^C'.",
+    )
+    wide_spend: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-customer spend "
+        "column -> category; each becomes an order line "
+        "(customers sources).",
+    )
+    spend_date: str | None = Field(
+        None, description="Date the wide_spend totals are recorded at (YYYY-MM-DD)."
+    )
     duplicates: Literal["auto", "reject", "keep"] = Field(
-        "auto", description="Exact copies of an earlier row: reject, keep, or auto (reject "
+        "auto",
+        description="Exact copies of an earlier row: reject, keep, or auto (reject "
         "when the source has an id for the table's key, keep when it has none, since identical "
-        "lines without an id can be separate purchases).")
-    mode: Literal["append", "update"] = Field("append", description="append adds rows; update "
-                                              "fills in columns of rows whose key exists.")
-    events: list[DerivedEvent] = Field(default_factory=list, description="Events to derive "
-                                       "from date columns of this source.")
+        "lines without an id can be separate purchases).",
+    )
+    mode: Literal["append", "update"] = Field(
+        "append", description="append adds rows; update fills in columns of rows whose key exists."
+    )
+    events: list[DerivedEvent] = Field(
+        default_factory=list, description="Events to derive from date columns of this source."
+    )
 
     @model_validator(mode="after")
     def _one_origin(self) -> SourceConfig:
@@ -131,8 +172,10 @@ def _explain(err: ValidationError, path: Path) -> str:
             lines.append(f"  {loc}: unknown setting.{hint}")
         else:
             lines.append(f"  {loc}: {e['msg']}")
-    return f"{path}: invalid configuration:\n" + "\n".join(lines) + (
-        "\nFix the setting and run again; `docs/configuration.md` lists every setting."
+    return (
+        f"{path}: invalid configuration:\n"
+        + "\n".join(lines)
+        + ("\nFix the setting and run again; `docs/configuration.md` lists every setting.")
     )
 
 
@@ -174,26 +217,31 @@ def source_toml(name: str, src: SourceConfig, notes: list[str], unmapped: list[s
         if isinstance(value, dict):
             continue
         table.add(key, value)
-    table.add(tomlkit.comment(
-        "constants = { channel = \"web\" }   # values written on every row, if useful"
-    ))
+    table.add(
+        tomlkit.comment(
+            'constants = { channel = "web" }   # values written on every row, if useful'
+        )
+    )
     for key in ("columns", "date_formats", "ranges", "scale", "wide_spend", "constants"):
         if data.get(key):
             sub = tomlkit.table()
             if key == "columns":
                 sub.add(tomlkit.comment("source column = canonical column"))
                 if unmapped:
-                    sub.add(tomlkit.comment(
-                        "kept as attributes (unmapped): " + ", ".join(unmapped)
-                    ))
+                    sub.add(
+                        tomlkit.comment("kept as attributes (unmapped): " + ", ".join(unmapped))
+                    )
             for k, v in data[key].items():
                 sub.add(k, v)
             table.add(key, sub)
     return table
 
 
-def add_sources(path: Path, store: StoreConfig | None,
-                sources: list[tuple[str, SourceConfig, list[str], list[str]]]) -> None:
+def add_sources(
+    path: Path,
+    store: StoreConfig | None,
+    sources: list[tuple[str, SourceConfig, list[str], list[str]]],
+) -> None:
     """Write personae.toml, or add sources to an existing one keeping its edits."""
     import tomlkit
 
@@ -210,7 +258,7 @@ def add_sources(path: Path, store: StoreConfig | None,
     if "sources" not in doc:
         doc.add("sources", tomlkit.table(is_super_table=True))
     for name, src, notes, unmapped in sources:
-        doc["sources"][name] = source_toml(name, src, notes, unmapped)  # type: ignore[index]
+        doc["sources"][name] = source_toml(name, src, notes, unmapped)
     text = tomlkit.dumps(doc)
     parse_config(tomllib.loads(text), path)  # never write a config we cannot read back
     path.write_text(text, encoding="utf-8")

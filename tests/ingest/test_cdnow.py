@@ -26,8 +26,12 @@ def test_master_with_header(data_dir: Path, tmp_path: Path) -> None:
 def test_sample_without_header(data_dir: Path, tmp_path: Path) -> None:
     project, (p,) = Project.init([data_dir / "cdnow/CDNOW_sample.txt"], tmp_path)
     assert p.source.header is False
-    assert p.source.columns == {"column1": "customer_id", "column3": "ordered_at",
-                                "column4": "quantity", "column5": "amount"}
+    assert p.source.columns == {
+        "column1": "customer_id",
+        "column3": "ordered_at",
+        "column4": "quantity",
+        "column5": "amount",
+    }
     (s,) = project.ingest().sources
     assert (s.rows_read, s.rows_loaded) == (6919, 6919)
     with project.store(read_only=True) as store:

@@ -12,8 +12,12 @@ from ..conftest import write_toml
 def test_airline_tweets(data_dir: Path, tmp_path: Path) -> None:
     project, (p,) = Project.init([data_dir / "airline_tweets/Tweets.csv"], tmp_path)
     assert p.source.table == "feedback"
-    assert p.source.columns == {"tweet_id": "feedback_id", "negativereason": "label",
-                                "text": "text", "tweet_created": "created_at"}
+    assert p.source.columns == {
+        "tweet_id": "feedback_id",
+        "negativereason": "label",
+        "text": "text",
+        "tweet_created": "created_at",
+    }
     (s,) = project.ingest().sources
     # README: 14,640 rows, 14,485 distinct ids; 36 exact copies and 119 conflicting repeats
     assert (s.rows_read, s.rows_loaded) == (14640, 14485)
@@ -37,14 +41,18 @@ def test_airline_tweets(data_dir: Path, tmp_path: Path) -> None:
 
 def test_olist_reviews_link_through_orders(data_dir: Path, tmp_path: Path) -> None:
     d = data_dir / "olist_reviews"
-    project, props = Project.init([d / "olist_customers_dataset.csv",
-                                   d / "olist_orders_dataset.csv",
-                                   d / "olist_order_reviews_dataset.csv"], tmp_path)
+    project, props = Project.init(
+        [
+            d / "olist_customers_dataset.csv",
+            d / "olist_orders_dataset.csv",
+            d / "olist_order_reviews_dataset.csv",
+        ],
+        tmp_path,
+    )
     assert [p.source.table for p in props] == ["customers", "orders", "feedback"]
     summary = project.ingest()
     counts = {s.table: (s.rows_read, s.rows_loaded) for s in summary.sources}
-    assert counts == {"customers": (4000, 4000), "orders": (4000, 4000),
-                      "feedback": (3986, 1656)}
+    assert counts == {"customers": (4000, 4000), "orders": (4000, 4000), "feedback": (3986, 1656)}
     # a review without text is not feedback text: rejected with its reason, nothing lost
     assert summary.sources[2].rejected == {"missing_value": 2330}
     links = {(lk.table, lk.column): (lk.keys, lk.unmatched) for lk in summary.links}
@@ -65,38 +73,50 @@ def test_olist_unique_ids_report_unmatched_keys(data_dir: Path, tmp_path: Path) 
     """Keying customers by customer_unique_id makes the orders' per-order ids match nothing;
     the summary must say so clearly instead of silently losing the link."""
     d = data_dir / "olist_reviews"
-    write_toml(tmp_path, f"""
+    write_toml(
+        tmp_path,
+        f"""
 [sources.customers]
 table = "customers"
-path = "{d / 'olist_customers_dataset.csv'}"
+path = "{d / "olist_customers_dataset.csv"}"
 columns = {{ customer_unique_id = "customer_id", customer_city = "city" }}
 [sources.orders]
 table = "orders"
-path = "{d / 'olist_orders_dataset.csv'}"
-columns = {{ order_id = "order_id", customer_id = "customer_id", order_purchase_timestamp = "ordered_at" }}
-""")
+path = "{d / "olist_orders_dataset.csv"}"
+[sources.orders.columns]
+order_id = "order_id"
+customer_id = "customer_id"
+order_purchase_timestamp = "ordered_at"
+""",
+    )
     summary = Project.open(tmp_path).ingest()
     assert summary.tables["customers"] == 3998  # 2 repeat buyers share a unique id
     assert summary.sources[0].rejected == {"duplicate_id": 2}
     (link,) = [lk for lk in summary.links if lk.table == "orders"]
     assert (link.column, link.target, link.keys, link.unmatched) == (
-        "customer_id", "customers", 4000, 4000)
+        "customer_id",
+        "customers",
+        4000,
+        4000,
+    )
     assert len(link.examples) == 5
 
 
 def test_b2b_funnel_leads_then_deals(data_dir: Path, tmp_path: Path) -> None:
     d = data_dir / "olist_b2b_funnel"
-    write_toml(tmp_path, f"""
+    write_toml(
+        tmp_path,
+        f"""
 [sources.leads]
 table = "accounts"
-path = "{d / 'olist_marketing_qualified_leads_dataset.csv'}"
+path = "{d / "olist_marketing_qualified_leads_dataset.csv"}"
 columns = {{ mql_id = "account_id", first_contact_date = "created_at", origin = "origin" }}
 constants = {{ stage = "lead" }}
 events = [{{ event_type = "lead_created", at = "first_contact_date" }}]
 
 [sources.deals]
 table = "accounts"
-path = "{d / 'olist_closed_deals_dataset.csv'}"
+path = "{d / "olist_closed_deals_dataset.csv"}"
 mode = "update"
 constants = {{ stage = "won" }}
 events = [{{ event_type = "deal_won", at = "won_date" }}]
@@ -105,18 +125,19 @@ mql_id = "account_id"
 won_date = "stage_at"
 business_segment = "industry"
 sr_id = "owner"
-""")
+""",
+    )
     project = Project.open(tmp_path)
     summary = project.ingest()
     leads, deals = summary.sources
-    assert (leads.rows_read, leads.rows_loaded, leads.derived) == (8000, 8000,
-                                                                  {"events": 8000})
+    assert (leads.rows_read, leads.rows_loaded, leads.derived) == (8000, 8000, {"events": 8000})
     assert (deals.rows_read, deals.rows_loaded, deals.derived) == (842, 842, {"events": 842})
     assert summary.tables["accounts"] == 8000
     assert summary.tables["events"] == 8842
     with project.store(read_only=True) as store:
-        stages = dict(store.con.execute(
-            "SELECT stage, count(*) FROM accounts GROUP BY 1").fetchall())
+        stages = dict(
+            store.con.execute("SELECT stage, count(*) FROM accounts GROUP BY 1").fetchall()
+        )
         row = store.con.execute(
             "SELECT count(*) FILTER (WHERE origin IS NULL), "
             "count(*) FILTER (WHERE industry = 'jewerly'), "
@@ -129,6 +150,8 @@ sr_id = "owner"
 
 def test_init_proposes_update_for_a_second_keyed_file(data_dir: Path, tmp_path: Path) -> None:
     d = data_dir / "olist_b2b_funnel"
-    _, (leads, deals) = Project.init([d / "olist_marketing_qualified_leads_dataset.csv",
-                                      d / "olist_closed_deals_dataset.csv"], tmp_path)
+    _, (leads, deals) = Project.init(
+        [d / "olist_marketing_qualified_leads_dataset.csv", d / "olist_closed_deals_dataset.csv"],
+        tmp_path,
+    )
     assert (leads.source.mode, deals.source.mode) == ("append", "update")

@@ -9,8 +9,12 @@ from personae import Project
 
 def test_clean_file(data_dir: Path, tmp_path: Path) -> None:
     project, (p,) = Project.init([data_dir / "mall_customers/Mall_Customers.csv"], tmp_path)
-    assert p.source.columns == {"CustomerID": "customer_id", "Genre": "gender", "Age": "age",
-                                "Annual Income (k$)": "income"}
+    assert p.source.columns == {
+        "CustomerID": "customer_id",
+        "Genre": "gender",
+        "Age": "age",
+        "Annual Income (k$)": "income",
+    }
     summary = project.ingest()
     assert (summary.sources[0].rows_read, summary.sources[0].rows_loaded) == (200, 200)
     assert summary.sources[0].rejected == {}
@@ -25,8 +29,7 @@ def test_clean_file(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_dirty_file_defects(data_dir: Path, tmp_path: Path) -> None:
-    project, (p,) = Project.init([data_dir / "mall_customers/Mall_Customers_dirty.csv"],
-                                 tmp_path)
+    project, (p,) = Project.init([data_dir / "mall_customers/Mall_Customers_dirty.csv"], tmp_path)
     assert p.source.id_pattern == r"^\d+$"
     assert p.source.ranges == {"Spending Score (1-100)": [1.0, 100.0]}
     assert p.source.scale == {"Annual Income (k$)": 1000.0}
@@ -38,8 +41,7 @@ def test_dirty_file_defects(data_dir: Path, tmp_path: Path) -> None:
     assert s.values_nulled == {"bad_number": 1, "out_of_range": 1}
     with project.store(read_only=True) as store:
         rejects = store.con.execute(
-            "SELECT source_row, reason, \"column\", kept FROM rejects_customers "
-            "ORDER BY source_row"
+            'SELECT source_row, reason, "column", kept FROM rejects_customers ORDER BY source_row'
         ).fetchall()
         assert rejects == [
             (59, "duplicate", None, False),
@@ -50,8 +52,7 @@ def test_dirty_file_defects(data_dir: Path, tmp_path: Path) -> None:
             (122, "duplicate", None, False),
         ]
         genders = store.con.execute(
-            "SELECT source_row, gender FROM customers WHERE source_row IN (23, 87, 128) "
-            "ORDER BY 1"
+            "SELECT source_row, gender FROM customers WHERE source_row IN (23, 87, 128) ORDER BY 1"
         ).fetchall()
         assert genders == [(23, "male"), (87, "female"), (128, "female")]
         nulls = store.con.execute(

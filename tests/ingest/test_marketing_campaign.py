@@ -20,9 +20,14 @@ def test_each_encoding(data_dir: Path, tmp_path: Path, name: str) -> None:
     project, (p,) = Project.init([data_dir / "marketing_campaign" / name], tmp_path)
     assert p.source.table == "customers"
     assert p.source.date_formats == {"Dt_Customer": FILES[name]}
-    assert p.source.wide_spend == {"MntWines": "Wines", "MntFruits": "Fruits",
-                                   "MntMeatProducts": "Meat", "MntFishProducts": "Fish",
-                                   "MntSweetProducts": "Sweet", "MntGoldProds": "Gold"}
+    assert p.source.wide_spend == {
+        "MntWines": "Wines",
+        "MntFruits": "Fruits",
+        "MntMeatProducts": "Meat",
+        "MntFishProducts": "Fish",
+        "MntSweetProducts": "Sweet",
+        "MntGoldProds": "Gold",
+    }
     (s,) = project.ingest().sources
     assert (s.rows_read, s.rows_loaded, s.rejected) == (2240, 2240, {})
     # three birth years before 1910 are implausible: nulled, reported, row kept
@@ -56,9 +61,11 @@ def test_all_three_agree(data_dir: Path, tmp_path: Path) -> None:
         project, _ = Project.init([data_dir / "marketing_campaign" / name], tmp_path / str(i))
         project.ingest()
         with project.store(read_only=True) as store:
-            seen.append(store.con.execute(
-                "SELECT list((customer_id, birth_year, income, created_at, children) "
-                "ORDER BY customer_id), (SELECT list((order_id, category, amount) "
-                "ORDER BY order_id, category) FROM orders) FROM customers"
-            ).fetchall()[0])
+            seen.append(
+                store.con.execute(
+                    "SELECT list((customer_id, birth_year, income, created_at, children) "
+                    "ORDER BY customer_id), (SELECT list((order_id, category, amount) "
+                    "ORDER BY order_id, category) FROM orders) FROM customers"
+                ).fetchall()[0]
+            )
     assert seen[0] == seen[1] == seen[2]

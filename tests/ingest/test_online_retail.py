@@ -55,15 +55,18 @@ def _check(project: Project) -> None:
 
 
 def test_csv_via_init_reproduces_readme_counts(data_dir: Path, tmp_path: Path) -> None:
-    project, (proposal,) = Project.init([data_dir / "online_retail/online_retail.csv.gz"],
-                                        tmp_path)
+    project, (proposal,) = Project.init([data_dir / "online_retail/online_retail.csv.gz"], tmp_path)
     assert proposal.source.table == "orders"
     assert proposal.source.encoding == "latin-1"
     assert proposal.source.date_formats == {"InvoiceDate": "%m/%d/%Y %H:%M"}
     assert proposal.source.cancel_pattern == "^C"
     assert proposal.source.columns == {
-        "InvoiceNo": "order_id", "StockCode": "product_id", "Description": "product_name",
-        "Quantity": "quantity", "InvoiceDate": "ordered_at", "UnitPrice": "unit_price",
+        "InvoiceNo": "order_id",
+        "StockCode": "product_id",
+        "Description": "product_name",
+        "Quantity": "quantity",
+        "InvoiceDate": "ordered_at",
+        "UnitPrice": "unit_price",
         "CustomerID": "customer_id",
     }
     _check(project)
@@ -71,10 +74,12 @@ def test_csv_via_init_reproduces_readme_counts(data_dir: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_xlsx_gives_the_same_counts(data_dir: Path, tmp_path: Path) -> None:
-    write_toml(tmp_path, f"""
+    write_toml(
+        tmp_path,
+        f"""
 [sources.retail]
 table = "orders"
-path = "{data_dir / 'online_retail/Online_Retail.xlsx'}"
+path = "{data_dir / "online_retail/Online_Retail.xlsx"}"
 cancel_pattern = "^C"
 [sources.retail.columns]
 InvoiceNo = "order_id"
@@ -84,5 +89,6 @@ Quantity = "quantity"
 InvoiceDate = "ordered_at"
 UnitPrice = "unit_price"
 CustomerID = "customer_id"
-""")
+""",
+    )
     _check(Project.open(tmp_path))

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -33,8 +34,7 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-ProjectOpt = Annotated[Path, typer.Option("--project", "-p",
-                                          help="Folder holding personae.toml.")]
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding personae.toml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
 
@@ -55,14 +55,21 @@ def print_json(obj: Any) -> None:
 
 
 def fail(err: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
 def progress_bar(quiet: bool) -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    console=err_console, disable=quiet, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=True,
+    )
 
 
 def step_callback(bar: Progress, label: str) -> Callable[[str, int, int], None]:
@@ -79,8 +86,10 @@ def main_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
     """personae turns customer files into traits, segments and personas."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def main() -> None:
@@ -92,8 +101,12 @@ def main() -> None:
 def table_of(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c, justify="right" if c in ("rows", "read", "loaded", "rejected", "n",
-                                                 "nulled", "unmatched", "keys") else "left")
+        t.add_column(
+            c,
+            justify="right"
+            if c in ("rows", "read", "loaded", "rejected", "n", "nulled", "unmatched", "keys")
+            else "left",
+        )
     for r in rows:
         t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in r])
     return t

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from personae.api import Project
 from personae.cli import (
@@ -29,10 +30,14 @@ from personae.store.schemas import TABLES
 
 @app.command()
 def init(
-    files: Annotated[list[str], typer.Argument(
-        help="Files (CSV/TSV/whitespace text, .gz, Parquet, JSON lines, .xlsx) or database "
-             "tables as URL#table (duckdb:///f.duckdb#t, sqlite:///f.db#t, "
-             "postgresql://user@host/db#t).")],
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files (CSV/TSV/whitespace text, .gz, Parquet, JSON lines, .xlsx) or database "
+            "tables as URL#table (duckdb:///f.duckdb#t, sqlite:///f.db#t, "
+            "postgresql://user@host/db#t)."
+        ),
+    ],
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -46,25 +51,54 @@ def init(
     except PersonaeError as err:
         fail(err)
     if as_json:
-        print_json([{"name": p.name, "table": p.source.table, "columns": p.source.columns,
-                     "attributes": p.unmapped, "date_formats": p.source.date_formats,
-                     "notes": p.notes, "rows": p.staged.rows} for p in proposals])
+        print_json(
+            [
+                {
+                    "name": p.name,
+                    "table": p.source.table,
+                    "columns": p.source.columns,
+                    "attributes": p.unmapped,
+                    "date_formats": p.source.date_formats,
+                    "notes": p.notes,
+                    "rows": p.staged.rows,
+                }
+                for p in proposals
+            ]
+        )
         return
     for p in proposals:
         rows = [[src, dst] for src, dst in p.source.columns.items()]
         rows += [[c, "(attributes)"] for c in p.unmapped]
-        console.print(table_of(f"{p.name} -> {p.source.table} ({p.staged.rows:,} rows, "
-                               f"{p.staged.kind})", ["source column", "canonical"], rows))
+        console.print(
+            table_of(
+                f"{p.name} -> {p.source.table} ({p.staged.rows:,} rows, {p.staged.kind})",
+                ["source column", "canonical"],
+                rows,
+            )
+        )
         for note in p.notes:
-            console.print(f"  note: {note}")
+            console.print(f"  note: {escape(note)}")
     console.print(f"Wrote {proj.config_path}. Check the mappings, then run `personae ingest`.")
 
 
 def print_ingest(summary: IngestSummary) -> None:
-    rows = [[s.name, s.table, s.status, s.rows_read, s.rows_loaded, s.rows_rejected,
-             sum(s.values_nulled.values())] for s in summary.sources]
-    console.print(table_of("Sources", ["source", "table", "status", "read", "loaded",
-                                       "rejected", "nulled"], rows))
+    rows = [
+        [
+            s.name,
+            s.table,
+            s.status,
+            s.rows_read,
+            s.rows_loaded,
+            s.rows_rejected,
+            sum(s.values_nulled.values()),
+        ]
+        for s in summary.sources
+    ]
+    console.print(
+        table_of(
+            "Sources", ["source", "table", "status", "read", "loaded", "rejected", "nulled"], rows
+        )
+    )
     for s in summary.sources:
         detail = [[f"rejected: {k}", v] for k, v in s.rejected.items()]
         detail += [[f"value nulled: {k}", v] for k, v in s.values_nulled.items()]
@@ -73,23 +107,39 @@ def print_ingest(summary: IngestSummary) -> None:
         if detail:
             console.print(table_of(f"{s.name}", ["what", "rows"], detail))
         if s.attributes:
-            console.print(f"  {s.name}: kept as attributes: {', '.join(s.attributes)}")
-    console.print(table_of("Tables", ["table", "rows"],
-                           [[t, n] for t, n in summary.tables.items()]))
+            console.print(f"  {s.name}: kept as attributes: {escape(', '.join(s.attributes))}")
+    console.print(
+        table_of("Tables", ["table", "rows"], [[t, n] for t, n in summary.tables.items()])
+    )
     bad = [lk for lk in summary.links if lk.unmatched]
     if bad:
-        console.print(table_of(
-            "Unmatched keys", ["table.column", "points to", "keys", "unmatched", "examples"],
-            [[f"{lk.table}.{lk.column}", lk.target, lk.keys, lk.unmatched,
-              ", ".join(lk.examples)] for lk in bad]))
-    console.print("Rejected rows and nulled values are in the rejects_<table> tables: "
-                  "`personae export rejects_orders --out rejects.csv`.")
+        console.print(
+            table_of(
+                "Unmatched keys",
+                ["table.column", "points to", "keys", "unmatched", "examples"],
+                [
+                    [
+                        f"{lk.table}.{lk.column}",
+                        lk.target,
+                        lk.keys,
+                        lk.unmatched,
+                        ", ".join(lk.examples),
+                    ]
+                    for lk in bad
+                ],
+            )
+        )
+    console.print(
+        "Rejected rows and nulled values are in the rejects_<table> tables: "
+        "`personae export rejects_orders --out rejects.csv`."
+    )
 
 
 @app.command()
 def ingest(
-    sources: Annotated[list[str] | None, typer.Argument(
-        help="Source names from personae.toml; all when omitted.")] = None,
+    sources: Annotated[
+        list[str] | None, typer.Argument(help="Source names from personae.toml; all when omitted.")
+    ] = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -115,12 +165,11 @@ def ingest(
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the data set to.")],
     customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")]
-    = 42,
-    start: Annotated[str, typer.Option(help="First date of the history (YYYY-MM-DD).")]
-    = "2022-01-01",
-    end: Annotated[str, typer.Option(help="Last date of the history (YYYY-MM-DD).")]
-    = "2024-12-31",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
+    start: Annotated[
+        str, typer.Option(help="First date of the history (YYYY-MM-DD).")
+    ] = "2022-01-01",
+    end: Annotated[str, typer.Option(help="Last date of the history (YYYY-MM-DD).")] = "2024-12-31",
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     as_json: JsonOpt = False,
 ) -> None:
@@ -140,16 +189,27 @@ def synth(
     try:
         with progress_bar(as_json) as bar:
             task = bar.add_task("synth", total=7)
-            result = generate(out_dir, customers, seed, first, last, fmt,
-                              progress=lambda m: bar.update(task, description=f"synth {m}",
-                                                            advance=1))
+            result = generate(
+                out_dir,
+                customers,
+                seed,
+                first,
+                last,
+                fmt,
+                progress=lambda m: bar.update(task, description=f"synth {m}", advance=1),
+            )
     except PersonaeError as err:
         fail(err)
     if as_json:
         print_json(result)
         return
-    console.print(table_of(f"Synthetic data in {result.out_dir} ({result.seconds} s)",
-                           ["file", "rows"], [[k, v] for k, v in result.rows.items()]))
+    console.print(
+        table_of(
+            f"Synthetic data in {result.out_dir} ({result.seconds} s)",
+            ["file", "rows"],
+            [[k, v] for k, v in result.rows.items()],
+        )
+    )
     console.print(f"Truth: {out_dir}/truth/. Ingest it with `personae ingest -p {out_dir}`.")
 
 
@@ -168,30 +228,57 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
         console.print(f"No store yet at {info['store']}. Run `personae ingest`.")
         return
     console.print(f"Store: {info['store']}")
-    console.print(table_of("Tables", ["table", "rows"], [[t, n] for t, n in
-                                                          info["tables"].items()]))
-    console.print(table_of("Sources", ["source", "table", "read", "loaded", "rejected",
-                                       "nulled"],
-                           [[s["source_id"], s["table_name"], s["rows_read"], s["rows_loaded"],
-                             s["rows_rejected"], s["values_nulled"]] for s in info["sources"]]))
-    rej = [[t, r["reason"], "nulled" if r["kept"] else "rejected", r["n"]]
-           for t, rs in info["rejects"].items() for r in rs]
+    console.print(
+        table_of("Tables", ["table", "rows"], [[t, n] for t, n in info["tables"].items()])
+    )
+    console.print(
+        table_of(
+            "Sources",
+            ["source", "table", "read", "loaded", "rejected", "nulled"],
+            [
+                [
+                    s["source_id"],
+                    s["table_name"],
+                    s["rows_read"],
+                    s["rows_loaded"],
+                    s["rows_rejected"],
+                    s["values_nulled"],
+                ]
+                for s in info["sources"]
+            ],
+        )
+    )
+    rej = [
+        [t, r["reason"], "nulled" if r["kept"] else "rejected", r["n"]]
+        for t, rs in info["rejects"].items()
+        for r in rs
+    ]
     if rej:
         console.print(table_of("Rejects", ["table", "reason", "action", "n"], rej))
     for t, attrs in info.get("attributes", {}).items():
-        console.print(f"{t}: extra attributes: {', '.join(attrs)}")
-    console.print(table_of("Recent runs", ["run", "stage", "status", "seconds"],
-                           [[r["run_id"], r["stage"], r["status"],
-                             f"{r['seconds'] or 0:.2f}"] for r in info["runs"]]))
+        console.print(f"{t}: extra attributes: {escape(', '.join(attrs))}")
+    console.print(
+        table_of(
+            "Recent runs",
+            ["run", "stage", "status", "seconds"],
+            [
+                [r["run_id"], r["stage"], r["status"], f"{r['seconds'] or 0:.2f}"]
+                for r in info["runs"]
+            ],
+        )
+    )
 
 
 @app.command()
 def export(
-    table: Annotated[str, typer.Argument(help="Table to export, e.g. orders, customers, "
-                                         "rejects_orders, sources.")],
+    table: Annotated[
+        str,
+        typer.Argument(help="Table to export, e.g. orders, customers, rejects_orders, sources."),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
-    fmt: Annotated[str, typer.Option("--format", help="csv or parquet; default from the "
-                                     "file name.")] = "",
+    fmt: Annotated[
+        str, typer.Option("--format", help="csv or parquet; default from the file name.")
+    ] = "",
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -219,16 +306,32 @@ def run(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
 @app.command()
 def tables(as_json: JsonOpt = False) -> None:
     """List the canonical tables and their columns."""
-    data = {t.name: [{"column": c.name, "type": c.sql_type, "required": c.required,
-                      "description": c.description} for c in t.columns]
-            for t in TABLES.values()}
+    data = {
+        t.name: [
+            {
+                "column": c.name,
+                "type": c.sql_type,
+                "required": c.required,
+                "description": c.description,
+            }
+            for c in t.columns
+        ]
+        for t in TABLES.values()
+    }
     if as_json:
         print_json(data)
         return
     for name, cols in data.items():
-        console.print(table_of(name, ["column", "type", "required", "description"],
-                               [[c["column"], c["type"], "yes" if c["required"] else "",
-                                 c["description"]] for c in cols]))
+        console.print(
+            table_of(
+                name,
+                ["column", "type", "required", "description"],
+                [
+                    [c["column"], c["type"], "yes" if c["required"] else "", c["description"]]
+                    for c in cols
+                ],
+            )
+        )
 
 
 __all__ = ["err_console"]

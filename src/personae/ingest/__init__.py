@@ -115,13 +115,15 @@ def ingest(
     return summary
 
 
-def _ingest_one(store: Store, name: str, src: SourceConfig, base: Path,
-                run_id: str) -> SourceSummary:
+def _ingest_one(
+    store: Store, name: str, src: SourceConfig, base: Path, run_id: str
+) -> SourceSummary:
     started = time.perf_counter()
     con = store.con
     table = TABLES[src.table]
     known = {
-        r[0] for r in con.execute(
+        r[0]
+        for r in con.execute(
             "SELECT content_hash FROM sources WHERE table_name = ? AND name = ?",
             [src.table, name],
         ).fetchall()
@@ -132,12 +134,12 @@ def _ingest_one(store: Store, name: str, src: SourceConfig, base: Path,
         log.info("source %s: content unchanged since its last ingest; nothing added", name)
         return SourceSummary(name, src.table, location, f"{name}@{staged[:8]}", "unchanged")
     if staged.content_hash in known:
-        return SourceSummary(name, src.table, staged.location,
-                             f"{name}@{staged.content_hash[:8]}", "unchanged")
+        return SourceSummary(
+            name, src.table, staged.location, f"{name}@{staged.content_hash[:8]}", "unchanged"
+        )
     source_id = f"{name}@{staged.content_hash[:8]}"
     src = with_identity_mapping(src, table, staged.columns)
-    summary = SourceSummary(name, src.table, staged.location, source_id,
-                            rows_read=staged.rows)
+    summary = SourceSummary(name, src.table, staged.location, source_id, rows_read=staged.rows)
     con.execute("BEGIN TRANSACTION")
     try:
         present = transform.build_typed(con, name, src, table, staged, source_id)
@@ -167,16 +169,28 @@ def _ingest_one(store: Store, name: str, src: SourceConfig, base: Path,
         con.execute("DROP VIEW IF EXISTS _cells")
         for temp in ("_conflicts", "_new"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
-    log.info("source %s: %d read, %d loaded, %d rejected", name, summary.rows_read,
-             summary.rows_loaded, summary.rows_rejected)
+    log.info(
+        "source %s: %d read, %d loaded, %d rejected",
+        name,
+        summary.rows_read,
+        summary.rows_loaded,
+        summary.rows_rejected,
+    )
     return summary
 
 
 def with_identity_mapping(src: SourceConfig, table: Table, columns: list[str]) -> SourceConfig:
     """Source columns named exactly like a canonical column map to it unless mapped already."""
     targets = set(src.columns.values()) | set(src.constants)
-    extra = {c: c for c in columns if c in table.names and c not in targets
-             and c not in src.columns and c not in src.wide_spend and c not in table.derived}
+    extra = {
+        c: c
+        for c in columns
+        if c in table.names
+        and c not in targets
+        and c not in src.columns
+        and c not in src.wide_spend
+        and c not in table.derived
+    }
     return src.model_copy(update={"columns": {**src.columns, **extra}}) if extra else src
 
 
@@ -196,13 +210,30 @@ def _record_source(store: Store, s: SourceSummary, staged: Staged, run_id: str) 
     store.con.execute(
         "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            s.source_id, s.name, staged.location, staged.kind, staged.content_hash, s.table,
-            s.rows_read, s.rows_loaded, s.rows_rejected, sum(s.values_nulled.values()), run_id,
+            s.source_id,
+            s.name,
+            staged.location,
+            staged.kind,
+            staged.content_hash,
+            s.table,
+            s.rows_read,
+            s.rows_loaded,
+            s.rows_rejected,
+            sum(s.values_nulled.values()),
+            run_id,
             datetime.now(UTC).replace(tzinfo=None),
-            json.dumps({"rejected": s.rejected, "values_nulled": s.values_nulled,
-                        "flags": s.flags, "derived": s.derived, "attributes": s.attributes,
-                        "encoding": staged.encoding, "delimiter": staged.delimiter,
-                        "header": staged.header}),
+            json.dumps(
+                {
+                    "rejected": s.rejected,
+                    "values_nulled": s.values_nulled,
+                    "flags": s.flags,
+                    "derived": s.derived,
+                    "attributes": s.attributes,
+                    "encoding": staged.encoding,
+                    "delimiter": staged.delimiter,
+                    "header": staged.header,
+                }
+            ),
         ],
     )
 
@@ -232,6 +263,5 @@ def check_links(store: Store) -> list[Link]:
             WHERE a."{column}" IS NOT NULL"""
         ).fetchall()[0]
         if row and row[0]:
-            links.append(Link(table, column, target, int(row[0]), int(row[1]),
-                              list(row[2] or [])))
+            links.append(Link(table, column, target, int(row[0]), int(row[1]), list(row[2] or [])))
     return links

@@ -38,8 +38,11 @@ class Proposal:
 
     @property
     def unmapped(self) -> list[str]:
-        return [c for c in self.staged.columns
-                if c not in self.source.columns and c not in self.source.wide_spend]
+        return [
+            c
+            for c in self.staged.columns
+            if c not in self.source.columns and c not in self.source.wide_spend
+        ]
 
 
 def source_name(location: str, taken: set[str]) -> str:
@@ -88,7 +91,10 @@ def _samples(con: duckdb.DuckDBPyConnection, staged: Staged) -> dict[str, list[s
 
 
 def _guess(
-    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, staged: Staged,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    src: SourceConfig,
+    staged: Staged,
     samples: dict[str, list[str]],
 ) -> Proposal:
     notes: list[str] = []
@@ -108,8 +114,11 @@ def _guess(
         kind = table.column(mapping[col]).kind
         if kind in ("timestamp", "date") and col not in date_formats:
             notes.append(f"{col}: no single date format fits the sample; set it by hand")
-    fmts = {c: f for c, f in date_formats.items()
-            if c in mapping and table.column(mapping[c]).kind in ("timestamp", "date")}
+    fmts = {
+        c: f
+        for c, f in date_formats.items()
+        if c in mapping and table.column(mapping[c]).kind in ("timestamp", "date")
+    }
     for c, f in fmts.items():
         if f.startswith("%m/%d") or f.startswith("%m-%d"):
             notes.append(f"{c}: read as month-first ({f}); use %d/%m/... if days come first")
@@ -132,8 +141,10 @@ def _guess(
         digits = sum(bool(re.fullmatch(r"\d+", v.strip())) for v in values)
         if values and 0 < len(values) - digits <= 0.01 * len(values):
             settings["id_pattern"] = r"^\d+$"
-            notes.append(f"{key_col}: {len(values) - digits} sampled ids are not all digits; "
-                         "id_pattern rejects them")
+            notes.append(
+                f"{key_col}: {len(values) - digits} sampled ids are not all digits; "
+                "id_pattern rejects them"
+            )
     if guess.table == "orders":
         order_col = next((c for c, t in mapping.items() if t == "order_id"), None)
         if order_col and any(re.fullmatch(r"C\d+", v) for v in samples[order_col]):
@@ -142,14 +153,19 @@ def _guess(
         if not order_col:
             notes.append("no order id column: each line becomes its own order")
     if guess.table == "customers":
-        spend = {c: _category(c) for c in staged.columns
-                 if re.match(r"^(mnt[a-z]|(spend|amount)_)", c, flags=re.I) and c not in mapping}
+        spend = {
+            c: _category(c)
+            for c in staged.columns
+            if re.match(r"^(mnt[a-z]|(spend|amount)_)", c, flags=re.I) and c not in mapping
+        }
         if spend:
             settings["wide_spend"] = spend
             created = next((c for c, t in mapping.items() if t == "created_at"), None)
             settings["spend_date"] = _latest_date(con, created, fmts.get(created or ""))
-            notes.append(f"{len(spend)} spend columns become category order lines dated "
-                         f"spend_date = {settings['spend_date']}; set the real date")
+            notes.append(
+                f"{len(spend)} spend columns become category order lines dated "
+                f"spend_date = {settings['spend_date']}; set the real date"
+            )
     src_dict = src.model_dump(exclude_defaults=True)
     src_dict.update({k: v for k, v in settings.items() if v not in (None, {}, [])})
     return Proposal(name, SourceConfig.model_validate(src_dict), staged, notes)

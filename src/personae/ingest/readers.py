@@ -67,7 +67,10 @@ def resolve_path(src: SourceConfig, base: Path) -> Path:
 
 
 def stage_source(
-    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, base: Path,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    src: SourceConfig,
+    base: Path,
     known_hash: set[str] | None = None,
 ) -> Staged | str:
     """Stage one source. Returns its content hash instead when that hash is in `known_hash`
@@ -112,8 +115,7 @@ def _finish(
     cols = [r[0] for r in con.execute(f"DESCRIBE {STAGE}").fetchall() if r[0] != "_row"]
     casts = ", ".join(f"{q(c)}::VARCHAR AS {q(c)}" for c in cols)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT {casts}, _row::BIGINT AS _row "
-        f"FROM {STAGE}"
+        f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT {casts}, _row::BIGINT AS _row FROM {STAGE}"
     )
     row = con.execute(f"SELECT count(*) FROM {STAGE}").fetchall()[0]
     return Staged(cols, int(row[0]) if row else 0, kind, location, content_hash, **extra)
@@ -129,7 +131,11 @@ def _read_csv_sql(path: Path, encoding: str, delim: str | None, header: bool | N
 
 
 def _stage_csv(
-    con: duckdb.DuckDBPyConnection, name: str, path: Path, src: SourceConfig, sha: str,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    src: SourceConfig,
+    sha: str,
     lines: int,
 ) -> Staged:
     encodings = ["utf-8", "latin-1"] if src.encoding == "auto" else [src.encoding]
@@ -146,14 +152,13 @@ def _stage_csv(
                 continue
             raise SourceError(
                 f"Source '{name}': cannot read {path} as delimited text: "
-                f"{' '.join(str(err).splitlines()[:2])}. Set `delimiter`, `encoding` or `header` for "
-                "this source in personae.toml."
+                f"{' '.join(str(err).splitlines()[:2])}. Set `delimiter`, `encoding` or "
+                "`header` for this source in personae.toml."
             ) from None
     else:  # pragma: no cover - loop always breaks or raises
         raise SourceError(f"Source '{name}': cannot read {path}: {last_error}")
     sniff = con.execute(
-        f"SELECT Delimiter, HasHeader FROM sniff_csv({lit(str(path))}, "
-        f"encoding = {lit(encoding)})"
+        f"SELECT Delimiter, HasHeader FROM sniff_csv({lit(str(path))}, encoding = {lit(encoding)})"
     ).fetchall()[0]
     delim = src.delimiter or (sniff[0] if sniff else ",")
     header = src.header if src.header is not None else bool(sniff[1]) if sniff else True
@@ -166,15 +171,27 @@ def _stage_csv(
     if rows + offset == lines:
         # One record per line, no blank lines: the line number follows from the position.
         cols = [r[0] for r in con.execute(f"DESCRIBE {STAGE}").fetchall()]
-        return Staged(cols, rows, "csv", str(path), sha, encoding, delim, header,
-                      row_expr=f"(rowid + {offset + 1})")
+        return Staged(
+            cols,
+            rows,
+            "csv",
+            str(path),
+            sha,
+            encoding,
+            delim,
+            header,
+            row_expr=f"(rowid + {offset + 1})",
+        )
     _attach_line_numbers(con, path, encoding, delim, header, rows)
-    return _finish(con, "csv", str(path), sha, encoding=encoding, delimiter=delim,
-                   header=header)
+    return _finish(con, "csv", str(path), sha, encoding=encoding, delimiter=delim, header=header)
 
 
 def _attach_line_numbers(
-    con: duckdb.DuckDBPyConnection, path: Path, encoding: str, delim: str, header: bool,
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    encoding: str,
+    delim: str,
+    header: bool,
     rows: int,
 ) -> None:
     """Physical line numbers for files whose records span lines or that have blank lines.
@@ -198,8 +215,12 @@ def _attach_line_numbers(
             first = False
             starts.append(line_start)
     if len(starts) != rows:
-        log.warning("%s: could not match %d records to lines (%d); numbering records instead",
-                    path, rows, len(starts))
+        log.warning(
+            "%s: could not match %d records to lines (%d); numbering records instead",
+            path,
+            rows,
+            len(starts),
+        )
         starts = list(range(2 if header else 1, rows + (2 if header else 1)))
     numbers = pa.table({"_i": pa.array(range(rows), pa.int64()), "_row": pa.array(starts)})
     con.register("_line_numbers", numbers)
@@ -212,7 +233,11 @@ def _attach_line_numbers(
 
 
 def _stage_whitespace(
-    con: duckdb.DuckDBPyConnection, name: str, path: Path, src: SourceConfig, sha: str,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    src: SourceConfig,
+    sha: str,
     lines: int,
 ) -> Staged:
     encoding = "utf-8" if src.encoding == "auto" else src.encoding
@@ -224,8 +249,7 @@ def _stage_whitespace(
         f"quote = '', escape = '', header = false, auto_detect = false, "
         f"encoding = {lit(encoding)})"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _lines AS SELECT line, rowid + 1 AS _row "
-                "FROM _lines")
+    con.execute("CREATE OR REPLACE TEMP TABLE _lines AS SELECT line, rowid + 1 AS _row FROM _lines")
     total = int(con.execute("SELECT count(*) FROM _lines").fetchall()[0][0])
     if total != lines:
         raise SourceError(
@@ -233,9 +257,7 @@ def _stage_whitespace(
             "not have. Remove them or convert the file to CSV."
         )
     first = con.execute("SELECT line FROM _lines WHERE _row = 1").fetchall()[0]
-    names = (
-        first[0].split() if header and first else [f"column{i + 1}" for i in range(width)]
-    )
+    names = first[0].split() if header and first else [f"column{i + 1}" for i in range(width)]
     if len(set(names)) != len(names):
         raise SourceError(f"Source '{name}': {path} repeats a column name in its header.")
     parts = ", ".join(f"f[{i + 1}] AS {q(n)}" for i, n in enumerate(names))
@@ -278,21 +300,23 @@ def _stage_xlsx(
     rows = sheet.to_python(skip_empty_area=False)
     if not rows:
         raise SourceError(f"Source '{name}': sheet of {path} is empty.")
-    header = src.header if src.header is not None else all(
-        isinstance(v, str) and v for v in rows[0]
+    header = (
+        src.header if src.header is not None else all(isinstance(v, str) and v for v in rows[0])
     )
     width = max(len(r) for r in rows)
     names = (
         [str(v) if v not in (None, "") else f"column{i + 1}" for i, v in enumerate(rows[0])]
-        if header else [f"column{i + 1}" for i in range(width)]
+        if header
+        else [f"column{i + 1}" for i in range(width)]
     )
     names += [f"column{i + 1}" for i in range(len(names), width)]
     data = rows[1:] if header else rows
     first_row = 2 if header else 1
     keep = [i for i, r in enumerate(data) if any(v not in (None, "") for v in r)]
     columns = {
-        n: pa.array([_cell_text(data[i][j]) if j < len(data[i]) else None for i in keep],
-                    pa.string())
+        n: pa.array(
+            [_cell_text(data[i][j]) if j < len(data[i]) else None for i in keep], pa.string()
+        )
         for j, n in enumerate(names)
     }
     columns["_row"] = pa.array([i + first_row for i in keep], pa.int64())
@@ -313,7 +337,7 @@ def _stage_database(
         if scheme == "duckdb":
             db_path = _url_path(url, base)
             other = duckdb.connect(db_path, read_only=True)
-            reader = other.execute(query).to_arrow_reader()
+            reader = other.sql(query).to_arrow_reader()
         elif scheme == "sqlite":
             import adbc_driver_sqlite.dbapi as sqlite_dbapi
 
@@ -334,9 +358,11 @@ def _stage_database(
                 "Use duckdb:///file.duckdb, sqlite:///file.db or postgresql://user@host/db."
             )
         con.register("_db", reader)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, rowid + 1 AS _row "
-                    "FROM (SELECT * FROM _db)")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT * FROM _db")
         con.unregister("_db")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, rowid + 1 AS _row FROM {STAGE}"
+        )
     except SourceError:
         raise
     except Exception as err:

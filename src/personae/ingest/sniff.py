@@ -66,7 +66,7 @@ class Sniffed:
     columns: list[str] = field(default_factory=list)
 
 
-def _open_bytes(path: Path):  # type: ignore[no-untyped-def]
+def _open_bytes(path: Path):
     with path.open("rb") as fh:
         magic = fh.read(2)
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
@@ -173,10 +173,16 @@ def guess_date_format(con: duckdb.DuckDBPyConnection, values: list[str]) -> str 
         return None
     con.execute("CREATE OR REPLACE TEMP TABLE _dates (v VARCHAR)")
     con.executemany("INSERT INTO _dates VALUES (?)", [[v] for v in vals])
+    best, best_ok = None, 0
     for fmt in DATE_FORMATS:
-        row = con.execute(
-            "SELECT count(*) FILTER (WHERE try_strptime(v, ?) IS NULL) FROM _dates", [fmt]
-        ).fetchall()[0]
-        if row and row[0] == 0:
-            return fmt
+        ok = con.execute(
+            "SELECT count(*) FILTER (WHERE try_strptime(v, ?) IS NOT NULL) FROM _dates", [fmt]
+        ).fetchall()[0][0]
+        if ok > best_ok:
+            best, best_ok = fmt, ok
+    # A stray bad value must not hide the format: accept one that reads all values but
+    # one, or at least 90% of them (ingest reports the rest as bad_date).
+    failures = len(vals) - best_ok
+    if best and best_ok >= 2 and (failures <= 1 or best_ok >= 0.9 * len(vals)):
+        return best
     return None

@@ -31,8 +31,25 @@ GENDERS = {
 # Service and adjustment product codes seen in retail data (postage, fees, discounts, manual
 # adjustments, samples, bad debt). Compared case-insensitively.
 NON_PRODUCT_CODES = (
-    "POST", "POSTAGE", "DOT", "M", "MANUAL", "C2", "CARRIAGE", "D", "DISCOUNT", "S", "SAMPLES",
-    "BANK CHARGES", "AMAZONFEE", "CRUK", "PADS", "B", "ADJUST", "FEE", "SHIPPING",
+    "POST",
+    "POSTAGE",
+    "DOT",
+    "M",
+    "MANUAL",
+    "C2",
+    "CARRIAGE",
+    "D",
+    "DISCOUNT",
+    "S",
+    "SAMPLES",
+    "BANK CHARGES",
+    "AMAZONFEE",
+    "CRUK",
+    "PADS",
+    "B",
+    "ADJUST",
+    "FEE",
+    "SHIPPING",
 )
 _T = "_t"  # alias of the typed rows
 
@@ -68,16 +85,22 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
     text = f"NULLIF(trim({raw}), '')"
     if col.kind == "id":
         # Spreadsheets and pandas write integer ids as 17850.0; the id is 17850.
-        return text, (f"(CASE WHEN suffix({text}, '.0') THEN "
-                      f"regexp_replace({text}, '^(\\d+)\\.0$', '\\1') ELSE {text} END)")
+        return text, (
+            f"(CASE WHEN suffix({text}, '.0') THEN "
+            f"regexp_replace({text}, '^(\\d+)\\.0$', '\\1') ELSE {text} END)"
+        )
     if col.kind == "text":
         return text, text
     if col.kind in ("int", "float"):
-        return text, (f"coalesce(TRY_CAST({text} AS DOUBLE), "
-                      f"TRY_CAST(regexp_replace({text}, '[£$€\\s]', '', 'g') AS DOUBLE))")
+        return text, (
+            f"coalesce(TRY_CAST({text} AS DOUBLE), "
+            f"TRY_CAST(regexp_replace({text}, '[£$€\\s]', '', 'g') AS DOUBLE))"
+        )
     if col.kind == "bool":
-        return text, (f"(CASE WHEN {_in(text, TRUE_TOKENS)} THEN true "
-                      f"WHEN {_in(text, FALSE_TOKENS)} THEN false END)")
+        return text, (
+            f"(CASE WHEN {_in(text, TRUE_TOKENS)} THEN true "
+            f"WHEN {_in(text, FALSE_TOKENS)} THEN false END)"
+        )
     if col.kind == "gender":
         cases = " ".join(f"WHEN {_in(text, toks)} THEN {lit(g)}" for g, toks in GENDERS.items())
         return text, f"(CASE {cases} END)"
@@ -93,23 +116,33 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
     raise AssertionError(col.kind)
 
 
-def _problem(col: Column, text: str, parsed: str, src: SourceConfig,
-             source_col: str | None) -> str:
+def _problem(col: Column, text: str, parsed: str, src: SourceConfig, source_col: str | None) -> str:
     """SQL giving the problem code of one cell, or NULL. NA tokens (n/a, null, ...) in a
     typed column are empty values, not problems."""
     cases: list[str] = []
     is_na = _in(text, NA_TOKENS)
     if col.required:
         code = "missing_id" if col.kind == "id" else "missing_value"
-        empty = f"{text} IS NULL" if col.kind in ("id", "text") else (
-            f"{text} IS NULL OR ({parsed} IS NULL AND {is_na})")
+        empty = (
+            f"{text} IS NULL"
+            if col.kind in ("id", "text")
+            else (f"{text} IS NULL OR ({parsed} IS NULL AND {is_na})")
+        )
         cases.append(f"WHEN {empty} THEN {lit(code)}")
-    bad = {"id": None, "text": None, "int": "bad_number", "float": "bad_number",
-           "bool": "bad_bool", "gender": "bad_category", "timestamp": "bad_date",
-           "date": "bad_date"}[col.kind]
+    bad = {
+        "id": None,
+        "text": None,
+        "int": "bad_number",
+        "float": "bad_number",
+        "bool": "bad_bool",
+        "gender": "bad_category",
+        "timestamp": "bad_date",
+        "date": "bad_date",
+    }[col.kind]
     if bad:
-        cases.append(f"WHEN {text} IS NOT NULL AND {parsed} IS NULL AND NOT {is_na} "
-                     f"THEN {lit(bad)}")
+        cases.append(
+            f"WHEN {text} IS NOT NULL AND {parsed} IS NULL AND NOT {is_na} THEN {lit(bad)}"
+        )
     if col.kind == "int":
         cases.append(f"WHEN {parsed} <> trunc({parsed}) THEN 'bad_number'")
     if col.kind == "id" and src.id_pattern:
@@ -164,7 +197,7 @@ def check_mapping(name: str, src: SourceConfig, table: Table, columns: list[str]
                 continue
             raise SourceError(
                 f"Source '{name}': required column '{col.name}' of table {table.name} is not "
-                f"mapped. Add a line `\"<source column>\" = \"{col.name}\"` under "
+                f'mapped. Add a line `"<source column>" = "{col.name}"` under '
                 f"[sources.{name}.columns] (source columns: {', '.join(columns)})."
             )
     for source_col in [*src.date_formats, *src.ranges, *src.scale, *src.wide_spend]:
@@ -176,7 +209,11 @@ def check_mapping(name: str, src: SourceConfig, table: Table, columns: list[str]
 
 
 def build_typed(
-    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, table: Table, staged: Staged,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    src: SourceConfig,
+    table: Table,
+    staged: Staged,
     source_id: str,
 ) -> list[str]:
     """Create temp table `_typed`: parsed values, per-cell problems and the row's reason.
@@ -209,11 +246,14 @@ def build_typed(
             f"WHEN {num} NOT BETWEEN {low} AND {high} THEN 'out_of_range' END) "
             f"AS {q('xa_' + source_col)}"
         )
-    fatal = [c for c in present if table.column(c).required or c in table.key
-             or (table.column(c).kind == "id" and src.id_pattern)]
-    reason_cases = " ".join(
-        f"WHEN {q('x_' + c)} IS NOT NULL THEN {q('x_' + c)}" for c in fatal
-    )
+    fatal = [
+        c
+        for c in present
+        if table.column(c).required
+        or c in table.key
+        or (table.column(c).kind == "id" and src.id_pattern)
+    ]
+    reason_cases = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {q('x_' + c)}" for c in fatal)
     reason_cols = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {lit(c)}" for c in fatal)
     level3 = [
         "*",
@@ -223,12 +263,13 @@ def build_typed(
     # Views, not tables: the parsing is cheap to repeat and a 10-million-row copy is not.
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW _cells AS
-        WITH l1 AS (SELECT {', '.join(level1)} FROM {STAGE}),
-             l2 AS (SELECT {', '.join(level2)} FROM l1)
-        SELECT {', '.join(level3)} FROM l2"""
+        WITH l1 AS (SELECT {", ".join(level1)} FROM {STAGE}),
+             l2 AS (SELECT {", ".join(level2)} FROM l1)
+        SELECT {", ".join(level3)} FROM l2"""
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _conflicts (_row BIGINT, reason VARCHAR, "
-                "col VARCHAR)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _conflicts (_row BIGINT, reason VARCHAR, col VARCHAR)"
+    )
     reject_dupes = src.duplicates == "reject" or (
         src.duplicates == "auto" and table.key[0] in by_target
     )
@@ -266,7 +307,10 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
 
 
 def _find_key_conflicts(
-    con: duckdb.DuckDBPyConnection, table: Table, present: list[str], src: SourceConfig,
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    present: list[str],
+    src: SourceConfig,
 ) -> None:
     """Rows whose key an earlier row of this source, or another source, already has."""
     key = [k for k in table.key if k in present]
@@ -274,7 +318,7 @@ def _find_key_conflicts(
         if table.name == "orders" and "order_id" in present and "line_no" not in present:
             # Line numbers are generated, so only a whole order loaded before can clash.
             con.execute(
-                f"""INSERT INTO _conflicts SELECT _row, 'duplicate_id', 'order_id'
+                """INSERT INTO _conflicts SELECT _row, 'duplicate_id', 'order_id'
                 FROM _cells c ANTI JOIN _conflicts k USING (_row)
                 WHERE c._cell_reason IS NULL
                   AND p_order_id IN (SELECT DISTINCT order_id FROM orders)"""
@@ -311,7 +355,8 @@ def _raw_json(columns: list[str], checked: list[str] | tuple[str, ...] = ()) -> 
     if not columns:
         return "NULL::JSON"
     parts = [
-        f"{q(c)} := CASE WHEN {q('xa_' + c)} IS NULL THEN {q(c)} END" if c in checked
+        f"{q(c)} := CASE WHEN {q('xa_' + c)} IS NULL THEN {q(c)} END"
+        if c in checked
         else f"{q(c)} := {q(c)}"
         for c in columns
     ]
@@ -330,14 +375,18 @@ def _message(col: str, reason: str, source_col: str | None) -> str:
         "bad_category": f"{shown}: not a known {col} value",
         "out_of_range": f"{shown}: outside the valid range of {col}",
         "duplicate_id": f"{shown}: this {col} was already loaded from an earlier row or "
-                        "source (set mode = \"update\" to fill in existing rows instead)",
+        'source (set mode = "update" to fill in existing rows instead)',
     }
     return texts.get(reason, reason)
 
 
 def write_rejects(
-    con: duckdb.DuckDBPyConnection, table: Table, src: SourceConfig, staged: Staged,
-    present: list[str], source_id: str,
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    src: SourceConfig,
+    staged: Staged,
+    present: list[str],
+    source_id: str,
 ) -> None:
     by_target = {t: s for s, t in src.columns.items()}
     raw = _raw_json(staged.columns)
@@ -345,15 +394,22 @@ def write_rejects(
         f"WHEN _reason_col = {lit(c)} AND _reason = {lit(r)} "
         f"THEN {lit(_message(c, r, by_target.get(c)))}"
         for c in present
-        for r in ("missing_id", "missing_value", "bad_id", "bad_date", "bad_number",
-                  "duplicate_id", "out_of_range")
+        for r in (
+            "missing_id",
+            "missing_value",
+            "bad_id",
+            "bad_date",
+            "bad_number",
+            "duplicate_id",
+            "out_of_range",
+        )
     )
     # One scan of the typed rows keeps every row with any problem; the rest reads that.
     cells = [q("x_" + c) for c in present] + [q("xa_" + c) for c in checked_attributes(src)]
     any_problem = " OR ".join(["_reason IS NOT NULL", *(f"{c} IS NOT NULL" for c in cells)])
     con.execute(f"CREATE OR REPLACE TEMP TABLE _bad AS SELECT * FROM _typed WHERE {any_problem}")
     con.execute(
-        f"""INSERT INTO {q('rejects_' + table.name)}
+        f"""INSERT INTO {q("rejects_" + table.name)}
         SELECT {lit(source_id)}, _row, {raw}, _reason, _reason_col,
                CASE WHEN _reason = 'duplicate' THEN
                    'exact copy of an earlier row of this source' {msg_cases} ELSE _reason END,
@@ -362,25 +418,26 @@ def write_rejects(
     )
     for c in checked_attributes(src):
         con.execute(
-            f"""INSERT INTO {q('rejects_' + table.name)}
-            SELECT {lit(source_id)}, _row, {raw}, {q('xa_' + c)}, {lit(c)},
-                   {lit(c + ': ')} || {q(c)} || ' -> NULL (' || {q('xa_' + c)} || ')', true
-            FROM _bad WHERE _reason IS NULL AND {q('xa_' + c)} IS NOT NULL"""
+            f"""INSERT INTO {q("rejects_" + table.name)}
+            SELECT {lit(source_id)}, _row, {raw}, {q("xa_" + c)}, {lit(c)},
+                   {lit(c + ": ")} || {q(c)} || ' -> NULL (' || {q("xa_" + c)} || ')', true
+            FROM _bad WHERE _reason IS NULL AND {q("xa_" + c)} IS NOT NULL"""
         )
     for c in present:
         shown = by_target.get(c, c)
         con.execute(
-            f"""INSERT INTO {q('rejects_' + table.name)}
-            SELECT {lit(source_id)}, _row, {raw}, {q('x_' + c)}, {lit(c)},
-                   {lit(shown + ': ')} || coalesce({q(shown) if c in by_target else 'NULL'},
-                   '') || ' -> NULL (' || {q('x_' + c)} || ')', true
-            FROM _bad WHERE _reason IS NULL AND {q('x_' + c)} IS NOT NULL"""
+            f"""INSERT INTO {q("rejects_" + table.name)}
+            SELECT {lit(source_id)}, _row, {raw}, {q("x_" + c)}, {lit(c)},
+                   {lit(shown + ": ")} || coalesce({q(shown) if c in by_target else "NULL"},
+                   '') || ' -> NULL (' || {q("x_" + c)} || ')', true
+            FROM _bad WHERE _reason IS NULL AND {q("x_" + c)} IS NOT NULL"""
         )
     con.execute("DROP TABLE _bad")
 
 
-def _value(c: str, present: list[str], table: Table, src: SourceConfig,
-           by_target: dict[str, str]) -> str:
+def _value(
+    c: str, present: list[str], table: Table, src: SourceConfig, by_target: dict[str, str]
+) -> str:
     if c not in present:
         return f"NULL::{table.column(c).sql_type}"
     col = table.column(c)
@@ -389,8 +446,12 @@ def _value(c: str, present: list[str], table: Table, src: SourceConfig,
 
 
 def insert_rows(
-    con: duckdb.DuckDBPyConnection, table: Table, src: SourceConfig, staged: Staged,
-    present: list[str], source_id: str,
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    src: SourceConfig,
+    staged: Staged,
+    present: list[str],
+    source_id: str,
 ) -> int:
     """Insert the accepted rows of `_typed` into the canonical table; returns the count."""
     by_target = {t: s for s, t in src.columns.items()}
@@ -415,8 +476,9 @@ def insert_rows(
     return _count(con, table.name) - before
 
 
-def _order_columns(values: dict[str, str], present: list[str], src: SourceConfig,
-                   source_id: str) -> None:
+def _order_columns(
+    values: dict[str, str], present: list[str], src: SourceConfig, source_id: str
+) -> None:
     if "order_id" not in present:
         values["order_id"] = f"({lit(source_id + ':')} || _row)"
     if "line_no" not in present:
@@ -434,8 +496,10 @@ def _order_columns(values: dict[str, str], present: list[str], src: SourceConfig
 
 
 def return_expr(values: dict[str, str], src: SourceConfig) -> str:
-    parts = [f"coalesce({values['quantity']} < 0, false)",
-             f"coalesce({values['quantity']} IS NULL AND {values['amount']} < 0, false)"]
+    parts = [
+        f"coalesce({values['quantity']} < 0, false)",
+        f"coalesce({values['quantity']} IS NULL AND {values['amount']} < 0, false)",
+    ]
     if src.cancel_pattern:
         parts.append(
             f"coalesce(regexp_matches({values['order_id']}, {lit(src.cancel_pattern)}), false)"
@@ -445,12 +509,14 @@ def return_expr(values: dict[str, str], src: SourceConfig) -> str:
 
 def _upsert(con: duckdb.DuckDBPyConnection, table: Table, names: list[str], select: str) -> int:
     """mode = update: fill in columns of existing rows by key; insert rows with a new key."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {select} FROM _typed "
-                "WHERE _reason IS NULL")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {select} FROM _typed WHERE _reason IS NULL"
+    )
     key = table.key
     on = " AND ".join(f"t.{q(k)} = n.{q(k)}" for k in key)
     sets = ", ".join(
-        f"{q(n)} = coalesce(n.{q(n)}, t.{q(n)})" for n in names
+        f"{q(n)} = coalesce(n.{q(n)}, t.{q(n)})"
+        for n in names
         if n not in key and n not in ("source_id", "source_row", "attributes")
     )
     con.execute(
@@ -471,12 +537,15 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def order_flags(con: duckdb.DuckDBPyConnection, present: list[str],
-                src: SourceConfig) -> dict[str, int]:
+def order_flags(
+    con: duckdb.DuckDBPyConnection, present: list[str], src: SourceConfig
+) -> dict[str, int]:
     """Counts of usable-but-special order lines, over every row read (before duplicates are
     removed, so they match counts taken on the raw file)."""
-    p = {c: (q("p_" + c) if c in present else "NULL") for c in
-         ("customer_id", "quantity", "unit_price", "amount", "order_id", "product_id")}
+    p = {
+        c: (q("p_" + c) if c in present else "NULL")
+        for c in ("customer_id", "quantity", "unit_price", "amount", "order_id", "product_id")
+    }
     codes = tuple(c.upper() for c in (src.non_product_codes or NON_PRODUCT_CODES))
     exprs = {
         "anonymous (no customer id)": f"{p['customer_id']} IS NULL",
@@ -516,7 +585,7 @@ def insert_wide_spend(
         parts.append(
             f"SELECT p_customer_id || ':spend' AS order_id, {i} AS line_no, p_customer_id, "
             f"{lit(category)} AS category, {amount} AS amount, _row, "
-            f"to_json(struct_pack(aggregate := true, \"column\" := {lit(column)})) AS attributes "
+            f'to_json(struct_pack(aggregate := true, "column" := {lit(column)})) AS attributes '
             f"FROM _typed WHERE _reason IS NULL AND {amount} > 0"
         )
     before = _count(con, "orders")
@@ -524,16 +593,20 @@ def insert_wide_spend(
         f"""INSERT INTO orders (order_id, line_no, customer_id, ordered_at, category, amount,
                 currency, is_return, is_non_product, source_id, source_row, attributes)
         SELECT order_id, line_no, p_customer_id, TIMESTAMP {lit(src.spend_date)}, category,
-               amount, {lit(src.currency) if src.currency else 'NULL'}, false, false,
+               amount, {lit(src.currency) if src.currency else "NULL"}, false, false,
                {lit(source_id)}, _row, attributes
-        FROM ({' UNION ALL '.join(parts)}) ORDER BY _row, line_no"""
+        FROM ({" UNION ALL ".join(parts)}) ORDER BY _row, line_no"""
     )
     return _count(con, "orders") - before
 
 
 def insert_derived_events(
-    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, table: Table,
-    staged: Staged, source_id: str,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    src: SourceConfig,
+    table: Table,
+    staged: Staged,
+    source_id: str,
 ) -> int:
     """Events derived from date columns of an accounts or customers source."""
     if not src.events:
@@ -551,13 +624,16 @@ def insert_derived_events(
                 f"file.{closest(spec.at, staged.columns)}"
             )
         fmt = src.date_formats.get(spec.at)
-        ts = (f"try_strptime({_na(q(spec.at))}, {lit(fmt)})" if fmt
-              else f"TRY_CAST({_na(q(spec.at))} AS TIMESTAMP)")
+        ts = (
+            f"try_strptime({_na(q(spec.at))}, {lit(fmt)})"
+            if fmt
+            else f"TRY_CAST({_na(q(spec.at))} AS TIMESTAMP)"
+        )
         con.execute(
             f"""INSERT INTO events (event_id, {who}, occurred_at, event_type, source_id,
                     source_row)
-            SELECT {lit(source_id + ':')} || _row || {lit(':' + spec.event_type)},
-                   {q('p_' + who)}, CAST({ts} AS TIMESTAMP), {lit(spec.event_type)},
+            SELECT {lit(source_id + ":")} || _row || {lit(":" + spec.event_type)},
+                   {q("p_" + who)}, CAST({ts} AS TIMESTAMP), {lit(spec.event_type)},
                    {lit(source_id)}, _row
             FROM _typed WHERE _reason IS NULL AND {ts} IS NOT NULL ORDER BY _row"""
         )

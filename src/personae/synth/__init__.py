@@ -36,29 +36,96 @@ from personae.synth.segments import (
 
 __all__ = ["generate", "SynthResult"]
 
-FIRST_NAMES_F = ("Anna", "Maria", "Emma", "Olivia", "Sofia", "Laura", "Julia", "Grace", "Chloe",
-                 "Mia", "Ella", "Ruth", "Alice", "Nora", "Ines", "Lena")
-FIRST_NAMES_M = ("James", "Liam", "Noah", "Lucas", "Ben", "Tom", "Jack", "Leo", "Adam", "Paul",
-                 "Omar", "Felix", "Hugo", "Max", "Sam", "Eric")
-LAST_NAMES = ("Smith", "Jones", "Brown", "Taylor", "Wilson", "Evans", "Thomas", "Walker",
-              "Wright", "Green", "Hall", "Wood", "Clarke", "Hughes", "Lewis", "Price", "Bell",
-              "Ward", "Cox", "Reed")
+FIRST_NAMES_F = (
+    "Anna",
+    "Maria",
+    "Emma",
+    "Olivia",
+    "Sofia",
+    "Laura",
+    "Julia",
+    "Grace",
+    "Chloe",
+    "Mia",
+    "Ella",
+    "Ruth",
+    "Alice",
+    "Nora",
+    "Ines",
+    "Lena",
+)
+FIRST_NAMES_M = (
+    "James",
+    "Liam",
+    "Noah",
+    "Lucas",
+    "Ben",
+    "Tom",
+    "Jack",
+    "Leo",
+    "Adam",
+    "Paul",
+    "Omar",
+    "Felix",
+    "Hugo",
+    "Max",
+    "Sam",
+    "Eric",
+)
+LAST_NAMES = (
+    "Smith",
+    "Jones",
+    "Brown",
+    "Taylor",
+    "Wilson",
+    "Evans",
+    "Thomas",
+    "Walker",
+    "Wright",
+    "Green",
+    "Hall",
+    "Wood",
+    "Clarke",
+    "Hughes",
+    "Lewis",
+    "Price",
+    "Bell",
+    "Ward",
+    "Cox",
+    "Reed",
+)
 PLACES = (  # country, region, city, postal prefix, weight
-    ("GB", "England", "London", "E1", 0.22), ("GB", "England", "Manchester", "M1", 0.08),
-    ("GB", "Scotland", "Glasgow", "G1", 0.05), ("GB", "Wales", "Cardiff", "CF1", 0.03),
-    ("DE", "Bavaria", "Munich", "80", 0.10), ("DE", "Berlin", "Berlin", "10", 0.09),
-    ("FR", "Ile-de-France", "Paris", "75", 0.12), ("FR", "Auvergne-Rhone-Alpes", "Lyon", "69",
-                                                    0.05),
-    ("NL", "North Holland", "Amsterdam", "10", 0.07), ("ES", "Madrid", "Madrid", "28", 0.08),
-    ("IT", "Lombardy", "Milan", "20", 0.06), ("IE", "Leinster", "Dublin", "D0", 0.05),
+    ("GB", "England", "London", "E1", 0.22),
+    ("GB", "England", "Manchester", "M1", 0.08),
+    ("GB", "Scotland", "Glasgow", "G1", 0.05),
+    ("GB", "Wales", "Cardiff", "CF1", 0.03),
+    ("DE", "Bavaria", "Munich", "80", 0.10),
+    ("DE", "Berlin", "Berlin", "10", 0.09),
+    ("FR", "Ile-de-France", "Paris", "75", 0.12),
+    ("FR", "Auvergne-Rhone-Alpes", "Lyon", "69", 0.05),
+    ("NL", "North Holland", "Amsterdam", "10", 0.07),
+    ("ES", "Madrid", "Madrid", "28", 0.08),
+    ("IT", "Lombardy", "Milan", "20", 0.06),
+    ("IE", "Leinster", "Dublin", "D0", 0.05),
 )
 EDUCATION = ("secondary", "vocational", "bachelor", "master", "doctorate")
 MARITAL = ("single", "married", "partner", "divorced", "widowed")
-OCCUPATIONS = ("student", "clerical", "professional", "manager", "retired", "trades",
-               "homemaker", "self-employed")
+OCCUPATIONS = (
+    "student",
+    "clerical",
+    "professional",
+    "manager",
+    "retired",
+    "trades",
+    "homemaker",
+    "self-employed",
+)
 INDUSTRIES = ("retail", "hospitality", "construction", "health", "education", "software")
-OS_BY_DEVICE = {"desktop": ("Windows", "macOS", "Linux"), "mobile": ("iOS", "Android"),
-                "tablet": ("iPadOS", "Android")}
+OS_BY_DEVICE = {
+    "desktop": ("Windows", "macOS", "Linux"),
+    "mobile": ("iOS", "Android"),
+    "tablet": ("iPadOS", "Android"),
+}
 BROWSERS = ("Chrome", "Safari", "Firefox", "Edge")
 JOURNEY = ("page_view", "search", "product_view", "add_to_cart", "checkout")
 
@@ -92,8 +159,7 @@ def _write(table: pa.Table, path: Path, fmt: str) -> None:
     if fmt == "parquet":
         pq.write_table(table, path.with_suffix(".parquet"))
     else:
-        pacsv.write_csv(table, path.with_suffix(".csv"),
-                        pacsv.WriteOptions(quoting_style="needed"))
+        pacsv.write_csv(table, path.with_suffix(".csv"), pacsv.WriteOptions(quoting_style="needed"))
 
 
 def generate(
@@ -120,9 +186,25 @@ def generate(
     say = progress or (lambda _msg: None)
     n = customers
     seg = rng.choice(len(SEGMENTS), size=n, p=np.array([s.share for s in SEGMENTS]))
-    S = {f: np.array([getattr(s, f) for s in SEGMENTS]) for f in (
-        "female", "children", "orders_per_year", "rate_shape", "lifetime_days", "basket",
-        "spend", "discount", "occasion", "weekend", "evening", "consent", "review_rate", "b2b")}
+    S = {
+        f: np.array([getattr(s, f) for s in SEGMENTS])
+        for f in (
+            "female",
+            "children",
+            "orders_per_year",
+            "rate_shape",
+            "lifetime_days",
+            "basket",
+            "spend",
+            "discount",
+            "occasion",
+            "weekend",
+            "evening",
+            "consent",
+            "review_rate",
+            "b2b",
+        )
+    }
     rows: dict[str, int] = {}
 
     # ---- customers -----------------------------------------------------------------------
@@ -145,8 +227,11 @@ def generate(
     place_w = np.array([p[4] for p in PLACES])
     place = rng.choice(len(PLACES), size=n, p=place_w / place_w.sum())
     first_idx = rng.integers(0, 16, n)
-    first = np.where(female, np.asarray(FIRST_NAMES_F, object)[first_idx],
-                     np.asarray(FIRST_NAMES_M, object)[first_idx])
+    first = np.where(
+        female,
+        np.asarray(FIRST_NAMES_F, object)[first_idx],
+        np.asarray(FIRST_NAMES_M, object)[first_idx],
+    )
     last = np.asarray(LAST_NAMES, object)[rng.integers(0, len(LAST_NAMES), n)]
     cid = _str_ids("C", np.arange(1, n + 1), 7)
     consent = rng.random(n) < S["consent"][seg]
@@ -158,36 +243,46 @@ def generate(
     education = np.clip(np.round((np.log(income) - 9.8) * 2.2 + rng.normal(0, 0.8, n)), 0, 4)
     occupation = np.where(age > 66, 4, np.where(age < 23, 0, rng.integers(1, 8, n)))
     emails = pc.binary_join_element_wise(
-        pc.utf8_lower(pa.array(first, pa.string())), ".",
-        pc.utf8_lower(pa.array(last, pa.string())), pc.cast(pa.array(np.arange(1, n + 1)),
-                                                            pa.string()), "")
-    cust = pa.table({
-        "customer_id": cid,
-        "account_id": acc_col,
-        "first_name": pa.array(first, pa.string()),
-        "last_name": pa.array(last, pa.string()),
-        "email": pc.binary_join_element_wise(emails, "@example.com", ""),
-        "phone": _str_ids("+4477", rng.integers(0, 10**8, n), 8),
-        "gender": pa.array(np.where(female, "female", "male")),
-        "birth_date": pa.array(birth),
-        "income": pa.array(income),
-        "household_size": pa.array(1 + married.astype(int) + children),
-        "children": pa.array(children),
-        "marital_status": _take(MARITAL, marital),
-        "education": _take(EDUCATION, education.astype(int)),
-        "occupation": _take(OCCUPATIONS, occupation),
-        "country": _take(tuple(p[0] for p in PLACES), place),
-        "region": _take(tuple(p[1] for p in PLACES), place),
-        "city": _take(tuple(p[2] for p in PLACES), place),
-        "postal_code": pc.binary_join_element_wise(
-            _take(tuple(p[3] for p in PLACES), place), " ",
-            pc.cast(pa.array(rng.integers(1, 99, n)), pa.string()), ""),
-        "created_at": pa.array(acquired.astype("datetime64[s]")),
-        "marketing_consent": pa.array(consent),
-        "consent_at": pa.array(
-            np.where(consent, acquired + rng.integers(0, 86400 * 30, n), acquired)
-            .astype("datetime64[s]")),
-    })
+        pc.utf8_lower(pa.array(first, pa.string())),
+        ".",
+        pc.utf8_lower(pa.array(last, pa.string())),
+        pc.cast(pa.array(np.arange(1, n + 1)), pa.string()),
+        "",
+    )
+    cust = pa.table(
+        {
+            "customer_id": cid,
+            "account_id": acc_col,
+            "first_name": pa.array(first, pa.string()),
+            "last_name": pa.array(last, pa.string()),
+            "email": pc.binary_join_element_wise(emails, "@example.com", ""),
+            "phone": _str_ids("+4477", rng.integers(0, 10**8, n), 8),
+            "gender": pa.array(np.where(female, "female", "male")),
+            "birth_date": pa.array(birth),
+            "income": pa.array(income),
+            "household_size": pa.array(1 + married.astype(int) + children),
+            "children": pa.array(children),
+            "marital_status": _take(MARITAL, marital),
+            "education": _take(EDUCATION, education.astype(int)),
+            "occupation": _take(OCCUPATIONS, occupation),
+            "country": _take(tuple(p[0] for p in PLACES), place),
+            "region": _take(tuple(p[1] for p in PLACES), place),
+            "city": _take(tuple(p[2] for p in PLACES), place),
+            "postal_code": pc.binary_join_element_wise(
+                _take(tuple(p[3] for p in PLACES), place),
+                " ",
+                pc.cast(pa.array(rng.integers(1, 99, n)), pa.string()),
+                "",
+            ),
+            "created_at": pa.array(acquired.astype("datetime64[s]")),
+            "marketing_consent": pa.array(consent),
+            "consent_at": pa.array(
+                np.where(consent, acquired + rng.integers(0, 86400 * 30, n), acquired).astype(
+                    "datetime64[s]"
+                )
+            ),
+        }
+    )
     _write(cust, out / "customers", fmt)
     rows["customers"] = n
 
@@ -204,11 +299,11 @@ def generate(
     owner = np.repeat(np.arange(n), n_orders)
     first_flag = np.zeros(len(owner), bool)
     first_flag[np.concatenate([[0], np.cumsum(n_orders)[:-1]])] = True
-    t = acquired[owner] + (rng.random(len(owner)) * (active_end - acquired)[owner]).astype(
-        np.int64)
+    t = acquired[owner] + (rng.random(len(owner)) * (active_end - acquired)[owner]).astype(np.int64)
     t = np.where(first_flag, acquired[owner], t)
-    t = _occasions(rng, t, S["occasion"][seg[owner]], acquired[owner], active_end[owner],
-                   first_flag)
+    t = _occasions(
+        rng, t, S["occasion"][seg[owner]], acquired[owner], active_end[owner], first_flag
+    )
     t = _time_of_week(rng, t, S["weekend"][seg[owner]], S["evening"][seg[owner]])
     t = np.where(t > end_s, t - 7 * 86400, t)  # a weekend move must not pass the end date
     order_seq = np.argsort(t, kind="stable")
@@ -222,8 +317,9 @@ def generate(
     cat_w = np.array([s.categories for s in SEGMENTS], float)
     cat = _pick(rng, cat_w, lseg)
     base_price = np.array([4, 25, 120, 35, 15, 12, 20, 18, 30, 22], float)
-    price = np.round(base_price[cat] * rng.gamma(4.0, 0.25, n_lines)
-                     * spend_level[owner[line_order]], 2).clip(min=0.5)
+    price = np.round(
+        base_price[cat] * rng.gamma(4.0, 0.25, n_lines) * spend_level[owner[line_order]], 2
+    ).clip(min=0.5)
     qty = 1 + rng.poisson(np.where(cat == 0, 1.5, 0.2))
     disc = rng.random(n_lines) < S["discount"][lseg]
     discount = np.where(disc, np.round(price * qty * rng.uniform(0.1, 0.35, n_lines), 2), 0.0)
@@ -232,20 +328,22 @@ def generate(
     product = cat * 1000 + rng.integers(1, 200, n_lines)
     order_ids = _str_ids("O", np.arange(1, n_ord + 1), 8)
     line_no = np.arange(n_lines) - np.repeat(np.cumsum(lines) - lines, lines) + 1
-    orders = pa.table({
-        "order_id": order_ids.take(pa.array(line_order)),
-        "line_no": pa.array(line_no),
-        "customer_id": cid.take(pa.array(owner[line_order])),
-        "ordered_at": pa.array(t[line_order].astype("datetime64[s]")),
-        "product_id": _str_ids("P", product, 5),
-        "category": _take(CATEGORIES, cat),
-        "quantity": pa.array(qty),
-        "unit_price": pa.array(price),
-        "amount": pa.array(np.round(price * qty - discount, 2)),
-        "discount": pa.array(discount),
-        "currency": pa.array(np.full(n_lines, "EUR", dtype=object), pa.string()),
-        "channel": _take(CHANNELS, channel[line_order]),
-    })
+    orders = pa.table(
+        {
+            "order_id": order_ids.take(pa.array(line_order)),
+            "line_no": pa.array(line_no),
+            "customer_id": cid.take(pa.array(owner[line_order])),
+            "ordered_at": pa.array(t[line_order].astype("datetime64[s]")),
+            "product_id": _str_ids("P", product, 5),
+            "category": _take(CATEGORIES, cat),
+            "quantity": pa.array(qty),
+            "unit_price": pa.array(price),
+            "amount": pa.array(np.round(price * qty - discount, 2)),
+            "discount": pa.array(discount),
+            "currency": pa.array(np.full(n_lines, "EUR", dtype=object), pa.string()),
+            "channel": _take(CHANNELS, channel[line_order]),
+        }
+    )
     _write(orders, out / "orders", fmt)
     rows["orders"] = n_lines
 
@@ -257,35 +355,48 @@ def generate(
     depth = rng.integers(1, len(JOURNEY) + 1, len(ev_orders))
     ev_owner_order = np.repeat(ev_orders, depth)
     step = np.arange(len(ev_owner_order)) - np.repeat(np.cumsum(depth) - depth, depth)
-    ev_time = t[ev_owner_order] - (depth[np.searchsorted(np.cumsum(depth), np.arange(
-        len(ev_owner_order)), side="right")] - step) * rng.integers(60, 3 * 86400,
-                                                                    len(ev_owner_order))
+    ev_time = t[ev_owner_order] - (
+        depth[np.searchsorted(np.cumsum(depth), np.arange(len(ev_owner_order)), side="right")]
+        - step
+    ) * rng.integers(60, 3 * 86400, len(ev_owner_order))
     ev_cust = owner[ev_owner_order]
     # prospects: people who browse but never buy, tracked by cookie only
     n_pros = n // 5
     pros_time = start_s + (rng.random(n_pros) * span).astype(np.int64)
-    types = np.concatenate([np.asarray(JOURNEY, object)[step],
-                            np.asarray(("page_view", "product_view"), object)[
-                                rng.integers(0, 2, n_pros)]])
+    types = np.concatenate(
+        [
+            np.asarray(JOURNEY, object)[step],
+            np.asarray(("page_view", "product_view"), object)[rng.integers(0, 2, n_pros)],
+        ]
+    )
     ev_dev = np.concatenate([device[ev_cust], rng.integers(0, 3, n_pros)])
     os_pick = rng.integers(0, 3, len(ev_dev))
     os_names = np.array([[o for o in (OS_BY_DEVICE[d] * 3)[:3]] for d in DEVICES], object)
     n_ev = len(types)
-    events = pa.table({
-        "event_id": _str_ids("E", np.arange(1, n_ev + 1), 9),
-        "customer_id": pa.concat_arrays([cid.take(pa.array(ev_cust)),
-                                         pa.nulls(n_pros, pa.string())]),
-        "anonymous_id": pa.concat_arrays([pa.nulls(len(ev_cust), pa.string()),
-                                          _str_ids("anon", np.arange(1, n_pros + 1), 7)]),
-        "occurred_at": pa.array(np.concatenate([ev_time, pros_time]).astype("datetime64[s]")),
-        "event_type": pa.array(types, pa.string()),
-        "channel": pa.array(np.full(n_ev, "web", dtype=object), pa.string()),
-        "device_type": _take(DEVICES, ev_dev),
-        "os": pa.array(os_names[ev_dev, os_pick], pa.string()),
-        "browser": _take(BROWSERS, rng.integers(0, 4, n_ev)),
-        "platform": pa.array(np.where(np.concatenate([channel[ev_owner_order] == 1,
-                                                      np.zeros(n_pros, bool)]), "app", "web")),
-    })
+    events = pa.table(
+        {
+            "event_id": _str_ids("E", np.arange(1, n_ev + 1), 9),
+            "customer_id": pa.concat_arrays(
+                [cid.take(pa.array(ev_cust)), pa.nulls(n_pros, pa.string())]
+            ),
+            "anonymous_id": pa.concat_arrays(
+                [pa.nulls(len(ev_cust), pa.string()), _str_ids("anon", np.arange(1, n_pros + 1), 7)]
+            ),
+            "occurred_at": pa.array(np.concatenate([ev_time, pros_time]).astype("datetime64[s]")),
+            "event_type": pa.array(types, pa.string()),
+            "channel": pa.array(np.full(n_ev, "web", dtype=object), pa.string()),
+            "device_type": _take(DEVICES, ev_dev),
+            "os": pa.array(os_names[ev_dev, os_pick], pa.string()),
+            "browser": _take(BROWSERS, rng.integers(0, 4, n_ev)),
+            "platform": pa.array(
+                np.where(
+                    np.concatenate([channel[ev_owner_order] == 1, np.zeros(n_pros, bool)]),
+                    "app",
+                    "web",
+                )
+            ),
+        }
+    )
     _write(events, out / "events", fmt)
     rows["events"] = n_ev
 
@@ -297,17 +408,20 @@ def generate(
     r_item = np.tile(np.arange(k), len(resp))
     means = np.array([s.survey for s in SEGMENTS])[seg[r_cust], r_item]
     likert = np.clip(np.round(rng.normal(means, 0.8)), 1, 5)
-    responses = pa.table({
-        "response_id": _str_ids("R", r_cust + 1, 7),
-        "customer_id": cid.take(pa.array(r_cust)),
-        "survey_id": pa.array(np.full(len(r_cust), "S2024", dtype=object), pa.string()),
-        "item_id": _take(tuple(i[0] for i in SURVEY_ITEMS), r_item),
-        "item_text": _take(tuple(i[2] for i in SURVEY_ITEMS), r_item),
-        "construct": _take(tuple(i[1] for i in SURVEY_ITEMS), r_item),
-        "value_num": pa.array(likert),
-        "answered_at": pa.array((end_s - rng.integers(0, 86400 * 60, len(r_cust)))
-                                .astype("datetime64[s]")),
-    })
+    responses = pa.table(
+        {
+            "response_id": _str_ids("R", r_cust + 1, 7),
+            "customer_id": cid.take(pa.array(r_cust)),
+            "survey_id": pa.array(np.full(len(r_cust), "S2024", dtype=object), pa.string()),
+            "item_id": _take(tuple(i[0] for i in SURVEY_ITEMS), r_item),
+            "item_text": _take(tuple(i[2] for i in SURVEY_ITEMS), r_item),
+            "construct": _take(tuple(i[1] for i in SURVEY_ITEMS), r_item),
+            "value_num": pa.array(likert),
+            "answered_at": pa.array(
+                (end_s - rng.integers(0, 86400 * 60, len(r_cust))).astype("datetime64[s]")
+            ),
+        }
+    )
     _write(responses, out / "responses", fmt)
     rows["responses"] = len(r_cust)
 
@@ -318,19 +432,26 @@ def generate(
     theme = _pick(rng, np.array([s.themes for s in SEGMENTS], float), seg[writers])
     variant = rng.integers(0, 3, len(writers))
     texts = np.array([[THEMES[th][v] for v in range(3)] for th in theme_names], object)
-    rating = np.where(np.asarray(theme_names, object)[theme] == "praise",
-                      rng.integers(4, 6, len(writers)), rng.integers(1, 4, len(writers)))
-    feedback = pa.table({
-        "feedback_id": _str_ids("F", np.arange(1, len(writers) + 1), 7),
-        "customer_id": cid.take(pa.array(writers)),
-        "created_at": pa.array((acquired[writers] + rng.integers(86400, 86400 * 120,
-                                                                 len(writers)))
-                               .clip(max=end_s).astype("datetime64[s]")),
-        "channel": pa.array(np.full(len(writers), "review", dtype=object), pa.string()),
-        "rating": pa.array(rating),
-        "text": pa.array(texts[theme, variant], pa.string()),
-        "language": pa.array(np.full(len(writers), "en", dtype=object), pa.string()),
-    })
+    rating = np.where(
+        np.asarray(theme_names, object)[theme] == "praise",
+        rng.integers(4, 6, len(writers)),
+        rng.integers(1, 4, len(writers)),
+    )
+    feedback = pa.table(
+        {
+            "feedback_id": _str_ids("F", np.arange(1, len(writers) + 1), 7),
+            "customer_id": cid.take(pa.array(writers)),
+            "created_at": pa.array(
+                (acquired[writers] + rng.integers(86400, 86400 * 120, len(writers)))
+                .clip(max=end_s)
+                .astype("datetime64[s]")
+            ),
+            "channel": pa.array(np.full(len(writers), "review", dtype=object), pa.string()),
+            "rating": pa.array(rating),
+            "text": pa.array(texts[theme, variant], pa.string()),
+            "language": pa.array(np.full(len(writers), "en", dtype=object), pa.string()),
+        }
+    )
     _write(feedback, out / "feedback", fmt)
     rows["feedback"] = len(writers)
 
@@ -340,68 +461,101 @@ def generate(
     employees = np.round(np.exp(rng.normal(3.0, 1.3, n_acc))).astype(int) + 1
     stage = rng.choice(4, size=n_acc, p=[0.3, 0.2, 0.35, 0.15])
     acc_created = start_s + (rng.random(n_acc) * span * 0.8).astype(np.int64)
-    accounts = pa.table({
-        "account_id": _str_ids("A", a, 6),
-        "name": pc.binary_join_element_wise(
-            _take(LAST_NAMES, rng.integers(0, len(LAST_NAMES), n_acc)), " ",
-            _take(("Ltd", "GmbH", "SARL", "BV", "SL"), rng.integers(0, 5, n_acc)), ""),
-        "industry": _take(INDUSTRIES, rng.integers(0, len(INDUSTRIES), n_acc)),
-        "employees": pa.array(employees),
-        "annual_revenue": pa.array(np.round(employees * rng.gamma(4, 25000, n_acc), -3)),
-        "country": _take(tuple(p[0] for p in PLACES), rng.choice(len(PLACES), n_acc,
-                                                                 p=place_w / place_w.sum())),
-        "created_at": pa.array(acc_created.astype("datetime64[s]")),
-        "origin": _take(("organic_search", "paid_search", "referral", "email", "event"),
-                        rng.integers(0, 5, n_acc)),
-        "stage": _take(("lead", "qualified", "won", "lost"), stage),
-        "stage_at": pa.array((acc_created + rng.integers(0, 86400 * 90, n_acc))
-                             .astype("datetime64[s]")),
-    })
+    accounts = pa.table(
+        {
+            "account_id": _str_ids("A", a, 6),
+            "name": pc.binary_join_element_wise(
+                _take(LAST_NAMES, rng.integers(0, len(LAST_NAMES), n_acc)),
+                " ",
+                _take(("Ltd", "GmbH", "SARL", "BV", "SL"), rng.integers(0, 5, n_acc)),
+                "",
+            ),
+            "industry": _take(INDUSTRIES, rng.integers(0, len(INDUSTRIES), n_acc)),
+            "employees": pa.array(employees),
+            "annual_revenue": pa.array(np.round(employees * rng.gamma(4, 25000, n_acc), -3)),
+            "country": _take(
+                tuple(p[0] for p in PLACES),
+                rng.choice(len(PLACES), n_acc, p=place_w / place_w.sum()),
+            ),
+            "created_at": pa.array(acc_created.astype("datetime64[s]")),
+            "origin": _take(
+                ("organic_search", "paid_search", "referral", "email", "event"),
+                rng.integers(0, 5, n_acc),
+            ),
+            "stage": _take(("lead", "qualified", "won", "lost"), stage),
+            "stage_at": pa.array(
+                (acc_created + rng.integers(0, 86400 * 90, n_acc)).astype("datetime64[s]")
+            ),
+        }
+    )
     _write(accounts, out / "accounts", fmt)
     rows["accounts"] = n_acc
 
     # ---- truth ---------------------------------------------------------------------------
     say("truth")
-    truth = pa.table({
-        "customer_id": cid,
-        "segment": _take(tuple(s.name for s in SEGMENTS), seg),
-        "purchase_rate_per_year": pa.array(rate_day * 365.25),
-        "lifetime_days": pa.array(lifetime / 86400),
-        "alive_at_end": pa.array(death > end_s),
-        "spend_level": pa.array(spend_level),
-        "repeat_orders": pa.array(repeat),
-    })
+    truth = pa.table(
+        {
+            "customer_id": cid,
+            "segment": _take(tuple(s.name for s in SEGMENTS), seg),
+            "purchase_rate_per_year": pa.array(rate_day * 365.25),
+            "lifetime_days": pa.array(lifetime / 86400),
+            "alive_at_end": pa.array(death > end_s),
+            "spend_level": pa.array(spend_level),
+            "repeat_orders": pa.array(repeat),
+        }
+    )
     pq.write_table(truth, out / "truth" / "customers_truth.parquet")
-    (out / "truth" / "segments.json").write_text(json.dumps(
-        {"seed": seed, "customers": n, "start": str(start), "end": str(end),
-         "segments": [asdict(s) for s in SEGMENTS], "categories": list(CATEGORIES),
-         "channels": list(CHANNELS), "devices": list(DEVICES),
-         "survey_items": [list(i) for i in SURVEY_ITEMS], "themes": list(THEMES)}, indent=1))
+    (out / "truth" / "segments.json").write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "customers": n,
+                "start": str(start),
+                "end": str(end),
+                "segments": [asdict(s) for s in SEGMENTS],
+                "categories": list(CATEGORIES),
+                "channels": list(CHANNELS),
+                "devices": list(DEVICES),
+                "survey_items": [list(i) for i in SURVEY_ITEMS],
+                "themes": list(THEMES),
+            },
+            indent=1,
+        )
+    )
     _write_config(out, fmt)
     return SynthResult(str(out), rows, round(time.perf_counter() - t0, 2))
 
 
-def _occasions(rng: np.random.Generator, t: np.ndarray, share: np.ndarray, lo: np.ndarray,
-               hi: np.ndarray, first: np.ndarray) -> np.ndarray:
+def _occasions(
+    rng: np.random.Generator,
+    t: np.ndarray,
+    share: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    first: np.ndarray,
+) -> np.ndarray:
     """Move a segment-dependent share of repeat orders into calendar occasions of the same
     year (Black Friday week, Christmas season, Valentine's week, back to school)."""
     move = (rng.random(len(t)) < share) & ~first
-    year = (t.astype("datetime64[s]").astype("datetime64[Y]").astype(int) + 1970)
+    year = t.astype("datetime64[s]").astype("datetime64[Y]").astype(int) + 1970
     which = rng.choice(4, size=len(t), p=[0.3, 0.45, 0.15, 0.10])
     month = np.array([11, 12, 2, 8])[which]
     day0 = np.array([22, 1, 7, 15])[which]
     width = np.array([7, 23, 8, 21])[which]
-    start = (np.array(year - 1970, "datetime64[Y]").astype("datetime64[M]")
-             + (month - 1).astype("timedelta64[M]")).astype("datetime64[D]")
-    new = ((start + (day0 - 1 + rng.integers(0, 1 << 30, len(t)) % width)
-            .astype("timedelta64[D]")).astype("datetime64[s]").astype(np.int64)
-           + rng.integers(0, 86400, len(t)))
+    start = (
+        np.array(year - 1970, "datetime64[Y]").astype("datetime64[M]")
+        + (month - 1).astype("timedelta64[M]")
+    ).astype("datetime64[D]")
+    new = (
+        start + (day0 - 1 + rng.integers(0, 1 << 30, len(t)) % width).astype("timedelta64[D]")
+    ).astype("datetime64[s]").astype(np.int64) + rng.integers(0, 86400, len(t))
     ok = move & (new >= lo) & (new <= hi)
     return np.where(ok, new, t)
 
 
-def _time_of_week(rng: np.random.Generator, t: np.ndarray, weekend: np.ndarray,
-                  evening: np.ndarray) -> np.ndarray:
+def _time_of_week(
+    rng: np.random.Generator, t: np.ndarray, weekend: np.ndarray, evening: np.ndarray
+) -> np.ndarray:
     """Set the hour (evening or daytime) and move weekday orders to the weekend by share."""
     day = t // 86400
     dow = (day + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
@@ -414,8 +568,13 @@ def _time_of_week(rng: np.random.Generator, t: np.ndarray, weekend: np.ndarray,
 
 def _write_config(out: Path, fmt: str) -> None:
     ext = "parquet" if fmt == "parquet" else "csv"
-    lines = ["# personae.toml written by `personae synth`: the mapping is exact.", "",
-             "[store]", 'path = ".personae/personae.duckdb"', ""]
+    lines = [
+        "# personae.toml written by `personae synth`: the mapping is exact.",
+        "",
+        "[store]",
+        'path = ".personae/personae.duckdb"',
+        "",
+    ]
     for table in ("customers", "orders", "events", "responses", "feedback", "accounts"):
         lines += [f"[sources.{table}]", f'table = "{table}"', f'path = "{table}.{ext}"']
         lines.append("")

@@ -1,0 +1,150 @@
+"""Benchmark: `personae synth` at 1 M customers, then the ingest of its ~10 M order lines
+from CSV by personae, by pandas (read_csv + DataFrame insert into DuckDB, the usual
+hand-written loader) and by DuckDB's bare read_csv into a table (no validation: the floor).
+
+Each load runs in its own process so its peak memory (ru_maxrss) is its own. Results go to
+docs/benchmarks.md (the section between the ingest markers is replaced).
+
+    python benchmarks/bench_ingest.py [--customers 1000000] [--work /tmp/personae-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- ingest:begin -->", "<!-- ingest:end -->"
+
+CHILD = {
+    "synth": """
+from personae.synth import generate
+r = generate(WORK / "data", customers=CUSTOMERS, seed=1)
+out = {"rows": r.rows["orders"], "customers": r.rows["customers"]}
+""",
+    "personae": """
+from personae import Project
+(WORK / "p").mkdir(exist_ok=True)
+(WORK / "p" / "personae.toml").write_text(
+    f'[sources.orders]\\ntable = "orders"\\npath = "{WORK / "data" / "orders.csv"}"\\n')
+s = Project.open(WORK / "p").ingest()
+out = {"rows": s.sources[0].rows_loaded, "rejected": s.sources[0].rows_rejected}
+""",
+    "pandas": """
+import duckdb, pandas as pd
+df = pd.read_csv(WORK / "data" / "orders.csv", parse_dates=["ordered_at"],
+                 dtype={"order_id": str, "customer_id": str, "product_id": str})
+df = df.drop_duplicates()
+con = duckdb.connect(str(WORK / "pandas.duckdb"))
+con.execute("CREATE TABLE orders AS SELECT * FROM df")
+out = {"rows": con.execute("SELECT count(*) FROM orders").fetchall()[0][0]}
+""",
+    "duckdb_bare": """
+import duckdb
+con = duckdb.connect(str(WORK / "bare.duckdb"))
+con.execute(f"CREATE TABLE orders AS SELECT * FROM read_csv('{WORK / 'data' / 'orders.csv'}')")
+out = {"rows": con.execute("SELECT count(*) FROM orders").fetchall()[0][0]}
+""",
+}
+
+
+def run_child(name: str, work: Path, customers: int) -> dict[str, float]:
+    code = (
+        "import json, resource, time\nfrom pathlib import Path\n"
+        f"WORK = Path({str(work)!r}); CUSTOMERS = {customers}\n"
+        "t0 = time.perf_counter()\n"
+        + textwrap.dedent(CHILD[name])
+        + "out['seconds'] = time.perf_counter() - t0\n"
+        "out['peak_gib'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2\n"
+        "print(json.dumps(out))\n"
+    )
+    for f in ("p/.personae", "pandas.duckdb", "bare.duckdb"):
+        target = work / f
+        if target.is_dir():
+            import shutil
+
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=1_000_000)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/personae-bench"))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in ("synth", "personae", "pandas", "duckdb_bare"):
+        print(f"running {name} ...", flush=True)
+        results[name] = run_child(name, args.work, args.customers)
+        print(f"  {results[name]}", flush=True)
+    rows = results["synth"]["rows"]
+    size = (args.work / "data" / "orders.csv").stat().st_size / 1e9
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
+
+    def line(label: str, key: str, note: str) -> str:
+        r = results[key]
+        return (
+            f"| {label} | {r['seconds']:.1f} s | {rows / r['seconds'] / 1e6:.2f} M rows/s | "
+            f"{r['peak_gib']:.2f} GiB | {note} |"
+        )
+
+    p, pd_, bare = results["personae"], results["pandas"], results["duckdb_bare"]
+    section = "\n".join(
+        [
+            BEGIN,
+            f"Machine: {machine}. Data: `personae synth --customers {args.customers:,} --seed 1`"
+            f" wrote {results['synth']['customers']:,} customers and {rows:,} order lines in "
+            f"{results['synth']['seconds']:.1f} s (all six tables and the truth files; peak "
+            f"{results['synth']['peak_gib']:.2f} GiB). orders.csv is {size:.2f} GB.",
+            "",
+            "| load of orders.csv | time | throughput | peak memory | what it does |",
+            "|---|---|---|---|---|",
+            line(
+                "personae ingest",
+                "personae",
+                "sniff, hash, line numbers, parse and validate "
+                "every cell, duplicates, key conflicts, flags, rejects",
+            ),
+            line(
+                "pandas read_csv + insert",
+                "pandas",
+                "read_csv with dates, drop_duplicates, "
+                "DataFrame into a DuckDB table; no rejects, no line numbers",
+            ),
+            line(
+                "DuckDB read_csv, bare",
+                "duckdb_bare",
+                "typed read straight into a table; no validation at all (the floor)",
+            ),
+            "",
+            f"personae is {pd_['seconds'] / p['seconds']:.1f}x faster than pandas and takes "
+            f"{p['seconds'] / bare['seconds']:.1f}x the time of the bare DuckDB load.",
+            END,
+        ]
+    )
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text += "\n## Ingest and synth\n\n" + section + "\n"
+    DOC.write_text(text)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`python -m personae.cli` runs the command line."""
+
+from personae.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""Docs cannot rot: every command and every setting has its documentation, generated from the
+same declarations the code uses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from personae.cli import (
+    app,
+    commands,  # noqa: F401
+)
+from personae.config import DerivedEvent, SourceConfig, StoreConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_command_has_a_current_page() -> None:
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
+    pages = {p.stem for p in (ROOT / "docs" / "commands").glob("*.md")}
+    assert names <= pages, f"commands without a docs page: {sorted(names - pages)}"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_command_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_every_setting_is_documented() -> None:
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    for model in (StoreConfig, SourceConfig, DerivedEvent):
+        for name, field in model.model_fields.items():
+            assert f"| `{name}` |" in page
+            assert field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_every_command_has_help_for_every_option() -> None:
+    for cmd in app.registered_commands:
+        assert cmd.callback is not None and cmd.callback.__doc__, cmd.name
