@@ -139,24 +139,21 @@ def _ingest_one(
         )
     source_id = f"{name}@{staged.content_hash[:8]}"
     src = with_identity_mapping(src, table, staged.columns)
-    summary = SourceSummary(name, src.table, staged.location, source_id, rows_read=staged.rows)
+    summary = SourceSummary(name, src.table, staged.location, source_id)
     con.execute("BEGIN TRANSACTION")
     try:
-        present = transform.build_typed(con, name, src, table, staged, source_id)
+        plan = transform.build_cells(con, name, src, table, staged, source_id)
+        summary.rows_read = staged.count(con)
         if table.name == "orders":
-            summary.flags = transform.order_flags(con, present, src)
-        summary.rows_loaded = transform.insert_rows(con, table, src, staged, present, source_id)
-        transform.write_rejects(con, table, src, staged, present, source_id)
+            summary.flags = transform.order_flags(con, plan)
+        summary.rows_loaded = transform.insert_rows(con, plan)
+        transform.write_rejects(con, plan)
         if src.wide_spend:
-            summary.derived["orders"] = transform.insert_wide_spend(con, name, src, source_id)
+            summary.derived["orders"] = transform.insert_wide_spend(con, plan)
         if src.events:
-            summary.derived["events"] = transform.insert_derived_events(
-                con, name, src, table, staged, source_id
-            )
+            summary.derived["events"] = transform.insert_derived_events(con, plan)
         _count_problems(store, table.name, source_id, summary)
-        summary.attributes = [
-            c for c in staged.columns if c not in src.columns and c not in src.wide_spend
-        ]
+        summary.attributes = plan.unmapped
         summary.seconds = round(time.perf_counter() - started, 3)
         _record_source(store, summary, staged, run_id)
         con.execute("COMMIT")
@@ -164,10 +161,9 @@ def _ingest_one(
         con.execute("ROLLBACK")
         raise
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {STAGE}")
-        con.execute("DROP VIEW IF EXISTS _typed")
-        con.execute("DROP VIEW IF EXISTS _cells")
-        for temp in ("_conflicts", "_new"):
+        for view in ("_rows_c", "_rows"):
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        for temp in (STAGE, "_cells", "_conflicts", "_cands", "_cand_raw", "_new", "_line_numbers"):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
     log.info(
         "source %s: %d read, %d loaded, %d rejected",

@@ -20,7 +20,7 @@ from personae.ingest.mapping import (
     range_from_name,
     scale_from_name,
 )
-from personae.ingest.readers import STAGE, Staged, q, stage_source
+from personae.ingest.readers import Staged, q, stage_source
 from personae.ingest.sniff import guess_date_format
 from personae.store.schemas import TABLES
 
@@ -76,6 +76,7 @@ def propose(location: str, base: Path, taken: set[str]) -> Proposal:
     try:
         staged = stage_source(con, name, src, base)
         assert isinstance(staged, Staged)
+        staged.count(con)
         samples = _samples(con, staged)
         return _guess(con, name, src, staged, samples)
     finally:
@@ -85,7 +86,7 @@ def propose(location: str, base: Path, taken: set[str]) -> Proposal:
 def _samples(con: duckdb.DuckDBPyConnection, staged: Staged) -> dict[str, list[str]]:
     cols = ", ".join(q(c) for c in staged.columns)
     rows = con.execute(
-        f"SELECT {cols} FROM {STAGE} USING SAMPLE {SAMPLE_ROWS} ROWS (reservoir, 7)"
+        f"SELECT {cols} FROM {staged.relation} USING SAMPLE {SAMPLE_ROWS} ROWS (reservoir, 7)"
     ).fetchall()
     return {c: [r[i] for r in rows if r[i] is not None] for i, c in enumerate(staged.columns)}
 
@@ -161,7 +162,9 @@ def _guess(
         if spend:
             settings["wide_spend"] = spend
             created = next((c for c, t in mapping.items() if t == "created_at"), None)
-            settings["spend_date"] = _latest_date(con, created, fmts.get(created or ""))
+            settings["spend_date"] = _latest_date(
+                con, staged.relation, created, fmts.get(created or "")
+            )
             notes.append(
                 f"{len(spend)} spend columns become category order lines dated "
                 f"spend_date = {settings['spend_date']}; set the real date"
@@ -177,9 +180,11 @@ def _category(column: str) -> str:
     return rest or column
 
 
-def _latest_date(con: duckdb.DuckDBPyConnection, col: str | None, fmt: str | None) -> str:
+def _latest_date(
+    con: duckdb.DuckDBPyConnection, relation: str, col: str | None, fmt: str | None
+) -> str:
     if not col:
         return "2000-01-01"
     expr = f"try_strptime({q(col)}, '{fmt}')" if fmt else f"TRY_CAST({q(col)} AS TIMESTAMP)"
-    row = con.execute(f"SELECT max({expr})::DATE::VARCHAR FROM {STAGE}").fetchall()[0]
+    row = con.execute(f"SELECT max({expr})::DATE::VARCHAR FROM {relation}").fetchall()[0]
     return str(row[0]) if row and row[0] else "2000-01-01"

@@ -1,8 +1,10 @@
-"""Readers: bring any source into the store as a staging table of text columns plus `_row`.
+"""Readers: present any source to validation as a relation of text columns.
 
 Everything is read as text so that validation (in `transform`) sees exactly what the source
-says and can report the raw value of every rejected cell. `_row` is the physical line number in
-a text file (header = line 1), the spreadsheet row in Excel, and the 1-based row elsewhere.
+says and can report the raw value of every rejected cell. Delimited text is read straight from
+the file by DuckDB (no copy); other sources are staged into the temp table `_stage` with a
+`_row` column. The row number is the physical line number in a text file (header = line 1),
+the spreadsheet row in Excel, and the 1-based row elsewhere.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyarrow as pa
 from personae.config import SourceConfig
 from personae.errors import SourceError
 from personae.ingest.sniff import (
+    FileFacts,
     _open_bytes,
     _py_encoding,
     detect_format,
@@ -37,17 +40,28 @@ STAGE = "_stage"
 
 @dataclass
 class Staged:
-    """A source staged as `_stage`: its column names, row count and identity."""
+    """A readable source: the relation to select from, its columns and identity.
+
+    `rows` is None until counted. `row_expr` is None for delimited text read in place; its
+    row numbers come from the position of each record (see `transform`)."""
 
     columns: list[str]
-    rows: int
+    rows: int | None
     kind: str
     location: str
     content_hash: str
     encoding: str | None = None
     delimiter: str | None = None
     header: bool | None = None
-    row_expr: str = "_row"
+    row_expr: str | None = "_row"
+    relation: str = STAGE
+    lines: int = -1
+    path: Path | None = None
+
+    def count(self, con: duckdb.DuckDBPyConnection) -> int:
+        if self.rows is None:
+            self.rows = int(con.execute(f"SELECT count(*) FROM {self.relation}").fetchall()[0][0])
+        return self.rows
 
 
 def q(name: str) -> str:
@@ -106,7 +120,7 @@ def stage_source(
         return _finish(con, "jsonl", str(path), facts.sha256)
     if fmt == "whitespace":
         return _stage_whitespace(con, name, path, src, facts.sha256, facts.lines)
-    return _stage_csv(con, name, path, src, facts.sha256, facts.lines)
+    return _stage_csv(con, name, path, src, facts)
 
 
 def _finish(
@@ -121,12 +135,20 @@ def _finish(
     return Staged(cols, int(row[0]) if row else 0, kind, location, content_hash, **extra)
 
 
-def _read_csv_sql(path: Path, encoding: str, delim: str | None, header: bool | None) -> str:
+def _read_csv_sql(
+    path: Path,
+    encoding: str,
+    delim: str | None,
+    header: bool | None,
+    names: list[str] | None = None,
+) -> str:
     opts = [lit(str(path)), "all_varchar = true", f"encoding = {lit(encoding)}"]
     if delim:
         opts.append(f"delim = {lit(delim)}")
     if header is not None:
         opts.append(f"header = {str(header).lower()}")
+    if names:
+        opts.append("names = [" + ", ".join(lit(n) for n in names) + "]")
     return f"read_csv({', '.join(opts)})"
 
 
@@ -135,55 +157,71 @@ def _stage_csv(
     name: str,
     path: Path,
     src: SourceConfig,
-    sha: str,
-    lines: int,
+    facts: FileFacts,
 ) -> Staged:
-    encodings = ["utf-8", "latin-1"] if src.encoding == "auto" else [src.encoding]
-    last_error: Exception | None = None
-    for encoding in encodings:
-        sql = _read_csv_sql(path, encoding, src.delimiter, src.header)
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT * FROM {sql}")
-            break
-        except duckdb.Error as err:
-            last_error = err
-            if "unicode" in str(err).lower() and encoding != encodings[-1]:
-                log.info("%s is not UTF-8; reading it as Latin-1", path)
-                continue
-            raise SourceError(
-                f"Source '{name}': cannot read {path} as delimited text: "
-                f"{' '.join(str(err).splitlines()[:2])}. Set `delimiter`, `encoding` or "
-                "`header` for this source in personae.toml."
-            ) from None
-    else:  # pragma: no cover - loop always breaks or raises
-        raise SourceError(f"Source '{name}': cannot read {path}: {last_error}")
-    sniff = con.execute(
-        f"SELECT Delimiter, HasHeader FROM sniff_csv({lit(str(path))}, encoding = {lit(encoding)})"
-    ).fetchall()[0]
-    delim = src.delimiter or (sniff[0] if sniff else ",")
-    header = src.header if src.header is not None else bool(sniff[1]) if sniff else True
-    cols = [r[0] for r in con.execute(f"DESCRIBE {STAGE}").fetchall()]
-    if not header:
-        renames = ", ".join(f"{q(c)} AS column{i + 1}" for i, c in enumerate(cols))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT {renames} FROM {STAGE}")
-    rows = int(con.execute(f"SELECT count(*) FROM {STAGE}").fetchall()[0][0])
-    offset = 1 if header else 0
-    if rows + offset == lines:
-        # One record per line, no blank lines: the line number follows from the position.
-        cols = [r[0] for r in con.execute(f"DESCRIBE {STAGE}").fetchall()]
-        return Staged(
-            cols,
+    """Delimited text is not copied: validation reads it in place, in parallel."""
+    encoding = facts.encoding if src.encoding == "auto" else src.encoding
+    try:
+        sniff = con.execute(
+            f"SELECT Delimiter, HasHeader FROM sniff_csv({lit(str(path))}, "
+            f"encoding = {lit(encoding)})"
+        ).fetchall()[0]
+        delim = src.delimiter or sniff[0]
+        header = src.header if src.header is not None else bool(sniff[1])
+        relation = _read_csv_sql(path, encoding, delim, header)
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+        if not header:
+            relation = _read_csv_sql(
+                path, encoding, delim, header, [f"column{i + 1}" for i in range(len(cols))]
+            )
+            cols = [f"column{i + 1}" for i in range(len(cols))]
+    except duckdb.Error as err:
+        raise SourceError(
+            f"Source '{name}': cannot read {path} as delimited text: "
+            f"{' '.join(str(err).splitlines()[:2])}. Set `delimiter`, `encoding` or "
+            "`header` for this source in personae.toml."
+        ) from None
+    return Staged(
+        cols,
+        None,
+        "csv",
+        str(path),
+        facts.sha256,
+        encoding,
+        delim,
+        header,
+        row_expr=None,
+        relation=relation,
+        lines=facts.lines,
+        path=path,
+    )
+
+
+def with_rows(con: duckdb.DuckDBPyConnection, staged: Staged, inner: str) -> str:
+    """SQL adding the line number `_row` to `inner`, a relation whose records carry their
+    0-based position `_i` in the file.
+
+    One record per line and no blank lines: the line follows from the position. Otherwise
+    (records spanning lines, blank lines) a pass of Python's csv module finds each record's
+    first line, and the mapping is a join on the temp table `_line_numbers`."""
+    offset = 2 if staged.header else 1
+    rows = staged.count(con)
+    if rows + offset - 1 == staged.lines:
+        return f"SELECT _i + {offset} AS _row, * EXCLUDE (_i) FROM ({inner})"
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_line_numbers'"
+    ).fetchall()[0][0]
+    if not exists:
+        assert staged.path is not None
+        _attach_line_numbers(
+            con,
+            staged.path,
+            staged.encoding or "utf-8",
+            staged.delimiter or ",",
+            bool(staged.header),
             rows,
-            "csv",
-            str(path),
-            sha,
-            encoding,
-            delim,
-            header,
-            row_expr=f"(rowid + {offset + 1})",
         )
-    _attach_line_numbers(con, path, encoding, delim, header, rows)
-    return _finish(con, "csv", str(path), sha, encoding=encoding, delimiter=delim, header=header)
+    return f"SELECT n._row, t.* EXCLUDE (_i) FROM ({inner}) t JOIN _line_numbers n USING (_i)"
 
 
 def _attach_line_numbers(
@@ -194,7 +232,7 @@ def _attach_line_numbers(
     header: bool,
     rows: int,
 ) -> None:
-    """Physical line numbers for files whose records span lines or that have blank lines.
+    """Create `_line_numbers(_i, _row)`: the first physical line of every record.
 
     Python's csv module reports the line each record ends on; the start line is the previous
     record's end + 1 (blank lines skipped, as DuckDB does)."""
@@ -207,7 +245,7 @@ def _attach_line_numbers(
         for record in reader:
             line_start = prev_end + 1
             prev_end = reader.line_num
-            if not record or all(not f for f in record) and len(record) <= 1:
+            if not record or (len(record) <= 1 and not record[0]):
                 continue
             if first and header:
                 first = False
@@ -223,13 +261,9 @@ def _attach_line_numbers(
         )
         starts = list(range(2 if header else 1, rows + (2 if header else 1)))
     numbers = pa.table({"_i": pa.array(range(rows), pa.int64()), "_row": pa.array(starts)})
-    con.register("_line_numbers", numbers)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT s.*, n._row FROM "
-        f"(SELECT *, rowid AS _i FROM {STAGE}) s JOIN _line_numbers n USING (_i) ORDER BY _i"
-    )
-    con.execute(f"ALTER TABLE {STAGE} DROP COLUMN _i")
-    con.unregister("_line_numbers")
+    con.register("_line_numbers_arrow", numbers)
+    con.execute("CREATE OR REPLACE TEMP TABLE _line_numbers AS SELECT * FROM _line_numbers_arrow")
+    con.unregister("_line_numbers_arrow")
 
 
 def _stage_whitespace(

@@ -6,6 +6,7 @@ them; ingest re-sniffs only what the config leaves on auto.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import re
@@ -48,11 +49,12 @@ DATE_FORMATS = (
 
 @dataclass
 class FileFacts:
-    """What a pass over the bytes of a file tells: its hash and how many lines it has."""
+    """What a pass over the bytes of a file tells: its hash, lines and text encoding."""
 
     sha256: str
     lines: int
     size: int
+    encoding: str = "utf-8"
 
 
 @dataclass
@@ -73,20 +75,45 @@ def _open_bytes(path: Path):
 
 
 def file_facts(path: Path) -> FileFacts:
-    """SHA-256 of the file's bytes and its number of text lines, in one pass."""
+    """SHA-256 of the file's bytes, its number of text lines and its encoding (UTF-8 when every
+    byte sequence is valid UTF-8, UTF-16 with a byte-order mark, else Latin-1)."""
     digest = hashlib.sha256()
+    gzipped = head_bytes_raw(path, 2) == b"\x1f\x8b"
+    if gzipped:  # the hash is of the file's bytes, the lines of its content
+        with path.open("rb") as raw:
+            while chunk := raw.read(CHUNK):
+                digest.update(chunk)
     lines = 0
     last = b"\n"
-    with path.open("rb") as raw:
-        while chunk := raw.read(CHUNK):
-            digest.update(chunk)
+    encoding = "utf-8"
+    decoder = codecs.getincrementaldecoder("utf-8")()
     with _open_bytes(path) as fh:
+        first = True
         while chunk := fh.read(CHUNK):
+            if not gzipped:
+                digest.update(chunk)
+            if first and chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
+                encoding, lines = "utf-16", -1
+            first = False
+            if encoding == "utf-16":
+                continue
             lines += chunk.count(b"\n")
             last = chunk[-1:]
+            if encoding == "utf-8" and not chunk.isascii():
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    encoding = "latin-1"
+    if encoding == "utf-16":
+        return FileFacts(digest.hexdigest(), -1, path.stat().st_size, encoding)
     if last != b"\n":
         lines += 1
-    return FileFacts(digest.hexdigest(), lines, path.stat().st_size)
+    return FileFacts(digest.hexdigest(), lines, path.stat().st_size, encoding)
+
+
+def head_bytes_raw(path: Path, size: int) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(size)
 
 
 def head_bytes(path: Path, size: int = 65536) -> bytes:

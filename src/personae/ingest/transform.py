@@ -17,7 +17,7 @@ import duckdb
 
 from personae.config import SourceConfig
 from personae.errors import SourceError, closest
-from personae.ingest.readers import STAGE, Staged, lit, q
+from personae.ingest.readers import Staged, lit, q, with_rows
 from personae.store.schemas import LINEAGE, Column, Table
 
 NA_TOKENS = ("", "na", "n/a", "null", "none", "nan", "#n/a", "-", "?")
@@ -51,7 +51,6 @@ NON_PRODUCT_CODES = (
     "FEE",
     "SHIPPING",
 )
-_T = "_t"  # alias of the typed rows
 
 
 @dataclass
@@ -116,8 +115,10 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
     raise AssertionError(col.kind)
 
 
-def _problem(col: Column, text: str, parsed: str, src: SourceConfig, source_col: str | None) -> str:
-    """SQL giving the problem code of one cell, or NULL. NA tokens (n/a, null, ...) in a
+def _problem(
+    col: Column, text: str, parsed: str, src: SourceConfig, source_col: str | None
+) -> str | None:
+    """SQL giving the problem code of one cell (None when nothing can go wrong). NA tokens in a
     typed column are empty values, not problems."""
     cases: list[str] = []
     is_na = _in(text, NA_TOKENS)
@@ -156,7 +157,7 @@ def _problem(col: Column, text: str, parsed: str, src: SourceConfig, source_col:
             cases.append(f"WHEN {scaled} < {col.low} THEN 'out_of_range'")
         if col.high is not None:
             cases.append(f"WHEN {scaled} > {col.high} THEN 'out_of_range'")
-    return f"(CASE {' '.join(cases)} END)" if cases else "NULL::VARCHAR"
+    return f"(CASE {' '.join(cases)} END)" if cases else None
 
 
 def _final(col: Column, parsed: str, src: SourceConfig, source_col: str | None) -> str:
@@ -208,143 +209,6 @@ def check_mapping(name: str, src: SourceConfig, table: Table, columns: list[str]
             )
 
 
-def build_typed(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    src: SourceConfig,
-    table: Table,
-    staged: Staged,
-    source_id: str,
-) -> list[str]:
-    """Create temp table `_typed`: parsed values, per-cell problems and the row's reason.
-
-    Returns the canonical columns that have a value (mapped or constant)."""
-    check_mapping(name, src, table, staged.columns)
-    by_target = {t: s for s, t in src.columns.items()}
-    present: list[str] = []
-    level1 = [f"{staged.row_expr} AS _row"] + [q(c) for c in staged.columns]
-    level2 = ["*"]
-    for col in table.columns:
-        source_col = by_target.get(col.name)
-        if source_col is not None:
-            raw = q(source_col)
-        elif col.name in src.constants:
-            raw = lit(src.constants[col.name])
-        else:
-            continue
-        present.append(col.name)
-        text, parsed = _parse(col, raw, src, source_col)
-        level1 += [f"{text} AS {q('t_' + col.name)}", f"{parsed} AS {q('p_' + col.name)}"]
-        prob = _problem(col, q("t_" + col.name), q("p_" + col.name), src, source_col)
-        level2.append(f"{prob} AS {q('x_' + col.name)}")
-    for source_col in checked_attributes(src):
-        text = _na(q(source_col))
-        num = f"TRY_CAST({text} AS DOUBLE)"
-        low, high = src.ranges[source_col]
-        level2.append(
-            f"(CASE WHEN {text} IS NOT NULL AND {num} IS NULL THEN 'bad_number' "
-            f"WHEN {num} NOT BETWEEN {low} AND {high} THEN 'out_of_range' END) "
-            f"AS {q('xa_' + source_col)}"
-        )
-    fatal = [
-        c
-        for c in present
-        if table.column(c).required
-        or c in table.key
-        or (table.column(c).kind == "id" and src.id_pattern)
-    ]
-    reason_cases = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {q('x_' + c)}" for c in fatal)
-    reason_cols = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {lit(c)}" for c in fatal)
-    level3 = [
-        "*",
-        f"(CASE {reason_cases or 'WHEN false THEN NULL'} END) AS _cell_reason",
-        f"(CASE {reason_cols or 'WHEN false THEN NULL'} END) AS _cell_col",
-    ]
-    # Views, not tables: the parsing is cheap to repeat and a 10-million-row copy is not.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW _cells AS
-        WITH l1 AS (SELECT {", ".join(level1)} FROM {STAGE}),
-             l2 AS (SELECT {", ".join(level2)} FROM l1)
-        SELECT {", ".join(level3)} FROM l2"""
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _conflicts (_row BIGINT, reason VARCHAR, col VARCHAR)"
-    )
-    reject_dupes = src.duplicates == "reject" or (
-        src.duplicates == "auto" and table.key[0] in by_target
-    )
-    if reject_dupes:
-        _find_duplicates(con, staged)
-    _find_key_conflicts(con, table, present, src)
-    con.execute(
-        """CREATE OR REPLACE TEMP VIEW _typed AS
-        SELECT c.*,
-               CASE WHEN k.reason = 'duplicate' THEN 'duplicate'
-                    ELSE coalesce(c._cell_reason, k.reason) END AS _reason,
-               CASE WHEN k.reason = 'duplicate' THEN NULL
-                    WHEN c._cell_reason IS NOT NULL THEN c._cell_col ELSE k.col END
-                    AS _reason_col
-        FROM _cells c LEFT JOIN _conflicts k USING (_row)"""
-    )
-    return present
-
-
-def _find_duplicates(con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
-    """Rows that repeat an earlier row exactly. Rows are grouped by a hash of all their
-    values first, so the exact comparison only runs on the few rows that share a hash."""
-    raw_cols = ", ".join(q(c) for c in staged.columns)
-    con.execute(
-        f"""INSERT INTO _conflicts
-        SELECT _row, 'duplicate', NULL FROM (
-            SELECT {staged.row_expr} AS _row,
-                   row_number() OVER (PARTITION BY {raw_cols} ORDER BY {staged.row_expr}) AS n
-            FROM {STAGE}
-            WHERE hash({raw_cols}) IN (SELECT h FROM (SELECT hash({raw_cols}) AS h
-                                                      FROM {STAGE})
-                                       GROUP BY h HAVING count(*) > 1))
-        WHERE n > 1"""
-    )
-
-
-def _find_key_conflicts(
-    con: duckdb.DuckDBPyConnection,
-    table: Table,
-    present: list[str],
-    src: SourceConfig,
-) -> None:
-    """Rows whose key an earlier row of this source, or another source, already has."""
-    key = [k for k in table.key if k in present]
-    if len(key) != len(table.key) or src.mode == "update":
-        if table.name == "orders" and "order_id" in present and "line_no" not in present:
-            # Line numbers are generated, so only a whole order loaded before can clash.
-            con.execute(
-                """INSERT INTO _conflicts SELECT _row, 'duplicate_id', 'order_id'
-                FROM _cells c ANTI JOIN _conflicts k USING (_row)
-                WHERE c._cell_reason IS NULL
-                  AND p_order_id IN (SELECT DISTINCT order_id FROM orders)"""
-            )
-        return
-    pkey = ", ".join(q("p_" + k) for k in key)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _keys AS SELECT _row, {pkey}, hash({pkey}) AS _h
-        FROM _cells c ANTI JOIN _conflicts k USING (_row) WHERE c._cell_reason IS NULL"""
-    )
-    con.execute(
-        f"""INSERT INTO _conflicts SELECT _row, 'duplicate_id', {lit(key[0])} FROM (
-            SELECT _row, row_number() OVER (PARTITION BY {pkey} ORDER BY _row) AS n
-            FROM _keys WHERE _h IN (SELECT _h FROM _keys GROUP BY _h HAVING count(*) > 1))
-        WHERE n > 1"""
-    )
-    if con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0]:
-        on = " AND ".join(f"c.{q('p_' + k)} = e.{q(k)}" for k in key)
-        con.execute(
-            f"""INSERT INTO _conflicts SELECT c._row, 'duplicate_id', {lit(key[0])}
-            FROM _keys c SEMI JOIN {q(table.name)} e ON {on}
-            WHERE c._row NOT IN (SELECT _row FROM _conflicts)"""
-        )
-    con.execute("DROP TABLE _keys")
-
-
 def checked_attributes(src: SourceConfig) -> list[str]:
     """Unmapped source columns with a range check: they stay attributes but are validated."""
     return [c for c in src.ranges if c not in src.columns]
@@ -380,20 +244,248 @@ def _message(col: str, reason: str, source_col: str | None) -> str:
     return texts.get(reason, reason)
 
 
-def write_rejects(
+@dataclass
+class Plan:
+    """What validating one source needs, worked out once from its config and columns."""
+
+    name: str
+    src: SourceConfig
+    table: Table
+    staged: Staged
+    source_id: str
+    present: list[str] = field(default_factory=list)
+    by_target: dict[str, str] = field(default_factory=dict)
+    checked: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # columns whose cells can have a problem
+    dedupe: bool = False
+    key: list[str] = field(default_factory=list)
+    conflicts: int = 0
+
+
+def build_cells(
     con: duckdb.DuckDBPyConnection,
-    table: Table,
+    name: str,
     src: SourceConfig,
+    table: Table,
     staged: Staged,
-    present: list[str],
     source_id: str,
-) -> None:
-    by_target = {t: s for s, t in src.columns.items()}
-    raw = _raw_json(staged.columns)
+) -> Plan:
+    """Parse every cell once into the temp table `_cells` and find the rows that clash.
+
+    `_cells` holds per row: the final value `v_<column>` of every canonical column (NULL where
+    the cell had a problem), the problem code `x_<column>`, the row's fatal reason, hashes of
+    the raw row and of its key, the raw values as JSON for rows with a problem, and the
+    unmapped columns as `attributes`. Every later step reads `_cells`, never the source again,
+    except to fetch the raw values of the few rows that clash."""
+    check_mapping(name, src, table, staged.columns)
+    plan = Plan(name, src, table, staged, source_id)
+    plan.by_target = {t: s for s, t in src.columns.items()}
+    plan.checked = checked_attributes(src)
+    plan.unmapped = [c for c in staged.columns if c not in src.columns and c not in src.wide_spend]
+    level1 = [q(c) for c in staged.columns]
+    if staged.row_expr:
+        level1.insert(0, f"{staged.row_expr} AS _row")
+    level2, finals = ["*"], []
+    for col in table.columns:
+        source_col = plan.by_target.get(col.name)
+        if source_col is not None:
+            raw = q(source_col)
+        elif col.name in src.constants:
+            raw = lit(src.constants[col.name])
+        else:
+            continue
+        plan.present.append(col.name)
+        text, parsed = _parse(col, raw, src, source_col)
+        level1 += [f"{text} AS {q('t_' + col.name)}", f"{parsed} AS {q('p_' + col.name)}"]
+        prob = _problem(col, q("t_" + col.name), q("p_" + col.name), src, source_col)
+        final = _final(col, q("p_" + col.name), src, source_col)
+        if prob is None:  # plain text: nothing can be wrong with it
+            finals.append(f"{final} AS {q('v_' + col.name)}")
+            continue
+        plan.checks.append(col.name)
+        level2.append(f"{prob} AS {q('x_' + col.name)}")
+        finals += [
+            f"(CASE WHEN {q('x_' + col.name)} IS NULL THEN {final} END) AS {q('v_' + col.name)}",
+            q("x_" + col.name),
+        ]
+    for source_col in plan.checked:
+        text = _na(q(source_col))
+        num = f"TRY_CAST({text} AS DOUBLE)"
+        low, high = src.ranges[source_col]
+        level2.append(
+            f"(CASE WHEN {text} IS NOT NULL AND {num} IS NULL THEN 'bad_number' "
+            f"WHEN {num} NOT BETWEEN {low} AND {high} THEN 'out_of_range' END) "
+            f"AS {q('xa_' + source_col)}"
+        )
+        finals.append(q("xa_" + source_col))
+    fatal = [
+        c
+        for c in plan.checks
+        if table.column(c).required
+        or c in table.key
+        or (table.column(c).kind == "id" and src.id_pattern)
+    ]
+    reason = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {q('x_' + c)}" for c in fatal)
+    reason_col = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {lit(c)}" for c in fatal)
+    problems = [f"x_{c}" for c in plan.checks] + [f"xa_{c}" for c in plan.checked]
+    any_problem = " OR ".join(f"{q(x)} IS NOT NULL" for x in problems) or "false"
+    raw_cols = ", ".join(q(c) for c in staged.columns)
+    plan.dedupe = src.duplicates == "reject" or (
+        src.duplicates == "auto" and table.key[0] in plan.by_target
+    )
+    key = [k for k in table.key if k in plan.present]
+    plan.key = key if len(key) == len(table.key) and src.mode == "append" else []
+    extras = [
+        f"(CASE {reason or 'WHEN false THEN NULL'} END) AS _cell_reason",
+        f"(CASE {reason_col or 'WHEN false THEN NULL'} END) AS _cell_col",
+        f"(CASE WHEN {any_problem} THEN {_raw_json(staged.columns)} END) AS _raw",
+        f"{_raw_json(plan.unmapped, plan.checked)} AS _attrs",
+    ]
+    if plan.dedupe:
+        extras.append(f"hash({raw_cols}) AS _h")
+    if plan.key:
+        extras.append(f"hash({', '.join(q('p_' + k) for k in plan.key)}) AS _kh")
+    for i, column in enumerate(src.wide_spend):
+        extras.append(f"TRY_CAST({_na(q(column))} AS DOUBLE) AS ws_{i}")
+    for i, spec in enumerate(src.events):
+        if spec.at not in staged.columns:
+            raise SourceError(
+                f"Source '{name}': events.at names column '{spec.at}', which is not in the "
+                f"file.{closest(spec.at, staged.columns)}"
+            )
+        fmt = src.date_formats.get(spec.at)
+        ts = (
+            f"try_strptime({_na(q(spec.at))}, {lit(fmt)})"
+            if fmt
+            else f"TRY_CAST({_na(q(spec.at))} AS TIMESTAMP)"
+        )
+        extras.append(f"CAST({ts} AS TIMESTAMP) AS ev_{i}")
+    keep = (["_row"] if staged.row_expr else []) + finals + extras
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _cells AS
+        WITH l1 AS (SELECT {", ".join(level1)} FROM {staged.relation}),
+             l2 AS (SELECT {", ".join(level2)} FROM l1)
+        SELECT {", ".join(keep)} FROM l2"""
+    )
+    staged.rows = int(con.execute("SELECT count(*) FROM _cells").fetchall()[0][0])
+    # A new table's rowids are consecutive in insertion (= file) order, but a temp table's
+    # start at a large offset: subtract the first one.
+    first = con.execute("SELECT coalesce(min(rowid), 0) FROM _cells").fetchall()[0][0]
+    rows_view = (
+        "SELECT * FROM _cells"
+        if staged.row_expr
+        else with_rows(con, staged, f"SELECT rowid - {first} AS _i, * FROM _cells")
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _rows AS {rows_view}")
+    _find_conflicts(con, plan)
+    return plan
+
+
+def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
+    """Exact copies of earlier rows and rows whose key is taken, into `_conflicts`.
+
+    Rows are grouped by hash first; only the few rows that share a hash (or whose key is
+    already in the table) are compared exactly, on raw values fetched again from the source
+    into `_cand_raw`."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _conflicts (_row BIGINT, reason VARCHAR, col VARCHAR)"
+    )
+    parts = []
+    if plan.dedupe:
+        parts.append(
+            "SELECT _row, 'dup' AS why FROM _rows WHERE _h IN "
+            "(SELECT _h FROM _cells GROUP BY _h HAVING count(*) > 1)"
+        )
+    if plan.key:
+        parts.append(
+            "SELECT _row, 'key' FROM _rows WHERE _cell_reason IS NULL AND _kh IN "
+            "(SELECT _kh FROM _cells WHERE _cell_reason IS NULL GROUP BY _kh "
+            "HAVING count(*) > 1)"
+        )
+        if _count(con, plan.table.name):
+            on = " AND ".join(f"r.{q('v_' + k)} = e.{q(k)}" for k in plan.key)
+            parts.append(
+                f"SELECT r._row, 'old' FROM _rows r SEMI JOIN {q(plan.table.name)} e "
+                f"ON {on} WHERE r._cell_reason IS NULL"
+            )
+    elif (
+        plan.table.name == "orders"
+        and "order_id" in plan.present
+        and ("line_no" not in plan.present)
+        and _count(con, "orders")
+    ):
+        # Line numbers are generated, so only a whole order loaded before can clash.
+        parts.append(
+            "SELECT _row, 'old' FROM _rows WHERE _cell_reason IS NULL AND "
+            "v_order_id IN (SELECT DISTINCT order_id FROM orders)"
+        )
+    con.execute("CREATE OR REPLACE TEMP TABLE _cands (_row BIGINT, why VARCHAR)")
+    if parts:
+        con.execute(f"INSERT INTO _cands {' UNION ALL '.join(parts)}")
+    if not _count(con, "_cands"):
+        return
+    staged = plan.staged
+    raw_cols = ", ".join(q(c) for c in staged.columns)
+    source = (
+        f"SELECT _row, {raw_cols} FROM {staged.relation}"
+        if staged.row_expr
+        else with_rows(
+            con, staged, f"SELECT row_number() OVER () - 1 AS _i, {raw_cols} FROM {staged.relation}"
+        )
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _cand_raw AS SELECT * FROM ({source}) "
+        "WHERE _row IN (SELECT _row FROM _cands)"
+    )
+    con.execute(
+        f"""INSERT INTO _conflicts SELECT _row, 'duplicate', NULL FROM (
+            SELECT _row, row_number() OVER (PARTITION BY {raw_cols} ORDER BY _row) AS n
+            FROM _cand_raw WHERE _row IN (SELECT _row FROM _cands WHERE why = 'dup'))
+        WHERE n > 1"""
+    )
+    if plan.key:
+        vkey = ", ".join(q("v_" + k) for k in plan.key)
+        con.execute(
+            f"""INSERT INTO _conflicts SELECT _row, 'duplicate_id', {lit(plan.key[0])} FROM (
+                SELECT _row, row_number() OVER (PARTITION BY {vkey} ORDER BY _row) AS n
+                FROM _rows WHERE _row IN (SELECT _row FROM _cands WHERE why = 'key')
+                  AND _row NOT IN (SELECT _row FROM _conflicts))
+            WHERE n > 1"""
+        )
+    key_col = plan.key[0] if plan.key else "order_id"
+    con.execute(
+        f"""INSERT INTO _conflicts SELECT DISTINCT _row, 'duplicate_id', {lit(key_col)}
+        FROM _cands WHERE why = 'old' AND _row NOT IN (SELECT _row FROM _conflicts)"""
+    )
+    plan.conflicts = _count(con, "_conflicts")
+    if plan.conflicts:
+        con.execute(
+            """CREATE OR REPLACE TEMP VIEW _rows_c AS
+            SELECT r.*, k.reason AS _clash, k.col AS _clash_col
+            FROM _rows r LEFT JOIN _conflicts k USING (_row)"""
+        )
+
+
+def typed_rows(plan: Plan) -> str:
+    """SQL of every row read with its final `_reason` (NULL when the row is loaded)."""
+    if not plan.conflicts:
+        return "SELECT *, _cell_reason AS _reason, _cell_col AS _reason_col FROM _rows"
+    return """SELECT * EXCLUDE (_clash, _clash_col),
+        CASE WHEN _clash = 'duplicate' THEN 'duplicate'
+             ELSE coalesce(_cell_reason, _clash) END AS _reason,
+        CASE WHEN _clash = 'duplicate' THEN NULL
+             WHEN _cell_reason IS NOT NULL THEN _cell_col ELSE _clash_col END AS _reason_col
+        FROM _rows_c"""
+
+
+def write_rejects(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
+    """Rejected rows (kept = false) and nulled values (kept = true) into rejects_<table>."""
+    table = plan.table
     msg_cases = " ".join(
         f"WHEN _reason_col = {lit(c)} AND _reason = {lit(r)} "
-        f"THEN {lit(_message(c, r, by_target.get(c)))}"
-        for c in present
+        f"THEN {lit(_message(c, r, plan.by_target.get(c)))}"
+        for c in plan.present
         for r in (
             "missing_id",
             "missing_value",
@@ -404,74 +496,72 @@ def write_rejects(
             "out_of_range",
         )
     )
-    # One scan of the typed rows keeps every row with any problem; the rest reads that.
-    cells = [q("x_" + c) for c in present] + [q("xa_" + c) for c in checked_attributes(src)]
-    any_problem = " OR ".join(["_reason IS NOT NULL", *(f"{c} IS NOT NULL" for c in cells)])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _bad AS SELECT * FROM _typed WHERE {any_problem}")
+    raw_from_source = "NULL::JSON"
+    join = ""
+    if plan.conflicts:
+        raw_from_source = "c.j"
+        join = (
+            f"LEFT JOIN (SELECT _row, {_raw_json(plan.staged.columns)} AS j "
+            "FROM _cand_raw) c USING (_row)"
+        )
     con.execute(
-        f"""INSERT INTO {q("rejects_" + table.name)}
-        SELECT {lit(source_id)}, _row, {raw}, _reason, _reason_col,
+        f"""CREATE OR REPLACE TEMP TABLE _bad AS
+        SELECT t.*, coalesce(t._raw, {raw_from_source}) AS _rawj
+        FROM ({typed_rows(plan)}) t {join}
+        WHERE t._raw IS NOT NULL OR t._reason IS NOT NULL"""
+    )
+    target = q("rejects_" + table.name)
+    con.execute(
+        f"""INSERT INTO {target}
+        SELECT {lit(plan.source_id)}, _row, _rawj, _reason, _reason_col,
                CASE WHEN _reason = 'duplicate' THEN
                    'exact copy of an earlier row of this source' {msg_cases} ELSE _reason END,
                false
-        FROM _bad WHERE _reason IS NOT NULL"""
+        FROM _bad WHERE _reason IS NOT NULL ORDER BY _row"""
     )
-    for c in checked_attributes(src):
+    for c in plan.checked:
         con.execute(
-            f"""INSERT INTO {q("rejects_" + table.name)}
-            SELECT {lit(source_id)}, _row, {raw}, {q("xa_" + c)}, {lit(c)},
-                   {lit(c + ": ")} || {q(c)} || ' -> NULL (' || {q("xa_" + c)} || ')', true
-            FROM _bad WHERE _reason IS NULL AND {q("xa_" + c)} IS NOT NULL"""
+            f"""INSERT INTO {target}
+            SELECT {lit(plan.source_id)}, _row, _rawj, {q("xa_" + c)}, {lit(c)},
+                   {lit(c + ": ")} || (_rawj->>{lit(c)}) || ' -> NULL (' || {q("xa_" + c)}
+                   || ')', true
+            FROM _bad WHERE _reason IS NULL AND {q("xa_" + c)} IS NOT NULL ORDER BY _row"""
         )
-    for c in present:
-        shown = by_target.get(c, c)
+    for c in plan.checks:
+        shown = plan.by_target.get(c, c)
+        value = f"coalesce(_rawj->>{lit(shown)}, '')" if c in plan.by_target else "''"
         con.execute(
-            f"""INSERT INTO {q("rejects_" + table.name)}
-            SELECT {lit(source_id)}, _row, {raw}, {q("x_" + c)}, {lit(c)},
-                   {lit(shown + ": ")} || coalesce({q(shown) if c in by_target else "NULL"},
-                   '') || ' -> NULL (' || {q("x_" + c)} || ')', true
-            FROM _bad WHERE _reason IS NULL AND {q("x_" + c)} IS NOT NULL"""
+            f"""INSERT INTO {target}
+            SELECT {lit(plan.source_id)}, _row, _rawj, {q("x_" + c)}, {lit(c)},
+                   {lit(shown + ": ")} || {value} || ' -> NULL (' || {q("x_" + c)} || ')', true
+            FROM _bad WHERE _reason IS NULL AND {q("x_" + c)} IS NOT NULL ORDER BY _row"""
         )
     con.execute("DROP TABLE _bad")
 
 
-def _value(
-    c: str, present: list[str], table: Table, src: SourceConfig, by_target: dict[str, str]
-) -> str:
-    if c not in present:
-        return f"NULL::{table.column(c).sql_type}"
-    col = table.column(c)
-    final = _final(col, q("p_" + c), src, by_target.get(c))
-    return f"(CASE WHEN {q('x_' + c)} IS NULL THEN {final} END)"
-
-
-def insert_rows(
-    con: duckdb.DuckDBPyConnection,
-    table: Table,
-    src: SourceConfig,
-    staged: Staged,
-    present: list[str],
-    source_id: str,
-) -> int:
-    """Insert the accepted rows of `_typed` into the canonical table; returns the count."""
-    by_target = {t: s for s, t in src.columns.items()}
-    values = {c.name: _value(c.name, present, table, src, by_target) for c in table.columns}
+def insert_rows(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
+    """Insert the accepted rows into the canonical table; returns the count."""
+    table, src = plan.table, plan.src
+    values = {
+        c.name: (q("v_" + c.name) if c.name in plan.present else f"NULL::{c.sql_type}")
+        for c in table.columns
+    }
     if table.name == "orders":
-        _order_columns(values, present, src, source_id)
-    if table.key == ("event_id",) and "event_id" not in present:
-        values["event_id"] = f"({lit(source_id + ':')} || _row)"
-    unmapped = [c for c in staged.columns if c not in by_target and c not in src.wide_spend]
-    values["source_id"] = lit(source_id)
+        _order_columns(values, plan.present, src, plan.source_id)
+    if table.key == ("event_id",) and "event_id" not in plan.present:
+        values["event_id"] = f"({lit(plan.source_id + ':')} || _row)"
+    values["source_id"] = lit(plan.source_id)
     values["source_row"] = "_row"
-    values["attributes"] = _raw_json(unmapped, checked_attributes(src))
+    values["attributes"] = "_attrs"
     names = [*table.names, *(c.name for c in LINEAGE)]
     select = ", ".join(f"{values[n]} AS {q(n)}" for n in names)
+    rows = f"({typed_rows(plan)}) WHERE _reason IS NULL"
     if src.mode == "update":
-        return _upsert(con, table, names, select)
+        return _upsert(con, table, names, select, rows)
     before = _count(con, table.name)
     con.execute(
         f"INSERT INTO {q(table.name)} ({', '.join(q(n) for n in names)}) "
-        f"SELECT {select} FROM _typed WHERE _reason IS NULL"
+        f"SELECT {select} FROM {rows}"
     )
     return _count(con, table.name) - before
 
@@ -507,11 +597,11 @@ def return_expr(values: dict[str, str], src: SourceConfig) -> str:
     return "(" + " OR ".join(parts) + ")"
 
 
-def _upsert(con: duckdb.DuckDBPyConnection, table: Table, names: list[str], select: str) -> int:
+def _upsert(
+    con: duckdb.DuckDBPyConnection, table: Table, names: list[str], select: str, rows: str
+) -> int:
     """mode = update: fill in columns of existing rows by key; insert rows with a new key."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {select} FROM _typed WHERE _reason IS NULL"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {select} FROM {rows}")
     key = table.key
     on = " AND ".join(f"t.{q(k)} = n.{q(k)}" for k in key)
     sets = ", ".join(
@@ -537,104 +627,84 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def order_flags(
-    con: duckdb.DuckDBPyConnection, present: list[str], src: SourceConfig
-) -> dict[str, int]:
+def order_flags(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, int]:
     """Counts of usable-but-special order lines, over every row read (before duplicates are
     removed, so they match counts taken on the raw file)."""
-    p = {
-        c: (q("p_" + c) if c in present else "NULL")
+    v = {
+        c: (q("v_" + c) if c in plan.present else "NULL")
         for c in ("customer_id", "quantity", "unit_price", "amount", "order_id", "product_id")
     }
-    codes = tuple(c.upper() for c in (src.non_product_codes or NON_PRODUCT_CODES))
+    src = plan.src
+    codes = tuple(c.lower() for c in (src.non_product_codes or NON_PRODUCT_CODES))
     exprs = {
-        "anonymous (no customer id)": f"{p['customer_id']} IS NULL",
-        "negative quantity": f"{p['quantity']} < 0",
-        "zero price": f"{p['unit_price']} = 0",
-        "negative price": f"{p['unit_price']} < 0",
-        "non-positive price": f"{p['unit_price']} <= 0",
-        "zero amount": f"{p['amount']} = 0",
-        "non-product codes": _in(p["product_id"], tuple(c.lower() for c in codes)),
+        "anonymous (no customer id)": f"{v['customer_id']} IS NULL",
+        "negative quantity": f"{v['quantity']} < 0",
+        "zero price": f"{v['unit_price']} = 0",
+        "negative price": f"{v['unit_price']} < 0",
+        "non-positive price": f"{v['unit_price']} <= 0",
+        "zero amount": f"{v['amount']} = 0",
+        "non-product codes": _in(v["product_id"], codes),
     }
     if src.cancel_pattern:
         exprs["cancelled orders (lines)"] = (
-            f"regexp_matches({p['order_id']}, {lit(src.cancel_pattern)})"
+            f"regexp_matches({v['order_id']}, {lit(src.cancel_pattern)})"
         )
-    exprs["returns and cancellations (is_return)"] = return_expr(p, src)
+    exprs["returns and cancellations (is_return)"] = return_expr(v, src)
     select = ", ".join(f"count(*) FILTER (WHERE {e})" for e in exprs.values())
-    row = con.execute(f"SELECT {select} FROM _typed").fetchall()[0]
-    assert row is not None
-    return {k: int(v) for k, v in zip(exprs, row, strict=True) if v}
+    row = con.execute(f"SELECT {select} FROM _cells").fetchall()[0]
+    return {k: int(n) for k, n in zip(exprs, row, strict=True) if n}
 
 
-def insert_wide_spend(
-    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, source_id: str
-) -> int:
+def insert_wide_spend(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
     """Per-customer spend columns (e.g. MntWines) become one order per customer with a line
     per category, dated `spend_date`, so that category spend is in `orders` like any other."""
+    src = plan.src
     if not src.wide_spend:
         return 0
     if not src.spend_date:
         raise SourceError(
-            f"Source '{name}': wide_spend needs `spend_date` (YYYY-MM-DD), the date the spend "
-            "totals were taken. Add it to [sources." + name + "]."
+            f"Source '{plan.name}': wide_spend needs `spend_date` (YYYY-MM-DD), the date the "
+            f"spend totals were taken. Add it to [sources.{plan.name}]."
         )
     parts = []
-    for i, (column, category) in enumerate(src.wide_spend.items(), start=1):
-        amount = f"TRY_CAST({_na(q(column))} AS DOUBLE)"
+    for i, (column, category) in enumerate(src.wide_spend.items()):
         parts.append(
-            f"SELECT p_customer_id || ':spend' AS order_id, {i} AS line_no, p_customer_id, "
-            f"{lit(category)} AS category, {amount} AS amount, _row, "
-            f'to_json(struct_pack(aggregate := true, "column" := {lit(column)})) AS attributes '
-            f"FROM _typed WHERE _reason IS NULL AND {amount} > 0"
+            f"SELECT v_customer_id || ':spend' AS order_id, {i + 1} AS line_no, v_customer_id, "
+            f"{lit(category)} AS category, ws_{i} AS amount, _row, "
+            f'to_json(struct_pack(aggregate := true, "column" := {lit(column)})) '
+            f"AS attributes FROM ({typed_rows(plan)}) WHERE _reason IS NULL AND ws_{i} > 0"
         )
     before = _count(con, "orders")
     con.execute(
         f"""INSERT INTO orders (order_id, line_no, customer_id, ordered_at, category, amount,
                 currency, is_return, is_non_product, source_id, source_row, attributes)
-        SELECT order_id, line_no, p_customer_id, TIMESTAMP {lit(src.spend_date)}, category,
+        SELECT order_id, line_no, v_customer_id, TIMESTAMP {lit(src.spend_date)}, category,
                amount, {lit(src.currency) if src.currency else "NULL"}, false, false,
-               {lit(source_id)}, _row, attributes
+               {lit(plan.source_id)}, _row, attributes
         FROM ({" UNION ALL ".join(parts)}) ORDER BY _row, line_no"""
     )
     return _count(con, "orders") - before
 
 
-def insert_derived_events(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    src: SourceConfig,
-    table: Table,
-    staged: Staged,
-    source_id: str,
-) -> int:
+def insert_derived_events(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
     """Events derived from date columns of an accounts or customers source."""
+    src = plan.src
     if not src.events:
         return 0
-    who = {"accounts": "account_id", "customers": "customer_id"}.get(table.name)
+    who = {"accounts": "account_id", "customers": "customer_id"}.get(plan.table.name)
     if who is None:
         raise SourceError(
-            f"Source '{name}': `events` can be derived from accounts or customers sources only."
+            f"Source '{plan.name}': `events` can be derived from accounts or customers "
+            "sources only."
         )
     before = _count(con, "events")
-    for spec in src.events:
-        if spec.at not in staged.columns:
-            raise SourceError(
-                f"Source '{name}': events.at names column '{spec.at}', which is not in the "
-                f"file.{closest(spec.at, staged.columns)}"
-            )
-        fmt = src.date_formats.get(spec.at)
-        ts = (
-            f"try_strptime({_na(q(spec.at))}, {lit(fmt)})"
-            if fmt
-            else f"TRY_CAST({_na(q(spec.at))} AS TIMESTAMP)"
-        )
+    for i, spec in enumerate(src.events):
         con.execute(
             f"""INSERT INTO events (event_id, {who}, occurred_at, event_type, source_id,
                     source_row)
-            SELECT {lit(source_id + ":")} || _row || {lit(":" + spec.event_type)},
-                   {q("p_" + who)}, CAST({ts} AS TIMESTAMP), {lit(spec.event_type)},
-                   {lit(source_id)}, _row
-            FROM _typed WHERE _reason IS NULL AND {ts} IS NOT NULL ORDER BY _row"""
+            SELECT {lit(plan.source_id + ":")} || _row || {lit(":" + spec.event_type)},
+                   {q("v_" + who)}, ev_{i}, {lit(spec.event_type)}, {lit(plan.source_id)}, _row
+            FROM ({typed_rows(plan)}) WHERE _reason IS NULL AND ev_{i} IS NOT NULL
+            ORDER BY _row"""
         )
     return _count(con, "events") - before
