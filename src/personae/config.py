@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from personae.errors import ConfigError, closest
@@ -207,7 +208,6 @@ HEADER = """\
 
 def source_toml(name: str, src: SourceConfig, notes: list[str], unmapped: list[str]) -> Any:
     """A commented TOML table for one source, as `personae init` writes it."""
-    import tomlkit
 
     table = tomlkit.table()
     for note in notes:
@@ -243,7 +243,6 @@ def add_sources(
     sources: list[tuple[str, SourceConfig, list[str], list[str]]],
 ) -> None:
     """Write personae.toml, or add sources to an existing one keeping its edits."""
-    import tomlkit
 
     if path.exists():
         doc = tomlkit.parse(path.read_text(encoding="utf-8"))
