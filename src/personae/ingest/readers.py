@@ -114,8 +114,8 @@ def stage_source(
         return _finish(con, "parquet", str(path), facts.sha256)
     if fmt == "jsonl":
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, rowid + 1 AS _row FROM "
-            f"read_json({lit(str(path))}, format = 'newline_delimited')"
+            f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, row_number() OVER () AS _row "
+            f"FROM read_json({lit(str(path))}, format = 'newline_delimited')"
         )
         return _finish(con, "jsonl", str(path), facts.sha256)
     if fmt == "whitespace":
@@ -278,12 +278,11 @@ def _stage_whitespace(
     sniffed_header, width = whitespace_header(path, encoding)
     header = sniffed_header if src.header is None else src.header
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT line FROM "
+        f"CREATE OR REPLACE TEMP TABLE _lines AS SELECT line, row_number() OVER () AS _row FROM "
         f"read_csv({lit(str(path))}, columns = {{'line': 'VARCHAR'}}, delim = '\\x01', "
         f"quote = '', escape = '', header = false, auto_detect = false, "
         f"encoding = {lit(encoding)})"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _lines AS SELECT line, rowid + 1 AS _row FROM _lines")
     total = int(con.execute("SELECT count(*) FROM _lines").fetchall()[0][0])
     if total != lines:
         raise SourceError(
@@ -392,11 +391,11 @@ def _stage_database(
                 "Use duckdb:///file.duckdb, sqlite:///file.db or postgresql://user@host/db."
             )
         con.register("_db", reader)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT * FROM _db")
-        con.unregister("_db")
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, rowid + 1 AS _row FROM {STAGE}"
+            f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, row_number() OVER () AS _row "
+            "FROM _db"
         )
+        con.unregister("_db")
     except SourceError:
         raise
     except Exception as err:
