@@ -46,11 +46,15 @@ class Project:
 
     @classmethod
     def init(
-        cls, files: Sequence[str | Path], root: str | Path = "."
+        cls,
+        files: Sequence[str | Path],
+        root: str | Path = ".",
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> tuple[Project, list[Proposal]]:
         """Sniff `files` and write (or extend) `root/personae.toml` with a source for each.
 
-        Database tables are given as `URL#table`, e.g. `sqlite:///shop.db#orders`."""
+        Database tables are given as `URL#table` or `URL#SELECT ...`, e.g.
+        `sqlite:///shop.db#orders`."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         path = root / CONFIG_NAME
@@ -58,7 +62,9 @@ class Project:
         taken = set(existing)
         keys = {(s.table, _key_column(s)) for s in existing.values()}
         proposals = []
-        for f in files:
+        for i, f in enumerate(files):
+            if progress:
+                progress(str(f), i, len(files))
             p = propose(str(f), root, taken)
             key = (p.source.table, _key_column(p.source))
             if key[1] and key in keys:

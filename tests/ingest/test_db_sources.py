@@ -77,6 +77,12 @@ def test_sqlite_table_and_query(tmp_path: Path) -> None:
     )
     summary = Project.open(tmp_path / "q").ingest()
     assert summary.sources[0].rows_read == 2 and summary.sources[0].rows_loaded == 1
+    project, (p,) = Project.init(
+        [f"sqlite:///{db}#SELECT customer_id, first_name FROM people WHERE gender = 'M'"],
+        tmp_path / "init_query",
+    )
+    assert p.source.query is not None and p.source.source_table is None
+    assert project.ingest().tables["customers"] == 1
 
 
 def test_bad_url_names_the_source(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def init(
         list[str],
         typer.Argument(
             help="Files (CSV/TSV/whitespace text, .gz, Parquet, JSON lines, .xlsx) or database "
-            "tables as URL#table (duckdb:///f.duckdb#t, sqlite:///f.db#t, "
+            "tables as URL#table or URL#SELECT ... (duckdb:///f.duckdb#t, sqlite:///f.db#t, "
             "postgresql://user@host/db#t)."
         ),
     ],
@@ -47,7 +47,8 @@ def init(
     the column mapping. Run it again with more files to add sources; edits are kept.
     """
     try:
-        proj, proposals = Project.init(files, project)
+        with progress_bar(as_json) as bar:
+            proj, proposals = Project.init(files, project, step_callback(bar, "sniffing"))
     except PersonaeError as err:
         fail(err)
     if as_json:

@@ -99,9 +99,13 @@ def ingest(
     results: list[SourceSummary] = []
     try:
         for i, name in enumerate(chosen):
-            if progress:
-                progress(name, i, len(chosen))
-            results.append(_ingest_one(store, name, config.sources[name], base, run_id))
+
+            def step(what: str, i: int = i, name: str = name) -> None:
+                if progress:
+                    progress(f"{name}: {what}", i, len(chosen))
+
+            step("reading")
+            results.append(_ingest_one(store, name, config.sources[name], base, run_id, step))
         _link_feedback_to_customers(store)
         links = check_links(store)
         tables = {t: store.count(t) for t in TABLES}
@@ -116,7 +120,12 @@ def ingest(
 
 
 def _ingest_one(
-    store: Store, name: str, src: SourceConfig, base: Path, run_id: str
+    store: Store,
+    name: str,
+    src: SourceConfig,
+    base: Path,
+    run_id: str,
+    step: Callable[[str], None],
 ) -> SourceSummary:
     started = time.perf_counter()
     con = store.con
@@ -142,11 +151,14 @@ def _ingest_one(
     summary = SourceSummary(name, src.table, staged.location, source_id)
     con.execute("BEGIN TRANSACTION")
     try:
+        step("parsing and checking every cell")
         plan = transform.build_cells(con, name, src, table, staged, source_id)
         summary.rows_read = staged.count(con)
+        step(f"writing {summary.rows_read:,} rows")
         if table.name == "orders":
             summary.flags = transform.order_flags(con, plan)
         summary.rows_loaded = transform.insert_rows(con, plan)
+        step("writing rejects")
         transform.write_rejects(con, plan)
         if src.wide_spend:
             summary.derived["orders"] = transform.insert_wide_spend(con, plan)

@@ -62,9 +62,13 @@ def propose(location: str, base: Path, taken: set[str]) -> Proposal:
         url, _, table_name = location.partition("#")
         if not table_name:
             raise SourceError(
-                f"{location}: give the table after '#', e.g. sqlite:///shop.db#orders."
+                f"{location}: give the table or a query after '#', e.g. "
+                "sqlite:///shop.db#orders or 'sqlite:///shop.db#SELECT * FROM orders'."
             )
-        src = SourceConfig(table="customers", url=url, source_table=table_name)
+        if re.match(r"\s*(select|with)\s", table_name, flags=re.I):
+            src = SourceConfig(table="customers", url=url, query=table_name)
+        else:
+            src = SourceConfig(table="customers", url=url, source_table=table_name)
     else:
         path = Path(location).resolve()
         try:
