@@ -24,11 +24,12 @@ demo: $(STAMP)
 	@echo "Look around:   $(BIN)/personae status --project $(DEMO)"
 
 test: $(STAMP)
+	bash scripts/ensure-java.sh
 	bash scripts/ensure-postgres.sh
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

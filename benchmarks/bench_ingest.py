@@ -91,8 +91,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/personae-bench"))
-    ap.add_argument("--render-only", action="store_true",
-                    help="rewrite docs/benchmarks.md from the last run's results.json")
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite docs/benchmarks.md from the last run's results.json",
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     saved = args.work / "results.json"

@@ -10,7 +10,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from personae.config import DerivedEvent, SourceConfig, StoreConfig
+from personae.config import DerivedEvent, RFMConfig, SourceConfig, StoreConfig, TraitsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "configuration.md"
@@ -88,6 +88,8 @@ def render() -> str:
             section("[store]", StoreConfig),
             section("[sources.NAME]", SourceConfig),
             section("[[sources.NAME.events]]", DerivedEvent),
+            section("[traits]", TraitsConfig),
+            section("[rfm]", RFMConfig),
         ]
     )
 

@@ -32,8 +32,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_status_export(demo: Path, tmp_path: Path) -> None:
     res = personae("run", "--project", str(demo), "--json")
     assert res.returncode == 0, res.stderr
-    summary = json.loads(res.stdout)
+    both = json.loads(res.stdout)
+    summary = both["ingest"]
     assert summary["tables"]["customers"] == 600
+    assert both["traits"]["customers"] == 600 and both["traits"]["engine"] == "duckdb"
     assert {s["status"] for s in summary["sources"]} == {"loaded"}
 
     again = json.loads(personae("ingest", "--project", str(demo), "--json").stdout)
@@ -43,7 +45,7 @@ def test_run_status_export(demo: Path, tmp_path: Path) -> None:
     status = json.loads(personae("status", "--project", str(demo), "--json").stdout)
     assert status["tables"] == summary["tables"]
     assert len(status["sources"]) == 6
-    assert [r["stage"] for r in status["runs"]] == ["ingest", "ingest"]
+    assert [r["stage"] for r in status["runs"]] == ["ingest", "traits", "ingest"]
 
     out = tmp_path / "c.parquet"
     res = personae("export", "customers", "--project", str(demo), "--out", str(out), "--json")
@@ -64,6 +66,11 @@ def test_run_status_export(demo: Path, tmp_path: Path) -> None:
 
     human = personae("status", "--project", str(demo))
     assert human.returncode == 0 and "customers" in human.stdout
+    res = personae("traits", "--project", str(demo), "--as-of", "2024-06-30")
+    assert res.returncode == 0, res.stderr
+    assert "Traits of 600 customers" in res.stdout and "RFM segments" in res.stdout
+    res = personae("traits", "--project", str(demo), "--as-of", "June")
+    assert res.returncode == 1 and "YYYY-MM-DD" in res.stderr
 
 
 def test_init_then_ingest_human_output(tmp_path: Path) -> None:

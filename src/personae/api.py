@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from personae.ingest import IngestSummary, ingest
 from personae.ingest.propose import Proposal, propose
 from personae.store import Store
 from personae.store.schemas import TABLES
+from personae.traits import TraitsSummary, compute_traits
 
 ExportFormat = Literal["csv", "parquet"]
 
@@ -99,6 +101,22 @@ class Project:
         with self.store() as store:
             return ingest(store, self.config, self.root, sources, progress)
 
+    def traits(
+        self,
+        as_of: date | None = None,
+        engine: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> TraitsSummary:
+        """Compute and store every customer's traits as of a date (default: the config's
+        [traits] as_of, else the last order date). `engine` overrides [store] engine."""
+        config = self.config
+        if engine:
+            config = config.model_copy(
+                update={"store": config.store.model_copy(update={"engine": engine})}
+            )
+        with self.store() as store:
+            return compute_traits(store, config, as_of, progress)
+
     def status(self) -> dict[str, Any]:
         """What is in the store: sources, row counts, rejects and recent runs."""
         if not self.store_path.exists():
@@ -162,8 +180,10 @@ class Project:
             out.parent.mkdir(parents=True, exist_ok=True)
             opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
             target = str(out).replace("'", "''")
-            store.con.execute(f"COPY \"{table}\" TO '{target}' ({opts})")
-            return store.count(table)
+            source, params = store.latest_rows(table)
+            n = store.con.execute(f"SELECT count(*) FROM ({source})", params).fetchall()[0][0]
+            store.con.execute(f"COPY ({source}) TO '{target}' ({opts})", params)
+            return int(n)
 
 
 def _key_column(src: SourceConfig) -> str | None:

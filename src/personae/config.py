@@ -7,6 +7,7 @@ one and a test fails when a setting is undocumented.
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,11 +150,69 @@ class SourceConfig(_Section):
         return self
 
 
+class TraitsConfig(_Section):
+    """How customer traits are computed."""
+
+    as_of: date | None = Field(
+        None,
+        description="Date the traits describe (YYYY-MM-DD); "
+        "nothing after it is read. Empty means the last order date.",
+    )
+    time_unit: Literal["days", "weeks"] = Field(
+        "days", description="Unit of recency and T: days, or weeks (days / 7)."
+    )
+
+
+DEFAULT_RFM_SEGMENTS: dict[str, str] = {
+    "Champions": "^5[4-5]$",
+    "Loyal": "^[3-4][4-5]$",
+    "Cannot Lose Them": "^[1-2]5$",
+    "At Risk": "^[1-2][3-4]$",
+    "Lost": "^11$",
+    "Hibernating": "^[1-2][1-2]$",
+    "About to Sleep": "^3[1-2]$",
+    "Need Attention": "^33$",
+    "Potential Loyalist": "^[4-5][2-3]$",
+    "Promising": "^41$",
+    "New Customers": "^51$",
+}
+
+
+class RFMConfig(_Section):
+    """RFM scoring: quantile bins, weights, direction and the named segment map."""
+
+    bins: int = Field(5, ge=2, le=10, description="Number of score bins (scores 1..bins).")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"r": 1.0, "f": 1.0, "m": 1.0},
+        description="Weights of the R, F and M scores in rfm_score.",
+    )
+    recency_higher_is_better: bool = Field(
+        False,
+        description="Score recency so that more "
+        "days since the last purchase score higher "
+        "(default: fewer days score higher).",
+    )
+    segments: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_RFM_SEGMENTS),
+        description="Segment name -> regular expression on the two digits 'RF' (recency "
+        "score, frequency score); the first match wins. The default map needs bins = 5.",
+    )
+
+    @model_validator(mode="after")
+    def _known_weights(self) -> RFMConfig:
+        unknown = set(self.weights) - {"r", "f", "m"}
+        if unknown:
+            raise ValueError(f"weights takes the keys r, f and m, not {sorted(unknown)}")
+        return self
+
+
 class Config(_Section):
     """The whole personae.toml."""
 
     store: StoreConfig = Field(default_factory=StoreConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    traits: TraitsConfig = Field(default_factory=TraitsConfig)
+    rfm: RFMConfig = Field(default_factory=RFMConfig)
 
 
 def _explain(err: ValidationError, path: Path) -> str:

@@ -26,6 +26,7 @@ from personae.cli import (
 from personae.errors import PersonaeError
 from personae.ingest import IngestSummary
 from personae.store.schemas import TABLES
+from personae.traits import TraitsSummary
 
 
 @app.command()
@@ -299,9 +300,77 @@ def export(
 
 
 @app.command()
+def traits(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Date the traits describe (YYYY-MM-DD); nothing after it "
+            "is read. Default: [traits] as_of, else the last order date.",
+        ),
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="duckdb or spark; overrides [store] engine for this run."),
+    ] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute every customer's traits (purchase summary, RFM, ...) and store them.
+
+    One row per customer per run in the `traits` table; `personae export traits` writes the
+    latest run. Every trait is defined in docs/traits.md.
+    """
+    if engine not in (None, "duckdb", "spark"):
+        fail(PersonaeError(f"--engine must be duckdb or spark, not '{engine}'."))
+    try:
+        day = date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        fail(PersonaeError(f"--as-of must be a YYYY-MM-DD date, not '{as_of}'."))
+    proj = open_project(project)
+    try:
+        with progress_bar(as_json) as bar:
+            summary = proj.traits(day, engine, step_callback(bar, "traits"))
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json(summary)
+        return
+    print_traits(summary)
+
+
+def print_traits(summary: TraitsSummary) -> None:
+    console.print(
+        f"Traits of {summary.customers:,} customers ({summary.buyers:,} with a purchase) as of "
+        f"{summary.as_of} on {summary.engine} in {summary.seconds} s (run {summary.run_id})."
+    )
+    if summary.ignored_after_as_of:
+        console.print(
+            f"  {summary.ignored_after_as_of:,} order lines after the as-of date were not read."
+        )
+    if summary.rfm_segments:
+        console.print(
+            table_of(
+                "RFM segments", ["segment", "n"], [[k, v] for k, v in summary.rfm_segments.items()]
+            )
+        )
+
+
+@app.command()
 def run(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Run every pipeline stage in order (today: ingest) on the project."""
-    ingest(None, project, as_json)
+    """Run every pipeline stage in order: ingest, then traits."""
+    proj = open_project(project)
+    try:
+        with progress_bar(as_json) as bar:
+            ingested = proj.ingest(progress=step_callback(bar, "ingest"))
+            traits_summary = proj.traits(progress=step_callback(bar, "traits"))
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json({"ingest": ingested, "traits": traits_summary})
+        return
+    print_ingest(ingested)
+    print_traits(traits_summary)
 
 
 @app.command()

@@ -119,6 +119,28 @@ class Store:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def latest_run(self, stage: str) -> str | None:
+        """The id of the stage's last successful run: what readers see."""
+        rows = self.con.execute(
+            "SELECT run_id FROM runs WHERE stage = ? AND status = 'ok' "
+            "ORDER BY finished_at DESC LIMIT 1",
+            [stage],
+        ).fetchall()
+        return rows[0][0] if rows else None
+
+    def latest_rows(self, table: str) -> tuple[str, list[Any]]:
+        """SQL (and parameters) for the rows readers see: for a stage output table (it has a
+        run_id), the rows of the last successful run that wrote it; else every row."""
+        cols = [r[0] for r in self.con.execute(f'DESCRIBE "{table}"').fetchall()]
+        if "run_id" not in cols:
+            return f'SELECT * FROM "{table}"', []
+        return (
+            f'SELECT * FROM "{table}" WHERE run_id = (SELECT run_id FROM runs WHERE status = '
+            f"'ok' AND run_id IN (SELECT DISTINCT run_id FROM \"{table}\") "
+            "ORDER BY finished_at DESC LIMIT 1)",
+            [],
+        )
+
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a small query as dicts (never use it for whole tables)."""
         cur = self.con.execute(sql, params or [])

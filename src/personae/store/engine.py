@@ -74,22 +74,25 @@ def spark_session(master: str) -> Any:
     """One local Spark session per process (it takes seconds to start), in UTC."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise StoreError(
-            "engine = \"spark\" needs Java 17 or newer: `java` was not found. Install a JDK "
-            "(Debian: apt-get install openjdk-17-jre-headless) or set engine = \"duckdb\"."
+            'engine = "spark" needs Java 17 or newer: `java` was not found. Install a JDK '
+            '(Debian: apt-get install openjdk-17-jre-headless) or set engine = "duckdb".'
         )
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    return (
+    session = (
         SparkSession.builder.master(master)
         .appName("personae")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.ansi.enabled", "false")
         .getOrCreate()
     )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 class SparkEngine:

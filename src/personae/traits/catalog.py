@@ -23,49 +23,94 @@ TU = "time unit ([traits] time_unit: days, or weeks = days / 7)"
 
 TRAITS: tuple[Trait, ...] = (
     # purchase summary -------------------------------------------------------------------
-    Trait("first_purchase", "purchase", "Date of the first purchase on or before the as-of "
-          "date.", "date"),
-    Trait("last_purchase", "purchase", "Date of the last purchase on or before the as-of "
-          "date.", "date"),
-    Trait("purchase_days", "purchase", "Distinct days with at least one purchase line "
-          "(returns and non-product lines do not count).", "count"),
+    Trait(
+        "first_purchase",
+        "purchase",
+        "Date of the first purchase on or before the as-of date.",
+        "date",
+    ),
+    Trait(
+        "last_purchase",
+        "purchase",
+        "Date of the last purchase on or before the as-of date.",
+        "date",
+    ),
+    Trait(
+        "purchase_days",
+        "purchase",
+        "Distinct days with at least one purchase line "
+        "(returns and non-product lines do not count).",
+        "count",
+    ),
     Trait("orders", "purchase", "Distinct orders with at least one purchase line.", "count"),
-    Trait("frequency", "purchase", "Repeat purchases: purchase days minus one (the x of the "
-          "buy-till-you-die models).", "count"),
-    Trait("recency", "purchase", "Time from the first to the last purchase day (t_x); 0 "
-          "for one-day customers.", TU),
-    Trait("T", "purchase", "Customer age: time from the first purchase day to the as-of "
-          "date.", TU),
-    Trait("monetary_value", "purchase", "Mean value of a repeat purchase day (the first day "
-          "excluded; 0 without repeats), the input of the Gamma-Gamma spend model.",
-          "currency"),
+    Trait(
+        "frequency",
+        "purchase",
+        "Repeat purchases: purchase days minus one (the x of the buy-till-you-die models).",
+        "count",
+    ),
+    Trait(
+        "recency",
+        "purchase",
+        "Time from the first to the last purchase day (t_x); 0 for one-day customers.",
+        TU,
+    ),
+    Trait("T", "purchase", "Customer age: time from the first purchase day to the as-of date.", TU),
+    Trait(
+        "monetary_value",
+        "purchase",
+        "Mean value of a repeat purchase day (the first day "
+        "excluded; 0 without repeats), the input of the Gamma-Gamma spend model.",
+        "currency",
+    ),
     Trait("total_value", "purchase", "Sum of purchase-line amounts.", "currency"),
     Trait("avg_order_value", "purchase", "total_value / orders.", "currency"),
-    Trait("returns_share", "purchase", "Value of returned lines / value of purchase "
-          "lines.", "share"),
-    Trait("discount_share", "purchase", "Discounts / (purchase value + discounts).",
-          "share"),
-    Trait("interval_mean", "purchase", "Mean days between consecutive purchase days "
-          "(recency in days / frequency).", "days"),
-    Trait("interval_median", "purchase", "Median days between consecutive purchase days.",
-          "days"),
-    Trait("interval_cv", "purchase", "Coefficient of variation (sample standard deviation / "
-          "mean) of the days between purchase days; needs two repeats.", "ratio"),
-    Trait("days_since_last", "purchase", "Days from the last purchase to the as-of date.",
-          "days"),
-    Trait("tenure_days", "purchase", "Days from acquisition (the earlier of the customer's "
-          "created_at and first purchase) to the as-of date.", "days"),
+    Trait(
+        "returns_share", "purchase", "Value of returned lines / value of purchase lines.", "share"
+    ),
+    Trait("discount_share", "purchase", "Discounts / (purchase value + discounts).", "share"),
+    Trait(
+        "interval_mean",
+        "purchase",
+        "Mean days between consecutive purchase days (recency in days / frequency).",
+        "days",
+    ),
+    Trait("interval_median", "purchase", "Median days between consecutive purchase days.", "days"),
+    Trait(
+        "interval_cv",
+        "purchase",
+        "Coefficient of variation (sample standard deviation / "
+        "mean) of the days between purchase days; needs two repeats.",
+        "ratio",
+    ),
+    Trait("days_since_last", "purchase", "Days from the last purchase to the as-of date.", "days"),
+    Trait(
+        "tenure_days",
+        "purchase",
+        "Days from acquisition (the earlier of the customer's "
+        "created_at and first purchase) to the as-of date.",
+        "days",
+    ),
     # RFM -------------------------------------------------------------------------------
-    Trait("r_score", "rfm", "Recency score 1..5: quantile bin of days_since_last (fewer days "
-          "scores higher). Ties share a score.", "score"),
+    Trait(
+        "r_score",
+        "rfm",
+        "Recency score 1..5: quantile bin of days_since_last (fewer days "
+        "scores higher). Ties share a score.",
+        "score",
+    ),
     Trait("f_score", "rfm", "Frequency score 1..5: quantile bin of purchase_days.", "score"),
     Trait("m_score", "rfm", "Monetary score 1..5: quantile bin of total_value.", "score"),
     Trait("rfm_cell", "rfm", "The three scores as digits, e.g. '545'.", "label"),
     Trait("rfm_score", "rfm", "Weighted mean of the three scores ([rfm] weights).", "score"),
-    Trait("rfm_segment", "rfm", "Named RFM segment from the (R, F) cell map: Champions, "
-          "Loyal, Potential Loyalist, New Customers, Promising, Need Attention, About to "
-          "Sleep, At Risk, Cannot Lose Them, Hibernating, Lost ([rfm.segments] overrides).",
-          "label"),
+    Trait(
+        "rfm_segment",
+        "rfm",
+        "Named RFM segment from the (R, F) cell map: Champions, "
+        "Loyal, Potential Loyalist, New Customers, Promising, Need Attention, About to "
+        "Sleep, At Risk, Cannot Lose Them, Hibernating, Lost ([rfm.segments] overrides).",
+        "label",
+    ),
 )
 
 BY_NAME = {t.name: t for t in TRAITS}

@@ -24,7 +24,9 @@ def purchase_lines(orders: ir.Table, as_of: date) -> ir.Table:
     )
 
 
-def purchase_traits(orders: ir.Table, customers: ir.Table, as_of: date, unit_days: float) -> ir.Table:
+def purchase_traits(
+    orders: ir.Table, customers: ir.Table, as_of: date, unit_days: float
+) -> ir.Table:
     """The purchase summary of every customer in `customers` or `orders`."""
     lines = purchase_lines(orders, as_of)
     buys = lines.filter(lines.is_purchase)
@@ -50,8 +52,9 @@ def purchase_traits(orders: ir.Table, customers: ir.Table, as_of: date, unit_day
         discount=lines.discount.sum(where=lines.is_purchase),
     )
     known = customers.select("customer_id", "created_at").union(
-        orders.filter(orders.customer_id.notnull())
-        .select("customer_id", created_at=ibis.null("timestamp"))
+        orders.filter(orders.customer_id.notnull()).select(
+            "customer_id", created_at=ibis.null(customers.created_at.type())
+        )
     )
     base = known.group_by("customer_id").aggregate(created=known.created_at.min())
     t = base.left_join(per_day, "customer_id").left_join(per_line, "customer_id")
@@ -66,8 +69,8 @@ def purchase_traits(orders: ir.Table, customers: ir.Table, as_of: date, unit_day
         purchase_days=t.purchase_days.fill_null(0),
         orders=t.orders.fill_null(0),
         frequency=freq,
-        recency=recency_days / unit_days,
-        T=as_of_d.delta(t.first_purchase, unit="day") / unit_days,
+        recency=(recency_days / unit_days).cast("float64"),
+        T=(as_of_d.delta(t.first_purchase, unit="day") / unit_days).cast("float64"),
         monetary_value=ibis.cases(
             (freq > 0, (t.day_value - t.first_day_value) / freq), else_=0.0
         ).cast("float64"),

@@ -1,0 +1,50 @@
+"""Write docs/traits.md from the trait catalog. `--check` fails when it is out of date."""
+
+from __future__ import annotations
+
+import sys
+from itertools import groupby
+from pathlib import Path
+
+from personae.traits.catalog import TRAITS
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "traits.md"
+INTRO = """# Traits
+
+`personae traits --as-of DATE` writes one row per customer per run to the `traits` table
+(`personae export traits --out traits.csv` writes the latest run). Only order lines on or
+before the as-of date are read. A purchase is a line that is neither a return nor a
+non-product line (postage, fees); all purchase lines of a customer on one calendar day are one
+purchase day. Customers without any purchase have NULL purchase traits and no RFM scores.
+
+Treatments of awkward input:
+
+- **Orders after the as-of date** are not read; the summary says how many lines were left out.
+- **Orders before the customer's `created_at`**: acquisition is the earlier of the two, so
+  tenure is never shorter than the purchase history.
+- **Customers with only returns** have no purchase day: purchase traits are NULL and
+  `returns_share` is NULL (no purchase value to divide by).
+- **A single purchase day** gives frequency 0, recency 0, monetary value 0 and NULL intervals.
+- **No orders at all**: `personae traits` stops with an error that says to ingest orders first.
+
+This page is generated from `personae/traits/catalog.py` by `scripts/gen_traits_docs.py`.
+"""
+
+
+def render() -> str:
+    parts = [INTRO]
+    for family, traits in groupby(TRAITS, key=lambda t: t.family):
+        parts.append(f"## {family}\n\n| trait | definition | unit | kind |\n|---|---|---|---|")
+        for t in traits:
+            parts.append(f"| `{t.name}` | {t.definition} | {t.unit} | {t.kind} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    text = render()
+    if "--check" in sys.argv:
+        ok = PAGE.exists() and PAGE.read_text() == text
+        print("" if ok else "docs/traits.md is out of date: run python scripts/gen_traits_docs.py")
+        sys.exit(0 if ok else 1)
+    PAGE.write_text(text)

@@ -1,0 +1,111 @@
+"""The traits stage: one row per customer per run, computed in the engine (DuckDB or Spark).
+
+`compute_traits(store, config, as_of)` is the one entry point; `personae traits` and
+`Project.traits` call it. Every column it writes is declared in `personae.traits.catalog`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import ibis.expr.types as ir
+
+from personae.config import Config
+from personae.errors import StoreError
+from personae.store import Store
+from personae.store.engine import Engine, engine_for
+from personae.traits.catalog import TRAITS
+from personae.traits.purchase import purchase_traits
+from personae.traits.rfm import rfm_traits
+
+__all__ = ["compute_traits", "TraitsSummary", "traits_expr", "default_as_of"]
+log = logging.getLogger(__name__)
+UNIT_DAYS = {"days": 1.0, "weeks": 7.0}
+
+
+@dataclass
+class TraitsSummary:
+    run_id: str
+    as_of: str
+    engine: str
+    customers: int
+    buyers: int
+    seconds: float
+    ignored_after_as_of: int = 0
+    rfm_segments: dict[str, int] = field(default_factory=dict)
+
+
+def default_as_of(store: Store) -> date:
+    """The last order date: traits as of the end of the data."""
+    row = store.con.execute("SELECT max(ordered_at)::DATE FROM orders").fetchall()[0]
+    if row[0] is None:
+        raise StoreError(
+            "No orders in the store, so there is no default as-of date. Ingest orders first, or "
+            "give --as-of."
+        )
+    return row[0]
+
+
+def traits_expr(engine: Engine, config: Config, as_of: date) -> ir.Table:
+    """Every trait as one Ibis expression over the engine's canonical tables."""
+    unit = UNIT_DAYS[config.traits.time_unit]
+    purchase = purchase_traits(engine.table("orders"), engine.table("customers"), as_of, unit)
+    rfm = rfm_traits(purchase, config.rfm)
+    joined = purchase.left_join(rfm, "customer_id")
+    names = ["customer_id", *(t.name for t in TRAITS)]
+    return joined.select(*[joined[n] for n in names])
+
+
+def compute_traits(
+    store: Store,
+    config: Config,
+    as_of: date | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> TraitsSummary:
+    """Compute and store the traits of every customer as of a date."""
+    started = time.perf_counter()
+    as_of = as_of or config.traits.as_of or default_as_of(store)
+    run_id = store.start_run("traits", as_of=str(as_of))
+    try:
+        if progress:
+            progress(f"starting the {config.store.engine} engine", 0, 2)
+        engine = engine_for(store, config.store)
+        if progress:
+            progress("computing", 1, 2)
+        expr = traits_expr(engine, config, as_of)
+        n = engine.write("traits", expr, {"run_id": run_id, "as_of": str(as_of)})
+        row = store.con.execute(
+            "SELECT count(*) FILTER (WHERE purchase_days > 0) FROM traits WHERE run_id = ?",
+            [run_id],
+        ).fetchall()[0]
+        segments = dict(
+            store.con.execute(
+                "SELECT rfm_segment, count(*) FROM traits WHERE run_id = ? AND rfm_segment IS NOT "
+                "NULL GROUP BY 1 ORDER BY 2 DESC",
+                [run_id],
+            ).fetchall()
+        )
+        later = store.con.execute(
+            "SELECT count(*) FROM orders WHERE ordered_at::DATE > ?", [as_of]
+        ).fetchall()[0][0]
+    except Exception as err:
+        store.finish_run(run_id, error=str(err))
+        raise
+    summary = TraitsSummary(
+        run_id,
+        str(as_of),
+        engine.name,
+        n,
+        int(row[0]),
+        round(time.perf_counter() - started, 2),
+        int(later),
+        segments,
+    )
+    store.finish_run(run_id, details={"customers": n, "engine": engine.name})
+    if progress:
+        progress("done", 2, 2)
+    return summary

@@ -1,0 +1,54 @@
+"""RFM scores and named segments from the purchase summary.
+
+Scores are quantile bins of each customer's rank among buyers: score = 1 + floor(percent_rank
+* bins), capped at bins. percent_rank gives tied values the same (lowest) rank, so equal values
+always share a score and the result does not depend on row order: the deterministic tie rule.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from personae.config import DEFAULT_RFM_SEGMENTS, RFMConfig
+
+
+def _score(value: ir.Column, bins: int, descending: bool = False) -> ir.IntegerColumn:
+    order = value.desc() if descending else value.asc()
+    rank = ibis.percent_rank().over(order_by=order)
+    return ibis.least(bins, (rank * bins).floor() + 1).cast("int64")
+
+
+def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
+    """r/f/m scores, the cell, the weighted score and the named segment of every buyer;
+    customers without a purchase get NULLs."""
+    buyers = purchase.filter(purchase.purchase_days > 0)
+    scored = buyers.select(
+        "customer_id",
+        r_score=_score(
+            buyers.days_since_last, cfg.bins, descending=not cfg.recency_higher_is_better
+        ),
+        f_score=_score(buyers.purchase_days, cfg.bins),
+        m_score=_score(buyers.total_value, cfg.bins),
+    )
+    w = {k: cfg.weights.get(k, 1.0) for k in ("r", "f", "m")}
+    total = sum(w.values()) or 1.0
+    rf = scored.r_score.cast("string").concat(scored.f_score.cast("string"))
+    segments = cfg.segments
+    if cfg.bins != 5 and segments == DEFAULT_RFM_SEGMENTS:
+        segment: ir.Value = ibis.null("string")
+    else:
+        segment = ibis.cases(
+            *[(rf.re_search(p), name) for name, p in segments.items()], else_=ibis.null("string")
+        )
+    scored = scored.mutate(
+        rfm_cell=rf.concat(scored.m_score.cast("string")),
+        rfm_score=(
+            scored.r_score.cast("float64") * w["r"]
+            + scored.f_score.cast("float64") * w["f"]
+            + scored.m_score.cast("float64") * w["m"]
+        ).cast("float64")
+        / ibis.literal(total, type="float64"),
+        rfm_segment=segment,
+    )
+    return scored

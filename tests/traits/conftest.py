@@ -1,0 +1,21 @@
+"""Engines for the trait tests: the same test body runs on DuckDB and on Spark (local mode).
+
+All Spark tests go to one xdist worker (group "spark") so the suite starts one session."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+ENGINES = [
+    pytest.param("duckdb", id="duckdb"),
+    pytest.param("spark", id="spark", marks=[pytest.mark.spark, pytest.mark.xdist_group("spark")]),
+]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    if request.param == "spark" and shutil.which("java") is None:
+        pytest.fail("Spark tests need Java 17: `java` is not on PATH (make test checks for it)")
+    return str(request.param)
