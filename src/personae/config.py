@@ -161,6 +161,40 @@ class TraitsConfig(_Section):
     time_unit: Literal["days", "weeks"] = Field(
         "days", description="Unit of recency and T: days, or weeks (days / 7)."
     )
+    online_channels: list[str] = Field(
+        default_factory=lambda: ["web", "app", "online", "mobile", "ecommerce", "email"],
+        description="Channel values that count as online in online_share (case-insensitive).",
+    )
+    bargain_hunter_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="discounted_line_share at or above which a customer is a bargain hunter.",
+    )
+    full_price_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="discounted_line_share at or below which a customer buys at full price.",
+    )
+    engagement_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "page_view": 1.0,
+            "search": 1.0,
+            "product_view": 2.0,
+            "add_to_cart": 3.0,
+            "checkout": 4.0,
+            "email_open": 1.0,
+            "email_click": 2.0,
+            "review": 3.0,
+        },
+        description="Points per event type in engagement_score.",
+    )
+    engagement_half_life_days: float = Field(
+        30.0,
+        gt=0,
+        description="An event's points halve every this many days before the as-of date.",
+    )
 
 
 DEFAULT_RFM_SEGMENTS: dict[str, str] = {

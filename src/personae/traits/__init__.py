@@ -19,7 +19,13 @@ from personae.errors import StoreError
 from personae.store import Store
 from personae.store.engine import Engine, engine_for
 from personae.traits.catalog import TRAITS
-from personae.traits.purchase import purchase_traits
+from personae.traits.profile import behaviour_traits, demographic_traits, engagement_traits
+from personae.traits.purchase import (
+    join_on_customer,
+    known_customers,
+    purchase_lines,
+    purchase_traits,
+)
 from personae.traits.rfm import rfm_traits
 
 __all__ = ["compute_traits", "TraitsSummary", "traits_expr", "default_as_of"]
@@ -53,9 +59,20 @@ def default_as_of(store: Store) -> date:
 def traits_expr(engine: Engine, config: Config, as_of: date) -> ir.Table:
     """Every trait as one Ibis expression over the engine's canonical tables."""
     unit = UNIT_DAYS[config.traits.time_unit]
-    purchase = purchase_traits(engine.table("orders"), engine.table("customers"), as_of, unit)
-    rfm = rfm_traits(purchase, config.rfm)
-    joined = purchase.left_join(rfm, "customer_id")
+    orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
+    lines = purchase_lines(orders, as_of)
+    base = known_customers(customers, orders, events)
+    purchase = purchase_traits(base, lines, as_of, unit)
+    joined = join_on_customer(
+        purchase,
+        rfm_traits(purchase, config.rfm),
+        demographic_traits(customers, as_of),
+        behaviour_traits(lines, config.traits),
+        engagement_traits(events, as_of, config.traits),
+    )
+    joined = joined.mutate(
+        repeat_rate=(joined.frequency / joined.purchase_days.nullif(0)).cast("float64")
+    )
     names = ["customer_id", *(t.name for t in TRAITS)]
     return joined.select(*[joined[n] for n in names])
 

@@ -113,4 +113,97 @@ TRAITS: tuple[Trait, ...] = (
     ),
 )
 
+TRAITS += (
+    # demographics and geography ---------------------------------------------------------
+    Trait(
+        "age",
+        "demographics",
+        "Age in whole years on the as-of date, from birth_date, else "
+        "birth_year (as-of year minus birth year), else the source's age.",
+        "years",
+    ),
+    Trait(
+        "age_band", "demographics", "under 18, 18-24, 25-34, 35-44, 45-54, 55-64 or 65+.", "label"
+    ),
+    Trait("gender", "demographics", "female, male or other, as ingested.", "label"),
+    Trait("income", "demographics", "Yearly income as ingested.", "currency"),
+    Trait(
+        "income_quintile",
+        "demographics",
+        "1..5: quantile bin of income among customers with an income (ties share a bin).",
+        "score",
+    ),
+    Trait("household_size", "demographics", "People in the household.", "count"),
+    Trait("children", "demographics", "Children in the household.", "count"),
+    Trait("marital_status", "demographics", "As ingested.", "label"),
+    Trait("education", "demographics", "As ingested.", "label"),
+    Trait("occupation", "demographics", "As ingested.", "label"),
+    Trait("country", "demographics", "As ingested.", "label"),
+    Trait("region", "demographics", "As ingested.", "label"),
+    Trait("city", "demographics", "As ingested.", "label"),
+    Trait(
+        "marketing_consent", "demographics", "Whether the customer agreed to marketing.", "yes/no"
+    ),
+    # behaviour --------------------------------------------------------------------------
+    Trait(
+        "top_category",
+        "behaviour",
+        "Category with the most purchase value (ties: alphabetical).",
+        "label",
+    ),
+    Trait(
+        "top_category_share",
+        "behaviour",
+        "Share of categorised purchase value in the top category.",
+        "share",
+    ),
+    Trait("category_breadth", "behaviour", "Distinct categories bought.", "count"),
+    Trait("top_channel", "behaviour", "Channel with the most purchase value.", "label"),
+    Trait("top_channel_share", "behaviour", "Share of purchase value in the top channel.", "share"),
+    Trait(
+        "online_share",
+        "behaviour",
+        "Share of purchase value in online channels "
+        "([traits] online_channels); the rest is offline.",
+        "share",
+    ),
+    Trait(
+        "discounted_line_share",
+        "behaviour",
+        "Share of purchase lines bought with a discount.",
+        "share",
+    ),
+    Trait(
+        "discount_sensitivity",
+        "behaviour",
+        "bargain hunter (discounted_line_share >= "
+        "[traits] bargain_hunter_share), full price (<= full_price_share) or mixed.",
+        "label",
+    ),
+    Trait("basket_lines", "behaviour", "Mean purchase lines per order.", "count"),
+    Trait("basket_units", "behaviour", "Mean units per order.", "count"),
+    Trait(
+        "repeat_rate",
+        "behaviour",
+        "Loyalty: share of purchase days that are repeats (frequency / purchase_days).",
+        "share",
+    ),
+    # engagement and technographics ------------------------------------------------------
+    Trait(
+        "engagement_score",
+        "technographics",
+        "Sum over the customer's events of the event "
+        "type's points ([traits] engagement_weights) halved every "
+        "engagement_half_life_days before the as-of date.",
+        "points",
+    ),
+    Trait("events_90d", "technographics", "Events in the 90 days up to the as-of date.", "count"),
+    Trait("last_event", "technographics", "Date of the last event.", "date"),
+    Trait("app_share", "technographics", "Share of events on the app platform.", "share"),
+    Trait("main_device", "technographics", "Most frequent device type in the events.", "label"),
+    Trait("main_os", "technographics", "Most frequent operating system.", "label"),
+    Trait("main_browser", "technographics", "Most frequent browser.", "label"),
+    Trait("main_platform", "technographics", "app or web, whichever is more frequent.", "label"),
+)
+
 BY_NAME = {t.name: t for t in TRAITS}

@@ -24,11 +24,26 @@ def purchase_lines(orders: ir.Table, as_of: date) -> ir.Table:
     )
 
 
-def purchase_traits(
-    orders: ir.Table, customers: ir.Table, as_of: date, unit_days: float
-) -> ir.Table:
-    """The purchase summary of every customer in `customers` or `orders`."""
-    lines = purchase_lines(orders, as_of)
+def known_customers(customers: ir.Table, orders: ir.Table, events: ir.Table) -> ir.Table:
+    """Everyone the data knows by id (customers, orders, events), with the earliest
+    `created_at` given for them."""
+    stamp = customers.created_at.type()
+    ids = [
+        customers.select("customer_id", "created_at"),
+        orders.filter(orders.customer_id.notnull()).select(
+            "customer_id", created_at=ibis.null(stamp)
+        ),
+        events.filter(events.customer_id.notnull()).select(
+            "customer_id", created_at=ibis.null(stamp)
+        ),
+    ]
+    known = ids[0].union(ids[1]).union(ids[2])
+    return known.group_by("customer_id").aggregate(created=known.created_at.min())
+
+
+def purchase_traits(base: ir.Table, lines: ir.Table, as_of: date, unit_days: float) -> ir.Table:
+    """The purchase summary of every customer in `base` (see `known_customers`), from the
+    lines of `purchase_lines`."""
     buys = lines.filter(lines.is_purchase)
     days = buys.group_by(["customer_id", "day"]).aggregate(value=buys.amount.sum())
     by_day = ibis.window(group_by="customer_id", order_by="day")
@@ -51,13 +66,7 @@ def purchase_traits(
         returned=lines.amount.abs().sum(where=lines.is_return.fill_null(False)),
         discount=lines.discount.sum(where=lines.is_purchase),
     )
-    known = customers.select("customer_id", "created_at").union(
-        orders.filter(orders.customer_id.notnull()).select(
-            "customer_id", created_at=ibis.null(customers.created_at.type())
-        )
-    )
-    base = known.group_by("customer_id").aggregate(created=known.created_at.min())
-    t = base.left_join(per_day, "customer_id").left_join(per_line, "customer_id")
+    t = join_on_customer(base, per_day, per_line)
     as_of_d = ibis.date(as_of)
     freq = (t.purchase_days - 1).cast("int64")
     recency_days = t.last_purchase.delta(t.first_purchase, unit="day")
@@ -84,3 +93,16 @@ def purchase_traits(
         days_since_last=as_of_d.delta(t.last_purchase, unit="day"),
         tenure_days=as_of_d.delta(acquired, unit="day"),
     )
+
+
+def join_on_customer(left: ir.Table, *rights: ir.Table) -> ir.Table:
+    """Left-join tables one row per customer onto `left`, keeping one customer_id."""
+    for i, right in enumerate(rights):
+        # .view(): the sides often derive from the same table, which Ibis would otherwise
+        # read as a self-join with ambiguous columns.
+        key = f"customer_id__{i}"
+        right = right.view().rename({key: "customer_id"})
+        left = left.view()
+        joined = left.left_join(right, left.customer_id == right[key])
+        left = joined.drop(key)
+    return left

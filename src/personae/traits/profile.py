@@ -1,0 +1,142 @@
+"""Who a customer is and how they buy: demographics, behaviour and technographics, as Ibis
+expressions (DuckDB and Spark). Each function returns one row per customer it knows about;
+the stage left-joins them onto the purchase summary."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import ibis
+import ibis.expr.types as ir
+
+from personae.config import TraitsConfig
+from personae.traits.purchase import join_on_customer
+
+AGE_BANDS = (
+    (18, "under 18"),
+    (25, "18-24"),
+    (35, "25-34"),
+    (45, "35-44"),
+    (55, "45-54"),
+    (65, "55-64"),
+)
+
+
+def _top(t: ir.Table, key: str, value: str, weight: str, prefix: str) -> ir.Table:
+    """Per customer, the `key` with the largest `weight` (ties: alphabetical) and its share."""
+    w = ibis.window(group_by="customer_id", order_by=[t[weight].desc(), t[key].asc()])
+    ranked = t.mutate(
+        _rank=ibis.row_number().over(w),
+        _share=t[weight] / t[weight].sum().over(group_by="customer_id"),
+    )
+    top = ranked.filter(ranked._rank == 0)
+    return top.select("customer_id", **{f"{prefix}": top[key], f"{prefix}_share": top._share})
+
+
+def demographic_traits(customers: ir.Table, as_of: date) -> ir.Table:
+    """Age (from birth date, else birth year, else the source's age), age band, income
+    quintile and the household and place columns carried through."""
+    c = customers
+    md = as_of.month * 100 + as_of.day
+    from_date = (
+        as_of.year
+        - c.birth_date.year()
+        - ((c.birth_date.month() * 100 + c.birth_date.day()) > md).cast("int64")
+    )
+    age = ibis.coalesce(from_date, as_of.year - c.birth_year, c.age).cast("int64")
+    with_age = c.mutate(_age=age)
+    band = ibis.cases(*[(with_age._age < upper, label) for upper, label in AGE_BANDS], else_="65+")
+    with_income = with_age.filter(with_age.income.notnull())
+    quintile = with_income.select(
+        "customer_id",
+        income_quintile=ibis.least(
+            5, (ibis.percent_rank().over(order_by=with_income.income) * 5).floor() + 1
+        ).cast("int64"),
+    )
+    out = with_age.select(
+        "customer_id",
+        age=with_age._age,
+        age_band=ibis.cases((with_age._age.isnull(), ibis.null("string")), else_=band),
+        gender=with_age.gender,
+        income=with_age.income,
+        household_size=with_age.household_size,
+        children=with_age.children,
+        marital_status=with_age.marital_status,
+        education=with_age.education,
+        occupation=with_age.occupation,
+        country=with_age.country,
+        region=with_age.region,
+        city=with_age.city,
+        marketing_consent=with_age.marketing_consent,
+    )
+    return join_on_customer(out, quintile)
+
+
+def behaviour_traits(lines: ir.Table, cfg: TraitsConfig) -> ir.Table:
+    """Category, channel, discount and basket behaviour from purchase lines."""
+    buys = lines.filter(lines.is_purchase)
+    cats = buys.filter(buys.category.notnull())
+    cat_spend = cats.group_by(["customer_id", "category"]).aggregate(spend=cats.amount.sum())
+    top_cat = _top(cat_spend, "category", "category", "spend", "top_category")
+    breadth = cat_spend.group_by("customer_id").aggregate(category_breadth=cat_spend.count())
+    chans = buys.filter(buys.channel.notnull())
+    chan_spend = chans.group_by(["customer_id", "channel"]).aggregate(spend=chans.amount.sum())
+    top_chan = _top(chan_spend, "channel", "channel", "spend", "top_channel")
+    online = [c.lower() for c in cfg.online_channels]
+    mix = chans.group_by("customer_id").aggregate(
+        online_share=(
+            chans.amount.sum(where=chans.channel.lower().isin(online))
+            / chans.amount.sum().nullif(0)
+        ).cast("float64"),
+    )
+    per = buys.group_by("customer_id").aggregate(
+        _lines=buys.count(),
+        _orders=buys.order_id.nunique(),
+        _units=buys.quantity.sum(),
+        _discounted=buys.count(where=buys.discount.fill_null(0) > 0),
+    )
+    share = (per._discounted / per._lines).cast("float64")
+    per = per.select(
+        "customer_id",
+        discounted_line_share=share,
+        discount_sensitivity=ibis.cases(
+            (share >= cfg.bargain_hunter_share, "bargain hunter"),
+            (share <= cfg.full_price_share, "full price"),
+            else_="mixed",
+        ),
+        basket_lines=(per._lines / per._orders).cast("float64"),
+        basket_units=(per._units / per._orders).cast("float64"),
+    )
+    return join_on_customer(per, top_cat, breadth, top_chan, mix)
+
+
+def engagement_traits(events: ir.Table, as_of: date, cfg: TraitsConfig) -> ir.Table:
+    """Recency-weighted engagement and technographics from the customer's events."""
+    e = events.filter(events.customer_id.notnull(), events.occurred_at.date() <= ibis.date(as_of))
+    age_days = ibis.date(as_of).delta(e.occurred_at.date(), unit="day")
+    weight = ibis.cases(
+        *[(e.event_type == k, float(v)) for k, v in cfg.engagement_weights.items()], else_=0.0
+    )
+    decay = (age_days.cast("float64") * (-0.6931471805599453 / cfg.engagement_half_life_days)).exp()
+    scored = e.mutate(_points=weight * decay, _age=age_days)
+    eng = scored.group_by("customer_id").aggregate(
+        engagement_score=scored._points.sum().cast("float64"),
+        events_90d=scored.count(where=scored._age < 90),
+        last_event=scored.occurred_at.max().date(),
+        app_share=(
+            scored.count(where=scored.platform.lower() == "app")
+            / scored.count(where=scored.platform.notnull()).nullif(0)
+        ).cast("float64"),
+    )
+    out = eng
+    for column, name in (
+        ("device_type", "main_device"),
+        ("os", "main_os"),
+        ("browser", "main_browser"),
+        ("platform", "main_platform"),
+    ):
+        known = e.filter(e[column].notnull())
+        counts = known.group_by(["customer_id", column]).aggregate(n=known.count())
+        top = _top(counts, column, column, "n", name).drop(f"{name}_share")
+        out = join_on_customer(out, top)
+    return out
