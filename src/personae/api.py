@@ -20,6 +20,7 @@ from personae.ingest.propose import Proposal, propose
 from personae.store import Store
 from personae.store.schemas import TABLES
 from personae.traits import TraitsSummary, compute_traits
+from personae.traits.funnel import funnel
 
 ExportFormat = Literal["csv", "parquet"]
 
@@ -116,6 +117,11 @@ class Project:
             )
         with self.store() as store:
             return compute_traits(store, config, as_of, progress)
+
+    def funnel(self, by: str | None = None) -> list[dict[str, Any]]:
+        """Customers per buying-journey stage and conversion, overall or by a trait."""
+        with self.store(read_only=True) as store:
+            return funnel(store, by)
 
     def status(self) -> dict[str, Any]:
         """What is in the store: sources, row counts, rejects and recent runs."""

@@ -6,6 +6,7 @@ one and a test fails when a setting is undocumented.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -153,6 +154,23 @@ class SourceConfig(_Section):
 class TraitsConfig(_Section):
     """How customer traits are computed."""
 
+    @model_validator(mode="after")
+    def _check_maps(self) -> TraitsConfig:
+        for name, days in self.occasions.items():
+            if len(days) != 2 or not all(re.fullmatch(r"\d\d-\d\d", d) for d in days):
+                raise ValueError(f'occasions.{name} must be ["MM-DD", "MM-DD"], got {days}')
+        stages = (
+            "need_recognition",
+            "information_search",
+            "evaluation",
+            "purchase",
+            "repeat_advocacy",
+        )
+        unknown = set(self.journey) - set(stages)
+        if unknown:
+            raise ValueError(f"journey has unknown stages {sorted(unknown)}; use {stages}")
+        return self
+
     as_of: date | None = Field(
         None,
         description="Date the traits describe (YYYY-MM-DD); "
@@ -190,10 +208,54 @@ class TraitsConfig(_Section):
         },
         description="Points per event type in engagement_score.",
     )
+    occasions: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "christmas": ["12-01", "12-24"],
+            "valentines": ["02-01", "02-14"],
+            "back_to_school": ["08-01", "09-15"],
+        },
+        description='Yearly occasions as name = ["MM-DD", "MM-DD"] (first and last day). '
+        "Black Friday (to Cyber Monday) is built in.",
+    )
+    journey: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "need_recognition": ["page_view", "ad_click", "email_open", "social_visit"],
+            "information_search": ["search", "email_click", "category_view"],
+            "evaluation": ["product_view", "add_to_cart", "compare", "review_read", "wishlist"],
+            "purchase": ["checkout", "purchase"],
+            "repeat_advocacy": ["review", "referral", "share"],
+        },
+        description="Buying-journey stage -> event types that show it. A purchase day also "
+        "reaches purchase, a second one repeat_advocacy.",
+    )
     engagement_half_life_days: float = Field(
         30.0,
         gt=0,
         description="An event's points halve every this many days before the as-of date.",
+    )
+
+
+class LifecycleConfig(_Section):
+    """Lifecycle stages measured against each customer's own purchase rhythm."""
+
+    at_risk_factor: float = Field(
+        1.5,
+        gt=0,
+        description="At risk when days since the last "
+        "purchase exceed this many expected intervals.",
+    )
+    lapsed_factor: float = Field(
+        3.0,
+        gt=0,
+        description="Lapsed when days since the last "
+        "purchase exceed this many expected intervals; reactivated "
+        "when the last gap did and the customer bought again.",
+    )
+    min_repeats: int = Field(
+        2,
+        ge=1,
+        description="Repeats a customer needs before their own "
+        "median interval is their rhythm (else the population median).",
     )
 
 
@@ -247,6 +309,7 @@ class Config(_Section):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     traits: TraitsConfig = Field(default_factory=TraitsConfig)
     rfm: RFMConfig = Field(default_factory=RFMConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
 
 
 def _explain(err: ValidationError, path: Path) -> str:

@@ -356,6 +356,42 @@ def print_traits(summary: TraitsSummary) -> None:
         )
 
 
+@app.command("funnel")
+def funnel_cmd(
+    by: Annotated[
+        str | None, typer.Option(help="A trait to split by, e.g. country or rfm_segment.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the buying-journey funnel of the latest traits run: customers per stage and the
+    conversion from the stage before, overall or by a trait."""
+    proj = open_project(project)
+    try:
+        rows = proj.funnel(by)
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json(rows)
+        return
+    console.print(
+        table_of(
+            f"Buying-journey funnel{' by ' + by if by else ''}",
+            ["group", "stage", "customers", "of all", "conversion"],
+            [
+                [
+                    r["group"],
+                    r["stage"],
+                    r["customers"],
+                    f"{r['share_of_all']:.1%}" if r["share_of_all"] is not None else "",
+                    f"{r['conversion']:.1%}" if r["conversion"] is not None else "",
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
 @app.command()
 def run(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Run every pipeline stage in order: ingest, then traits."""

@@ -127,6 +127,7 @@ OS_BY_DEVICE = {
     "tablet": ("iPadOS", "Android"),
 }
 BROWSERS = ("Chrome", "Safari", "Firefox", "Edge")
+PROSPECT_SHARE = 0.12  # customers who sign up and browse but never buy
 JOURNEY = ("page_view", "search", "product_view", "add_to_cart", "checkout")
 
 
@@ -294,11 +295,13 @@ def generate(
     death = acquired + lifetime.astype(np.int64)
     active_end = np.minimum(death, end_s)
     repeat = rng.poisson(rate_day * (active_end - acquired) / 86400)
-    n_orders = 1 + repeat
+    # registered prospects: signed up, browse, never buy
+    prospect = rng.random(n) < PROSPECT_SHARE
+    n_orders = np.where(prospect, 0, 1 + repeat)
     spend_level = rng.gamma(6.0, S["spend"][seg] / 6.0)
     owner = np.repeat(np.arange(n), n_orders)
     first_flag = np.zeros(len(owner), bool)
-    first_flag[np.concatenate([[0], np.cumsum(n_orders)[:-1]])] = True
+    first_flag[(np.cumsum(n_orders) - n_orders)[n_orders > 0]] = True
     t = acquired[owner] + (rng.random(len(owner)) * (active_end - acquired)[owner]).astype(np.int64)
     t = np.where(first_flag, acquired[owner], t)
     t = _occasions(
@@ -359,8 +362,22 @@ def generate(
         depth[np.searchsorted(np.cumsum(depth), np.arange(len(ev_owner_order)), side="right")]
         - step
     ) * rng.integers(60, 3 * 86400, len(ev_owner_order))
-    ev_cust = owner[ev_owner_order]
-    # prospects: people who browse but never buy, tracked by cookie only
+    # registered prospects browse part of the journey after signing up
+    pros_cust = np.nonzero(prospect)[0]
+    pros_depth = rng.integers(1, 4, len(pros_cust))
+    pros_owner = np.repeat(pros_cust, pros_depth)
+    pros_step = np.arange(len(pros_owner)) - np.repeat(
+        np.cumsum(pros_depth) - pros_depth, pros_depth
+    )
+    pros_at = np.minimum(
+        acquired[pros_owner] + pros_step * 86400 + rng.integers(0, 86400 * 20, len(pros_owner)),
+        end_s,
+    )
+    ev_cust = np.concatenate([owner[ev_owner_order], pros_owner])
+    ev_time = np.concatenate([ev_time, pros_at])
+    step = np.concatenate([step, pros_step])
+    ev_app = np.concatenate([channel[ev_owner_order] == 1, np.zeros(len(pros_owner), bool)])
+    # anonymous visitors: browse but never buy, tracked by cookie only
     n_pros = n // 5
     pros_time = start_s + (rng.random(n_pros) * span).astype(np.int64)
     types = np.concatenate(
@@ -390,7 +407,7 @@ def generate(
             "browser": _take(BROWSERS, rng.integers(0, 4, n_ev)),
             "platform": pa.array(
                 np.where(
-                    np.concatenate([channel[ev_owner_order] == 1, np.zeros(n_pros, bool)]),
+                    np.concatenate([ev_app, np.zeros(n_pros, bool)]),
                     "app",
                     "web",
                 )
@@ -501,7 +518,8 @@ def generate(
             "lifetime_days": pa.array(lifetime / 86400),
             "alive_at_end": pa.array(death > end_s),
             "spend_level": pa.array(spend_level),
-            "repeat_orders": pa.array(repeat),
+            "repeat_orders": pa.array(np.where(prospect, 0, repeat)),
+            "prospect": pa.array(prospect),
         }
     )
     pq.write_table(truth, out / "truth" / "customers_truth.parquet")

@@ -19,6 +19,13 @@ from personae.errors import StoreError
 from personae.store import Store
 from personae.store.engine import Engine, engine_for
 from personae.traits.catalog import TRAITS
+from personae.traits.moments import (
+    journey_traits,
+    lifecycle_traits,
+    occasion_calendar,
+    occasion_spend,
+    timing_traits,
+)
 from personae.traits.profile import behaviour_traits, demographic_traits, engagement_traits
 from personae.traits.purchase import (
     join_on_customer,
@@ -56,6 +63,19 @@ def default_as_of(store: Store) -> date:
     return row[0]
 
 
+def _write_calendar(store: Store, rows: list[tuple[str, date, date]]) -> None:
+    """The occasion windows the traits read, as a table (both engines can join it)."""
+    store.con.execute(
+        'CREATE OR REPLACE TABLE occasion_calendar (occasion VARCHAR, "start" DATE, "end" DATE)'
+    )
+    store.con.executemany("INSERT INTO occasion_calendar VALUES (?, ?, ?)", rows)
+
+
+def _first_year(store: Store, as_of: date) -> int:
+    row = store.con.execute("SELECT min(ordered_at) FROM orders").fetchall()[0]
+    return min(row[0].year, as_of.year) if row[0] else as_of.year
+
+
 def traits_expr(engine: Engine, config: Config, as_of: date) -> ir.Table:
     """Every trait as one Ibis expression over the engine's canonical tables."""
     unit = UNIT_DAYS[config.traits.time_unit]
@@ -63,12 +83,16 @@ def traits_expr(engine: Engine, config: Config, as_of: date) -> ir.Table:
     lines = purchase_lines(orders, as_of)
     base = known_customers(customers, orders, events)
     purchase = purchase_traits(base, lines, as_of, unit)
+    calendar = engine.table("occasion_calendar")
     joined = join_on_customer(
         purchase,
         rfm_traits(purchase, config.rfm),
+        lifecycle_traits(purchase, config.lifecycle),
         demographic_traits(customers, as_of),
         behaviour_traits(lines, config.traits),
+        timing_traits(lines, customers, calendar),
         engagement_traits(events, as_of, config.traits),
+        journey_traits(events, purchase, as_of, config.traits),
     )
     joined = joined.mutate(
         repeat_rate=(joined.frequency / joined.purchase_days.nullif(0)).cast("float64")
@@ -90,11 +114,17 @@ def compute_traits(
     try:
         if progress:
             progress(f"starting the {config.store.engine} engine", 0, 2)
+        calendar = occasion_calendar(config.traits, as_of, _first_year(store, as_of))
+        _write_calendar(store, calendar)
         engine = engine_for(store, config.store)
         if progress:
             progress("computing", 1, 2)
-        expr = traits_expr(engine, config, as_of)
-        n = engine.write("traits", expr, {"run_id": run_id, "as_of": str(as_of)})
+        stamp = {"run_id": run_id, "as_of": str(as_of)}
+        n = engine.write("traits", traits_expr(engine, config, as_of), stamp)
+        lines = purchase_lines(engine.table("orders"), as_of)
+        engine.write(
+            "occasion_spend", occasion_spend(lines, engine.table("occasion_calendar")), stamp
+        )
         row = store.con.execute(
             "SELECT count(*) FILTER (WHERE purchase_days > 0) FROM traits WHERE run_id = ?",
             [run_id],

@@ -83,6 +83,8 @@ TRAITS: tuple[Trait, ...] = (
         "mean) of the days between purchase days; needs two repeats.",
         "ratio",
     ),
+    Trait("second_purchase", "purchase", "Date of the second purchase day.", "date"),
+    Trait("last_interval", "purchase", "Days between the last two purchase days.", "days"),
     Trait("days_since_last", "purchase", "Days from the last purchase to the as-of date.", "days"),
     Trait(
         "tenure_days",
@@ -204,6 +206,118 @@ TRAITS += (
     Trait("main_os", "technographics", "Most frequent operating system.", "label"),
     Trait("main_browser", "technographics", "Most frequent browser.", "label"),
     Trait("main_platform", "technographics", "app or web, whichever is more frequent.", "label"),
+)
+
+TRAITS += (
+    # lifecycle ---------------------------------------------------------------------------
+    Trait(
+        "expected_interval",
+        "lifecycle",
+        "The customer's rhythm: their median days between "
+        "purchase days once they have [lifecycle] min_repeats repeats, else the median of "
+        "everyone who has.",
+        "days",
+    ),
+    Trait("overdue_ratio", "lifecycle", "days_since_last / expected_interval.", "ratio"),
+    Trait(
+        "lifecycle_stage",
+        "lifecycle",
+        "prospect (no purchase), new (one purchase day, not "
+        "overdue), active, at risk (overdue_ratio > at_risk_factor), lapsed (> "
+        "lapsed_factor), reactivated (bought again after a gap longer than lapsed_factor "
+        "expected intervals).",
+        "label",
+    ),
+    # occasions -----------------------------------------------------------------------------
+    Trait(
+        "black_friday_share",
+        "occasions",
+        "Share of purchase value bought from Black Friday to Cyber Monday.",
+        "share",
+    ),
+    Trait(
+        "christmas_share",
+        "occasions",
+        "Share of purchase value in the christmas window "
+        "([traits.occasions], default 1-24 December).",
+        "share",
+    ),
+    Trait(
+        "valentines_share",
+        "occasions",
+        "Share of purchase value in the valentines window (default 1-14 February).",
+        "share",
+    ),
+    Trait(
+        "back_to_school_share",
+        "occasions",
+        "Share of purchase value in the back_to_school window (default 1 August - 15 September).",
+        "share",
+    ),
+    Trait(
+        "occasion_share",
+        "occasions",
+        "Share of purchase value in any occasion, your own "
+        "[traits.occasions] included (each line counted once).",
+        "share",
+    ),
+    Trait("top_occasion", "occasions", "Occasion with the most purchase value.", "label"),
+    Trait(
+        "weekend_share",
+        "occasions",
+        "Share of purchase value bought on Saturday or Sunday.",
+        "share",
+    ),
+    Trait("night_share", "occasions", "Share of purchase value bought 00:00-05:59.", "share"),
+    Trait("morning_share", "occasions", "Share of purchase value bought 06:00-11:59.", "share"),
+    Trait("afternoon_share", "occasions", "Share of purchase value bought 12:00-17:59.", "share"),
+    Trait("evening_share", "occasions", "Share of purchase value bought 18:00-23:59.", "share"),
+    Trait(
+        "peak_month",
+        "occasions",
+        "Month (1-12) with the most purchase value (ties: the earlier month).",
+        "month",
+    ),
+    Trait(
+        "birthday_month_share",
+        "occasions",
+        "Share of purchase value bought in the customer's birth month (needs birth_date).",
+        "share",
+    ),
+    # buying journey --------------------------------------------------------------------------
+    Trait(
+        "journey_stage",
+        "journey",
+        "Furthest stage reached: need_recognition, "
+        "information_search, evaluation, purchase, repeat_advocacy ([traits.journey] maps "
+        "event types to stages).",
+        "label",
+    ),
+    Trait("journey_stage_index", "journey", "The furthest stage as 1..5.", "index"),
+    Trait(
+        "days_need_to_search",
+        "journey",
+        "Days from the first need-recognition event to the first information-search event.",
+        "days",
+    ),
+    Trait(
+        "days_search_to_evaluation",
+        "journey",
+        "Days from the first search to the first evaluation event.",
+        "days",
+    ),
+    Trait(
+        "days_evaluation_to_purchase",
+        "journey",
+        "Days from the first evaluation event to the first purchase.",
+        "days",
+    ),
+    Trait(
+        "days_to_first_purchase",
+        "journey",
+        "Days from the first journey event to the first purchase.",
+        "days",
+    ),
 )
 
 BY_NAME = {t.name: t for t in TRAITS}

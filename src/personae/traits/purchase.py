@@ -50,6 +50,9 @@ def purchase_traits(base: ir.Table, lines: ir.Table, as_of: date, unit_days: flo
     days = days.mutate(
         gap=days.day.delta(days.day.lag().over(by_day), unit="day"),
         rank=ibis.row_number().over(by_day),
+        rank_desc=ibis.row_number().over(
+            ibis.window(group_by="customer_id", order_by=ibis.desc("day"))
+        ),
     )
     per_day = days.group_by("customer_id").aggregate(
         first_purchase=days.day.min(),
@@ -57,6 +60,8 @@ def purchase_traits(base: ir.Table, lines: ir.Table, as_of: date, unit_days: flo
         purchase_days=days.count(),
         day_value=days.value.sum(),
         first_day_value=days.value.sum(where=days.rank == 0),
+        second_purchase=days.day.min(where=days.rank == 1),
+        last_interval=days.gap.max(where=days.rank_desc == 0),
         interval_median=days.gap.median(),
         gap_sd=days.gap.std(how="sample"),
     )
@@ -90,6 +95,8 @@ def purchase_traits(base: ir.Table, lines: ir.Table, as_of: date, unit_days: flo
         interval_mean=(recency_days / freq.nullif(0)).cast("float64"),
         interval_median=t.interval_median.cast("float64"),
         interval_cv=(t.gap_sd / (recency_days / freq.nullif(0))).cast("float64"),
+        second_purchase=t.second_purchase,
+        last_interval=t.last_interval.cast("int64"),
         days_since_last=as_of_d.delta(t.last_purchase, unit="day"),
         tenure_days=as_of_d.delta(acquired, unit="day"),
     )

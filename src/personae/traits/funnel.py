@@ -1,0 +1,48 @@
+"""The buying-journey funnel: how many customers reached each stage, and the conversion from
+the stage before, overall or by any trait column. Reads the latest traits run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from personae.errors import StoreError
+from personae.store import Store
+from personae.traits.catalog import BY_NAME
+from personae.traits.moments import JOURNEY_STAGES
+
+
+def funnel(store: Store, by: str | None = None) -> list[dict[str, Any]]:
+    """Rows of (group, stage, customers, conversion from the previous stage)."""
+    run = store.latest_run("traits")
+    if run is None:
+        raise StoreError("No traits yet: run `personae traits` first.")
+    if by is not None and by not in BY_NAME:
+        raise StoreError(
+            f"--by {by}: not a trait. Use one of the columns in docs/traits.md, "
+            "e.g. country, rfm_segment, lifecycle_stage."
+        )
+    group = f'"{by}"' if by else "'all'"
+    reached = ", ".join(
+        f"count(*) FILTER (WHERE journey_stage_index >= {i + 1}) AS s{i + 1}"
+        for i in range(len(JOURNEY_STAGES))
+    )
+    rows = store.con.execute(
+        f"SELECT {group}::VARCHAR AS grp, count(*) AS customers, {reached} FROM traits "
+        "WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+        [run],
+    ).fetchall()
+    out = []
+    for grp, customers, *counts in rows:
+        previous = customers
+        for stage, n in zip(JOURNEY_STAGES, counts, strict=True):
+            out.append(
+                {
+                    "group": grp,
+                    "stage": stage,
+                    "customers": int(n),
+                    "share_of_all": n / customers if customers else None,
+                    "conversion": n / previous if previous else None,
+                }
+            )
+            previous = n
+    return out

@@ -1,0 +1,211 @@
+"""When customers buy: calendar occasions, weekday/weekend, time of day, peak month and
+birthday month; their lifecycle stage against their own rhythm; and how far along the buying
+journey their events take them. Ibis expressions for DuckDB and Spark."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import ibis
+import ibis.expr.types as ir
+
+from personae.config import LifecycleConfig, TraitsConfig
+from personae.traits.purchase import join_on_customer
+
+BUILT_IN_OCCASIONS = ("black_friday", "christmas", "valentines", "back_to_school")
+JOURNEY_STAGES = (
+    "need_recognition",
+    "information_search",
+    "evaluation",
+    "purchase",
+    "repeat_advocacy",
+)
+DAYPARTS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
+
+
+def black_friday(year: int) -> date:
+    """The day after US Thanksgiving (the fourth Thursday of November)."""
+    nov1 = date(year, 11, 1)
+    first_thursday = nov1 + timedelta(days=(3 - nov1.weekday()) % 7)
+    return first_thursday + timedelta(days=22)
+
+
+def occasion_calendar(
+    cfg: TraitsConfig, as_of: date, first_year: int
+) -> list[tuple[str, date, date]]:
+    """Every occasion window of every year from `first_year` to the as-of year: Black Friday
+    to Cyber Monday, and the [traits.occasions] month-day ranges."""
+    rows = []
+    for year in range(first_year, as_of.year + 1):
+        bf = black_friday(year)
+        rows.append(("black_friday", bf, bf + timedelta(days=3)))
+        for name, (start, end) in cfg.occasions.items():
+            rows.append(
+                (
+                    name,
+                    date(year, int(start[:2]), int(start[3:])),
+                    date(year, int(end[:2]), int(end[3:])),
+                )
+            )
+    return rows
+
+
+def occasion_spend(lines: ir.Table, calendar: ir.Table) -> ir.Table:
+    """Long table: purchase value per customer and occasion, and its share of their value."""
+    buys = lines.filter(lines.is_purchase)
+    cal = calendar.view()
+    hit = buys.join(cal, (buys.day >= cal.start) & (buys.day <= cal.end))
+    spend = hit.group_by(["customer_id", "occasion"]).aggregate(spend=hit.amount.sum())
+    total = buys.group_by("customer_id").aggregate(_total=buys.amount.sum())
+    joined = join_on_customer(spend, total)
+    return joined.select(
+        "customer_id",
+        "occasion",
+        "spend",
+        share=(joined.spend / joined._total.nullif(0)).cast("float64"),
+    )
+
+
+def timing_traits(lines: ir.Table, customers: ir.Table, calendar: ir.Table) -> ir.Table:
+    """Occasion shares, weekend and daypart shares, peak month, birthday-month share."""
+    buys = lines.filter(lines.is_purchase)
+    hour = buys.ordered_at.hour()
+    weekend = buys.day.day_of_week.index() >= 5
+    month = buys.day.month()
+    b = buys.mutate(_hour=hour, _weekend=weekend, _month=month)
+    shares = {
+        "weekend_share": b.amount.sum(where=b._weekend),
+        **{
+            f"{name}_share": b.amount.sum(where=(b._hour >= lo) & (b._hour < hi))
+            for name, lo, hi in DAYPARTS
+        },
+    }
+    agg = b.group_by("customer_id").aggregate(_total=b.amount.sum(), **shares)
+    agg = agg.select(
+        "customer_id",
+        *[((agg[k].fill_null(0) / agg._total.nullif(0)).cast("float64")).name(k) for k in shares],
+    )
+    monthly = b.group_by(["customer_id", "_month"]).aggregate(spend=b.amount.sum())
+    w = ibis.window(group_by="customer_id", order_by=[monthly.spend.desc(), monthly._month])
+    ranked = monthly.mutate(_r=ibis.row_number().over(w))
+    peak = ranked.filter(ranked._r == 0).select(
+        "customer_id", peak_month=ranked._month.cast("int64")
+    )
+    birth = customers.filter(customers.birth_date.notnull()).select(
+        "customer_id", _bmonth=customers.birth_date.month()
+    )
+    bb = join_on_customer(b, birth)
+    bday = (
+        bb.filter(bb._bmonth.notnull())
+        .group_by("customer_id")
+        .aggregate(_in=bb.amount.sum(where=bb._month == bb._bmonth), _all=bb.amount.sum())
+    )
+    bday = bday.select(
+        "customer_id",
+        birthday_month_share=(bday._in.fill_null(0) / bday._all.nullif(0)).cast("float64"),
+    )
+    occ = occasion_spend(lines, calendar)
+    occ_cols = occ.group_by("customer_id").aggregate(
+        **{
+            f"{name}_share": occ.share.sum(where=occ.occasion == name)
+            for name in BUILT_IN_OCCASIONS
+        },
+    )
+    w2 = ibis.window(group_by="customer_id", order_by=[occ.spend.desc(), occ.occasion])
+    top = occ.mutate(_r=ibis.row_number().over(w2))
+    top = top.filter(top._r == 0).select("customer_id", top_occasion=top.occasion)
+    # a line can fall in two windows (Cyber Monday in December): count it once
+    cal = calendar.view()
+    hit = buys.join(cal, (buys.day >= cal.start) & (buys.day <= cal.end))
+    any_line = hit.group_by(["customer_id", "order_id", "line_no"]).aggregate(
+        amount=hit.amount.max()
+    )
+    any_occ = any_line.group_by("customer_id").aggregate(_occ=any_line.amount.sum())
+    any_occ = join_on_customer(
+        any_occ, buys.group_by("customer_id").aggregate(_total=buys.amount.sum())
+    )
+    any_occ = any_occ.select(
+        "customer_id", occasion_share=(any_occ._occ / any_occ._total.nullif(0)).cast("float64")
+    )
+    out = join_on_customer(agg, peak, bday, occ_cols, top, any_occ)
+    return out.mutate(
+        **{
+            f"{name}_share": out[f"{name}_share"].fill_null(0.0).cast("float64")
+            for name in BUILT_IN_OCCASIONS
+        },
+        occasion_share=out.occasion_share.fill_null(0.0),
+    )
+
+
+def lifecycle_traits(purchase: ir.Table, cfg: LifecycleConfig) -> ir.Table:
+    """Stage against the customer's own rhythm: the expected interval is their median
+    interval once they have `min_repeats` repeats, else the median of everyone who has."""
+    p = purchase
+    regular = p.filter(p.frequency >= cfg.min_repeats)
+    pop = regular.aggregate(_pop=regular.interval_median.median())
+    t = p.cross_join(pop)
+    expected = ibis.cases((t.frequency >= cfg.min_repeats, t.interval_median), else_=t._pop).cast(
+        "float64"
+    )
+    ratio = (t.days_since_last.cast("float64") / expected.nullif(0)).cast("float64")
+    stage = ibis.cases(
+        (t.purchase_days.fill_null(0) == 0, "prospect"),
+        (ratio > cfg.lapsed_factor, "lapsed"),
+        (ratio > cfg.at_risk_factor, "at risk"),
+        (t.purchase_days == 1, "new"),
+        (t.last_interval.cast("float64") > cfg.lapsed_factor * expected, "reactivated"),
+        else_="active",
+    )
+    return t.select(
+        "customer_id", expected_interval=expected, overdue_ratio=ratio, lifecycle_stage=stage
+    )
+
+
+def journey_traits(
+    events: ir.Table, purchase: ir.Table, as_of: date, cfg: TraitsConfig
+) -> ir.Table:
+    """Furthest buying-journey stage reached and the days between stages. Events map to
+    stages by [traits.journey]; a purchase day reaches `purchase`, a second one
+    `repeat_advocacy`."""
+    e = events.filter(events.customer_id.notnull(), events.occurred_at.date() <= ibis.date(as_of))
+    stage_of = ibis.cases(
+        *[
+            (e.event_type.isin(types), JOURNEY_STAGES.index(stage) + 1)
+            for stage, types in cfg.journey.items()
+            if types
+        ],
+        else_=ibis.null("int64"),
+    )
+    mapped = e.mutate(_stage=stage_of, _day=e.occurred_at.date())
+    mapped = mapped.filter(mapped._stage.notnull())
+    buyers = purchase.select("customer_id", "first_purchase", "second_purchase")
+    mapped = join_on_customer(mapped, buyers)
+    before = mapped.first_purchase.isnull() | (mapped._day <= mapped.first_purchase)
+    firsts = mapped.group_by("customer_id").aggregate(
+        **{f"_s{i}": mapped._day.min(where=mapped._stage == i) for i in range(1, 6)},
+        _eval_pre=mapped._day.min(where=(mapped._stage == 3) & before),
+        _first_pre=mapped._day.min(where=(mapped._stage <= 3) & before),
+        _max=mapped._stage.max(),
+    )
+    t = join_on_customer(buyers, firsts)
+    s4 = ibis.coalesce(ibis.least(t._s4, t.first_purchase), t._s4, t.first_purchase)
+    s5 = ibis.coalesce(ibis.least(t._s5, t.second_purchase), t._s5, t.second_purchase)
+    reached = ibis.greatest(
+        t._max.fill_null(0),
+        ibis.cases((s5.notnull(), 5), (s4.notnull(), 4), else_=0),
+    )
+    labels = ibis.cases(
+        *[(reached == i + 1, name) for i, name in enumerate(JOURNEY_STAGES)],
+        else_=ibis.null("string"),
+    )
+    return t.select(
+        "customer_id",
+        journey_stage=labels,
+        journey_stage_index=ibis.cases((reached > 0, reached), else_=ibis.null("int64")).cast(
+            "int64"
+        ),
+        days_need_to_search=ibis.greatest(t._s2.delta(t._s1, unit="day"), 0),
+        days_search_to_evaluation=ibis.greatest(t._s3.delta(t._s2, unit="day"), 0),
+        days_evaluation_to_purchase=s4.delta(t._eval_pre, unit="day"),
+        days_to_first_purchase=s4.delta(t._first_pre, unit="day"),
+    )
