@@ -25,6 +25,10 @@ Treatments of awkward input:
 - **Customers with only returns** have no purchase day: purchase traits are NULL and
   `returns_share` is NULL (no purchase value to divide by).
 - **A single purchase day** gives frequency 0, recency 0, monetary value 0 and NULL intervals.
+- **Several currencies in one amount column**: money is never added across currencies. The
+  money traits use `[traits] currency` (default: the currency of most lines); lines in other
+  currencies still make purchase days, but their amounts are left out, and the run says how
+  many lines that was.
 - **No orders at all**: `personae traits` stops with an error that says to ingest orders first.
 
 This page is generated from `personae/traits/catalog.py` by `scripts/gen_traits_docs.py`.

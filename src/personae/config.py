@@ -179,6 +179,11 @@ class TraitsConfig(_Section):
     time_unit: Literal["days", "weeks"] = Field(
         "days", description="Unit of recency and T: days, or weeks (days / 7)."
     )
+    currency: str | None = Field(
+        None,
+        description="Currency of the money traits; lines in other currencies still count as "
+        "purchases but their amounts are left out. Empty means the most common currency.",
+    )
     online_channels: list[str] = Field(
         default_factory=lambda: ["web", "app", "online", "mobile", "ecommerce", "email"],
         description="Channel values that count as online in online_share (case-insensitive).",

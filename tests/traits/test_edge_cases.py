@@ -86,3 +86,23 @@ def test_no_orders_is_a_clear_error(tmp_path: Path) -> None:
         project.traits()
     summary = project.traits(date(2024, 1, 1))  # with a date it works: nobody has bought
     assert (summary.customers, summary.buyers) == (4, 0)
+
+
+def test_mixed_currencies_are_never_added(tmp_path: Path, engine: str) -> None:
+    (tmp_path / "orders.csv").write_text(
+        "order_id,customer_id,ordered_at,amount,currency\n"
+        "o1,a,2024-01-01 10:00:00,10,EUR\n"
+        "o2,a,2024-01-05 10:00:00,100,USD\n"
+        "o3,a,2024-01-09 10:00:00,20,EUR\n"
+        "o4,b,2024-01-02 10:00:00,5,EUR\n"
+    )
+    (tmp_path / "personae.toml").write_text(
+        '[sources.orders]\ntable = "orders"\npath = "orders.csv"\n'
+    )
+    project = Project.open(tmp_path)
+    project.ingest()
+    summary = project.traits(date(2024, 1, 31), engine)
+    assert (summary.currency, summary.other_currency_lines) == ("EUR", 1)
+    a = _rows(project, summary.run_id)["a"]
+    assert (a["purchase_days"], a["total_value"]) == (3, 30.0)  # the USD day counts, its money not
+    assert a["monetary_value"] == pytest.approx(20 / 2)

@@ -348,6 +348,11 @@ def print_traits(summary: TraitsSummary) -> None:
         console.print(
             f"  {summary.ignored_after_as_of:,} order lines after the as-of date were not read."
         )
+    if summary.other_currency_lines:
+        console.print(
+            f"  {summary.other_currency_lines:,} order lines are not in "
+            f"{summary.currency}: their amounts are left out of the money traits."
+        )
     if summary.rfm_segments:
         console.print(
             table_of(

@@ -49,6 +49,8 @@ class TraitsSummary:
     buyers: int
     seconds: float
     ignored_after_as_of: int = 0
+    currency: str | None = None
+    other_currency_lines: int = 0
     rfm_segments: dict[str, int] = field(default_factory=dict)
 
 
@@ -76,11 +78,24 @@ def _first_year(store: Store, as_of: date) -> int:
     return min(row[0].year, as_of.year) if row[0] else as_of.year
 
 
-def traits_expr(engine: Engine, config: Config, as_of: date) -> ir.Table:
+def main_currency(store: Store, config: Config) -> str | None:
+    """[traits] currency, else the currency of most order lines (None when none is given)."""
+    if config.traits.currency:
+        return config.traits.currency
+    rows = store.con.execute(
+        "SELECT currency FROM orders WHERE currency IS NOT NULL GROUP BY 1 "
+        "ORDER BY count(*) DESC, 1 LIMIT 1"
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def traits_expr(
+    engine: Engine, config: Config, as_of: date, currency: str | None = None
+) -> ir.Table:
     """Every trait as one Ibis expression over the engine's canonical tables."""
     unit = UNIT_DAYS[config.traits.time_unit]
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
-    lines = purchase_lines(orders, as_of)
+    lines = purchase_lines(orders, as_of, currency)
     base = known_customers(customers, orders, events)
     purchase = purchase_traits(base, lines, as_of, unit)
     calendar = engine.table("occasion_calendar")
@@ -120,8 +135,9 @@ def compute_traits(
         if progress:
             progress("computing", 1, 2)
         stamp = {"run_id": run_id, "as_of": str(as_of)}
-        n = engine.write("traits", traits_expr(engine, config, as_of), stamp)
-        lines = purchase_lines(engine.table("orders"), as_of)
+        currency = main_currency(store, config)
+        n = engine.write("traits", traits_expr(engine, config, as_of, currency), stamp)
+        lines = purchase_lines(engine.table("orders"), as_of, currency)
         engine.write(
             "occasion_spend", occasion_spend(lines, engine.table("occasion_calendar")), stamp
         )
@@ -139,6 +155,21 @@ def compute_traits(
         later = store.con.execute(
             "SELECT count(*) FROM orders WHERE ordered_at::DATE > ?", [as_of]
         ).fetchall()[0][0]
+        other = (
+            store.con.execute(
+                "SELECT count(*) FROM orders WHERE ordered_at::DATE <= ? AND currency <> ?",
+                [as_of, currency],
+            ).fetchall()[0][0]
+            if currency
+            else 0
+        )
+        if other:
+            log.warning(
+                "%d order lines are not in %s: their amounts are left out of the "
+                "money traits (set [traits] currency to choose)",
+                other,
+                currency,
+            )
     except Exception as err:
         store.finish_run(run_id, error=str(err))
         raise
@@ -150,6 +181,8 @@ def compute_traits(
         int(row[0]),
         round(time.perf_counter() - started, 2),
         int(later),
+        currency,
+        int(other),
         segments,
     )
     store.finish_run(run_id, details={"customers": n, "engine": engine.name})

@@ -14,10 +14,17 @@ import ibis
 import ibis.expr.types as ir
 
 
-def purchase_lines(orders: ir.Table, as_of: date) -> ir.Table:
+def purchase_lines(orders: ir.Table, as_of: date, currency: str | None = None) -> ir.Table:
     """Known customers' lines up to the as-of date, with the day and a purchase flag (not a
-    return, not postage or fees)."""
+    return, not postage or fees). Amounts in another currency than `currency` are set to
+    NULL: such lines still make purchase days, but money is never added across currencies."""
     o = orders.filter(orders.customer_id.notnull(), orders.ordered_at.date() <= ibis.date(as_of))
+    if currency is not None:
+        same = o.currency.isnull() | (o.currency == currency)
+        o = o.mutate(
+            amount=ibis.cases((same, o.amount), else_=ibis.null("float64")),
+            discount=ibis.cases((same, o.discount), else_=ibis.null("float64")),
+        )
     return o.mutate(
         day=o.ordered_at.date(),
         is_purchase=~o.is_return.fill_null(False) & ~o.is_non_product.fill_null(False),
