@@ -17,6 +17,11 @@ before the as-of date are read. A purchase is a line that is neither a return no
 non-product line (postage, fees); all purchase lines of a customer on one calendar day are one
 purchase day. Customers without any purchase have NULL purchase traits and no RFM scores.
 
+Each run also writes two long tables, one row per customer and category or occasion, with
+the purchase value and its share of the customer's value: `category_spend` (the spend share
+per category; `top_category` and `category_breadth` summarise it) and `occasion_spend` (every
+occasion, your own `[traits.occasions]` included).
+
 Treatments of awkward input:
 
 - **Orders after the as-of date** are not read; the summary says how many lines were left out.

@@ -116,7 +116,11 @@ def test_occasions_and_timing(shop: Project, engine: str) -> None:
             "SELECT occasion, spend FROM occasion_spend WHERE customer_id = 'shopper' "
             "AND run_id = (SELECT max(run_id) FROM occasion_spend) ORDER BY 1"
         ).fetchall()
+        cats = store.con.execute(
+            "SELECT category, spend, share FROM category_spend WHERE customer_id = 'shopper' "
+            "AND run_id = (SELECT max(run_id) FROM category_spend)").fetchall()
     assert rows == [("black_friday", 50.0), ("christmas", 45.0)]
+    assert cats == [("toys", 100.0, 1.0)]
 
 
 def test_journey(shop: Project, engine: str) -> None:

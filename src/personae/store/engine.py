@@ -34,6 +34,8 @@ class Engine(Protocol):
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int: ...
 
+    def temp(self, expr: ir.Table, name: str) -> ir.Table: ...
+
 
 def _insert_by_name(store: Store, target: str, select_sql: str, extra: dict[str, str]) -> int:
     """Append rows to `target` (created from the first result), adding any new columns."""
@@ -67,6 +69,12 @@ class DuckDBEngine:
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:
         sql = ibis.to_sql(expr, dialect="duckdb")
         return _insert_by_name(self.store, target, str(sql), extra)
+
+    def temp(self, expr: ir.Table, name: str) -> ir.Table:
+        """Compute `expr` once into a temp table that later expressions read."""
+        sql = ibis.to_sql(expr, dialect="duckdb")
+        self.store.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}')
+        return self.backend.table(name)
 
 
 @cache
@@ -114,6 +122,12 @@ class SparkEngine:
             self.store.con.execute(f"COPY \"{name}\" TO '{path}' (FORMAT parquet)")
             self.session.read.parquet(str(path)).createOrReplaceTempView(name)
             self._loaded.add(name)
+        return self.backend.table(name)
+
+    def temp(self, expr: ir.Table, name: str) -> ir.Table:
+        """Compute `expr` once into a cached Spark view that later expressions read."""
+        frame = self.session.sql(str(ibis.to_sql(expr, dialect="pyspark"))).cache()
+        frame.createOrReplaceTempView(name)
         return self.backend.table(name)
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:

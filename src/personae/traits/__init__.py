@@ -26,7 +26,12 @@ from personae.traits.moments import (
     occasion_spend,
     timing_traits,
 )
-from personae.traits.profile import behaviour_traits, demographic_traits, engagement_traits
+from personae.traits.profile import (
+    behaviour_traits,
+    category_spend,
+    demographic_traits,
+    engagement_traits,
+)
 from personae.traits.purchase import (
     join_on_customer,
     known_customers,
@@ -89,15 +94,31 @@ def main_currency(store: Store, config: Config) -> str | None:
     return rows[0][0] if rows else None
 
 
+def purchase_summary(
+    engine: Engine, config: Config, as_of: date, currency: str | None = None
+) -> ir.Table:
+    """The purchase summary, computed once and cached in the engine: RFM, lifecycle and
+    journey all read it, and compiled inline it would be computed again for each."""
+    orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
+    lines = purchase_lines(orders, as_of, currency)
+    base = known_customers(customers, orders, events)
+    summary = purchase_traits(base, lines, as_of, UNIT_DAYS[config.traits.time_unit], engine.temp)
+    return engine.temp(summary, "_trait_purchase")
+
+
+def purchase_and_rfm(engine: Engine, config: Config, as_of: date) -> ir.Table:
+    """The purchase summary with RFM scores (what the traits benchmark times)."""
+    purchase = purchase_summary(engine, config, as_of)
+    return join_on_customer(purchase, rfm_traits(purchase, config.rfm))
+
+
 def traits_expr(
     engine: Engine, config: Config, as_of: date, currency: str | None = None
 ) -> ir.Table:
     """Every trait as one Ibis expression over the engine's canonical tables."""
-    unit = UNIT_DAYS[config.traits.time_unit]
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
     lines = purchase_lines(orders, as_of, currency)
-    base = known_customers(customers, orders, events)
-    purchase = purchase_traits(base, lines, as_of, unit)
+    purchase = purchase_summary(engine, config, as_of, currency)
     calendar = engine.table("occasion_calendar")
     joined = join_on_customer(
         purchase,
@@ -141,6 +162,7 @@ def compute_traits(
         engine.write(
             "occasion_spend", occasion_spend(lines, engine.table("occasion_calendar")), stamp
         )
+        engine.write("category_spend", category_spend(lines), stamp)
         row = store.con.execute(
             "SELECT count(*) FILTER (WHERE purchase_days > 0) FROM traits WHERE run_id = ?",
             [run_id],

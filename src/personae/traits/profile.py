@@ -72,6 +72,18 @@ def demographic_traits(customers: ir.Table, as_of: date) -> ir.Table:
     return join_on_customer(out, quintile)
 
 
+def category_spend(lines: ir.Table) -> ir.Table:
+    """Long table: purchase value per customer and category, and its share of the customer's
+    categorised value (the spend share per category)."""
+    buys = lines.filter(lines.is_purchase & lines.category.notnull())
+    spend = buys.group_by(["customer_id", "category"]).aggregate(spend=buys.amount.sum())
+    return spend.mutate(
+        share=(spend.spend / spend.spend.sum().over(group_by="customer_id").nullif(0)).cast(
+            "float64"
+        )
+    )
+
+
 def behaviour_traits(lines: ir.Table, cfg: TraitsConfig) -> ir.Table:
     """Category, channel, discount and basket behaviour from purchase lines."""
     buys = lines.filter(lines.is_purchase)

@@ -8,6 +8,7 @@ as-of date are read, so nothing after it leaks in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import ibis
@@ -48,7 +49,13 @@ def known_customers(customers: ir.Table, orders: ir.Table, events: ir.Table) -> 
     return known.group_by("customer_id").aggregate(created=known.created_at.min())
 
 
-def purchase_traits(base: ir.Table, lines: ir.Table, as_of: date, unit_days: float) -> ir.Table:
+def purchase_traits(
+    base: ir.Table,
+    lines: ir.Table,
+    as_of: date,
+    unit_days: float,
+    materialize: Callable[[ir.Table, str], ir.Table] = lambda t, _name: t,
+) -> ir.Table:
     """The purchase summary of every customer in `base` (see `known_customers`), from the
     lines of `purchase_lines`."""
     buys = lines.filter(lines.is_purchase)
@@ -61,6 +68,9 @@ def purchase_traits(base: ir.Table, lines: ir.Table, as_of: date, unit_days: flo
             ibis.window(group_by="customer_id", order_by=ibis.desc("day"))
         ),
     )
+    # Several aggregates read the day table; computed once it is cheap, while DuckDB plans
+    # them badly over the window when it stays inline (8.7 s -> 3.2 s at 1 M customers).
+    days = materialize(days, "_trait_days")
     per_day = days.group_by("customer_id").aggregate(
         first_purchase=days.day.min(),
         last_purchase=days.day.max(),
