@@ -119,7 +119,7 @@ def score(s, ascending=True):
     return np.minimum(5, np.floor(pr * 5) + 1).astype(int)
 b["r_score"] = score(b.days_since_last, ascending=False)
 b["f_score"] = score(b.purchase_days)
-b["m_score"] = score(b.total_value)
+b["m_score"] = score(b.total_value.round(6))
 rf = b.r_score.astype(str) + b.f_score.astype(str)
 b["rfm_cell"] = rf + b.m_score.astype(str)
 b["rfm_score"] = (b.r_score + b.f_score + b.m_score) / 3
@@ -131,9 +131,12 @@ out = {"seconds": seconds, "rows": len(t), "check": check}
 
 
 def run_child(code: str, work: Path) -> dict:
-    body = (PREAMBLE.format(work=str(work), as_of=AS_OF) + textwrap.dedent(code)
-            + "out['peak_gib'] = _peak[0] / 1024**3\n"
-            "print(json.dumps(out))\n")
+    body = (
+        PREAMBLE.format(work=str(work), as_of=AS_OF)
+        + textwrap.dedent(code)
+        + "out['peak_gib'] = _peak[0] / 1024**3\n"
+        "print(json.dumps(out))\n"
+    )
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     res = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, env=env)
     if res.returncode != 0:
@@ -154,7 +157,8 @@ def prepare(work: Path, customers: int) -> None:
         generate(data, customers=customers, seed=1)
     store.mkdir(parents=True, exist_ok=True)
     (store / "personae.toml").write_text(
-        f'[sources.orders]\ntable = "orders"\npath = "{data / "orders.csv"}"\n')
+        f'[sources.orders]\ntable = "orders"\npath = "{data / "orders.csv"}"\n'
+    )
     from personae import Project
 
     project = Project.open(store)
@@ -177,13 +181,16 @@ def main() -> None:
         prepare(args.work, args.customers)
         sql_path = Path(__file__).with_name("traits_hand_written.sql")
         runs = {
-            "personae_duckdb": PERSONAE.format(engine_class="DuckDBEngine",
-                                               engine_init="DuckDBEngine(store)", name="duckdb"),
+            "personae_duckdb": PERSONAE.format(
+                engine_class="DuckDBEngine", engine_init="DuckDBEngine(store)", name="duckdb"
+            ),
             "hand_sql": SQL.format(sql=str(sql_path)),
             "pandas": PANDAS,
-            "personae_spark": PERSONAE.format(engine_class="SparkEngine",
-                                              engine_init="SparkEngine(store, 'local[2]')",
-                                              name="spark"),
+            "personae_spark": PERSONAE.format(
+                engine_class="SparkEngine",
+                engine_init="SparkEngine(store, 'local[2]')",
+                name="spark",
+            ),
         }
         results = {}
         for name, code in runs.items():
@@ -195,10 +202,13 @@ def main() -> None:
 
 
 def write_doc(results: dict, customers: int) -> None:
-    p, sql, pd_, spark = (results[k] for k in ("personae_duckdb", "hand_sql", "pandas",
-                                               "personae_spark"))
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
-               f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+    p, sql, pd_, spark = (
+        results[k] for k in ("personae_duckdb", "hand_sql", "pandas", "personae_spark")
+    )
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
     agree = len({tuple(r["check"]) for r in (p, sql, spark)}) == 1
     rows = [
         ("personae, DuckDB (Ibis)", p, "the traits stage's expressions"),
@@ -215,8 +225,10 @@ def write_doc(results: dict, customers: int) -> None:
         "",
         "| computed by | time | peak memory | note |",
         "|---|---|---|---|",
-        *[f"| {label} | {r['seconds']:.1f} s | {r['peak_gib']:.2f} GiB | {note} |"
-          for label, r, note in rows],
+        *[
+            f"| {label} | {r['seconds']:.1f} s | {r['peak_gib']:.2f} GiB | {note} |"
+            for label, r, note in rows
+        ],
         "",
         f"personae on DuckDB takes {p['seconds'] / sql['seconds']:.2f}x the time of the "
         f"hand-written query and is {pd_['seconds'] / p['seconds']:.1f}x faster than pandas. "
@@ -228,9 +240,9 @@ def write_doc(results: dict, customers: int) -> None:
     section = "\n".join(lines)
     text = DOC.read_text()
     if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
     else:
-        text += ("\n## Traits (`benchmarks/bench_traits.py`)\n\n" + section + "\n")
+        text += "\n## Traits (`benchmarks/bench_traits.py`)\n\n" + section + "\n"
     DOC.write_text(text)
     print(section)
 

@@ -62,7 +62,7 @@ scored AS (
                AS r_score,
            least(5, floor(percent_rank() OVER (ORDER BY purchase_days) * 5) + 1)::BIGINT
                AS f_score,
-           least(5, floor(percent_rank() OVER (ORDER BY total_value) * 5) + 1)::BIGINT
+           least(5, floor(percent_rank() OVER (ORDER BY round(total_value, 6)) * 5) + 1)::BIGINT
                AS m_score
     FROM summary WHERE purchase_days > 0
 )

@@ -118,7 +118,8 @@ def test_occasions_and_timing(shop: Project, engine: str) -> None:
         ).fetchall()
         cats = store.con.execute(
             "SELECT category, spend, share FROM category_spend WHERE customer_id = 'shopper' "
-            "AND run_id = (SELECT max(run_id) FROM category_spend)").fetchall()
+            "AND run_id = (SELECT max(run_id) FROM category_spend)"
+        ).fetchall()
     assert rows == [("black_friday", 50.0), ("christmas", 45.0)]
     assert cats == [("toys", 100.0, 1.0)]
 

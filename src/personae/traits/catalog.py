@@ -102,7 +102,13 @@ TRAITS: tuple[Trait, ...] = (
         "score",
     ),
     Trait("f_score", "rfm", "Frequency score 1..5: quantile bin of purchase_days.", "score"),
-    Trait("m_score", "rfm", "Monetary score 1..5: quantile bin of total_value.", "score"),
+    Trait(
+        "m_score",
+        "rfm",
+        "Monetary score 1..5: quantile bin of total_value "
+        "(rounded to 1e-6, so equal sums tie on every engine).",
+        "score",
+    ),
     Trait("rfm_cell", "rfm", "The three scores as digits, e.g. '545'.", "label"),
     Trait("rfm_score", "rfm", "Weighted mean of the three scores ([rfm] weights).", "score"),
     Trait(

@@ -29,7 +29,9 @@ def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
             buyers.days_since_last, cfg.bins, descending=not cfg.recency_higher_is_better
         ),
         f_score=_score(buyers.purchase_days, cfg.bins),
-        m_score=_score(buyers.total_value, cfg.bins),
+        # rounded to 1e-6: sums of the same amounts added in another order (another engine,
+        # another thread count) must tie, not differ in the last bit
+        m_score=_score(buyers.total_value.round(6), cfg.bins),
     )
     w = {k: cfg.weights.get(k, 1.0) for k in ("r", "f", "m")}
     total = sum(w.values()) or 1.0
