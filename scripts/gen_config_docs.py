@@ -10,7 +10,15 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from personae.config import DerivedEvent, RFMConfig, SourceConfig, StoreConfig, TraitsConfig
+from personae.config import (
+    DerivedEvent,
+    LifecycleConfig,
+    PredictConfig,
+    RFMConfig,
+    SourceConfig,
+    StoreConfig,
+    TraitsConfig,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "configuration.md"
@@ -90,6 +98,8 @@ def render() -> str:
             section("[[sources.NAME.events]]", DerivedEvent),
             section("[traits]", TraitsConfig),
             section("[rfm]", RFMConfig),
+            section("[lifecycle]", LifecycleConfig),
+            section("[predict]", PredictConfig),
         ]
     )
 

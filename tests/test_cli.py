@@ -45,7 +45,12 @@ def test_run_status_export(demo: Path, tmp_path: Path) -> None:
     status = json.loads(personae("status", "--project", str(demo), "--json").stdout)
     assert status["tables"] == summary["tables"]
     assert len(status["sources"]) == 6
-    assert [r["stage"] for r in status["runs"]] == ["ingest", "traits", "ingest"]
+    assert [r["stage"] for r in status["runs"]] == ["ingest", "predict", "traits", "ingest"]
+    assert both["predict"]["customers"] > 400 and both["predict"]["model"] in (
+        "bgnbd",
+        "mbgnbd",
+        "pnbd",
+    )
 
     out = tmp_path / "c.parquet"
     res = personae("export", "customers", "--project", str(demo), "--out", str(out), "--json")

@@ -17,6 +17,7 @@ from personae.config import CONFIG_NAME, Config, SourceConfig, add_sources, load
 from personae.errors import PersonaeError, StoreError
 from personae.ingest import IngestSummary, ingest
 from personae.ingest.propose import Proposal, propose
+from personae.predict import PredictSummary, predict
 from personae.store import Store
 from personae.store.schemas import TABLES
 from personae.traits import TraitsSummary, compute_traits
@@ -117,6 +118,11 @@ class Project:
             )
         with self.store() as store:
             return compute_traits(store, config, as_of, progress)
+
+    def predict(self, progress: Callable[[str, int, int], None] | None = None) -> PredictSummary:
+        """Fit the purchase and spend models on the latest traits and store predictions."""
+        with self.store() as store:
+            return predict(store, self.config, progress)
 
     def funnel(self, by: str | None = None) -> list[dict[str, Any]]:
         """Customers per buying-journey stage and conversion, overall or by a trait."""

@@ -307,6 +307,48 @@ class RFMConfig(_Section):
         return self
 
 
+class PredictConfig(_Section):
+    """Predicted traits: the purchase model, the horizon, CLV discounting and churn bands."""
+
+    model: Literal["auto", "bgnbd", "mbgnbd", "pnbd"] = Field(
+        "auto",
+        description="Purchase model; auto picks the one with the lowest holdout "
+        "error (per-customer mean absolute error of repeat purchases).",
+    )
+    horizon: float = Field(
+        12.0, gt=0, description="How far ahead expected purchases and CLV look, in horizon_unit."
+    )
+    horizon_unit: Literal["days", "weeks", "months", "years"] = Field(
+        "months",
+        description="Unit of horizon; converted explicitly to the traits' time "
+        "unit (a month is 30.4375 days).",
+    )
+    discount_rate: float = Field(0.10, ge=0, description="Yearly discount rate of CLV.")
+    calibration_end: date | None = Field(
+        None,
+        description="End of the calibration period of the model comparison; empty "
+        "means the as-of date minus a quarter of the history.",
+    )
+    churn_high_below: float = Field(
+        0.3, ge=0, le=1, description="P(alive) below which churn risk is high."
+    )
+    churn_medium_below: float = Field(
+        0.7, ge=0, le=1, description="P(alive) below which churn risk is medium (else low)."
+    )
+    min_repeat_buyers: int = Field(
+        200,
+        ge=1,
+        description="With fewer repeat buyers the "
+        "models are not fitted and predictions fall back to RFM.",
+    )
+    penalizer: float = Field(
+        0.0,
+        ge=0,
+        description="L2 penalty on the model parameters; a "
+        "small value (0.001) helps fits that do not converge.",
+    )
+
+
 class Config(_Section):
     """The whole personae.toml."""
 
@@ -315,6 +357,7 @@ class Config(_Section):
     traits: TraitsConfig = Field(default_factory=TraitsConfig)
     rfm: RFMConfig = Field(default_factory=RFMConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
 def _explain(err: ValidationError, path: Path) -> str:

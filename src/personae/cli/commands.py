@@ -25,6 +25,7 @@ from personae.cli import (
 )
 from personae.errors import PersonaeError
 from personae.ingest import IngestSummary
+from personae.predict import PredictSummary
 from personae.store.schemas import TABLES
 from personae.traits import TraitsSummary
 
@@ -397,21 +398,75 @@ def funnel_cmd(
     )
 
 
+@app.command("predict")
+def predict_cmd(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Predict purchases, P(alive), churn risk, spend and CLV from the latest traits.
+
+    Compares BG/NBD, MBG/NBD and Pareto/NBD on a calibration/holdout split (unless [predict]
+    model fixes one), fits the best and Gamma-Gamma, and stores `predictions` and
+    `model_evaluations`. Horizon, time unit and discount rate are in [predict].
+    """
+    proj = open_project(project)
+    try:
+        with progress_bar(as_json) as bar:
+            summary = proj.predict(step_callback(bar, "predict"))
+    except PersonaeError as err:
+        fail(err)
+    if as_json:
+        print_json(summary)
+        return
+    print_predict(summary)
+
+
+def print_predict(s: PredictSummary) -> None:
+    if s.fallback_reason:
+        console.print(f"[yellow]warning:[/] {escape(s.fallback_reason)}")
+    if s.holdout:
+        console.print(
+            table_of(
+                "Holdout comparison",
+                ["model", "MAE", "predicted", "actual"],
+                [
+                    [
+                        m,
+                        f"{r['mae']:.4f}",
+                        f"{r['predicted_total']:.1f}",
+                        f"{r['actual_total']:.0f}",
+                    ]
+                    for m, r in s.holdout.items()
+                ],
+            )
+        )
+    params = ", ".join(f"{k} {v:.4g}" for k, v in s.params.items())
+    console.print(
+        f"Model: {s.model} ({params}); horizon {s.horizon} in {s.time_unit}; "
+        f"{s.customers:,} customers scored; total CLV {s.total_clv:,.2f}."
+    )
+    if s.churn_bands:
+        console.print(
+            table_of(
+                "Churn risk", ["band", "n"], [[k, v] for k, v in sorted(s.churn_bands.items())]
+            )
+        )
+
+
 @app.command()
 def run(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Run every pipeline stage in order: ingest, then traits."""
+    """Run every pipeline stage in order: ingest, traits, predict."""
     proj = open_project(project)
     try:
         with progress_bar(as_json) as bar:
             ingested = proj.ingest(progress=step_callback(bar, "ingest"))
             traits_summary = proj.traits(progress=step_callback(bar, "traits"))
+            predicted = proj.predict(step_callback(bar, "predict"))
     except PersonaeError as err:
         fail(err)
     if as_json:
-        print_json({"ingest": ingested, "traits": traits_summary})
+        print_json({"ingest": ingested, "traits": traits_summary, "predict": predicted})
         return
     print_ingest(ingested)
     print_traits(traits_summary)
+    print_predict(predicted)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from scipy import optimize
 from personae.errors import PersonaeError
 
 Array = NDArray[np.float64]
+LOG_LOW, LOG_HIGH = np.log(1e-8), np.log(1e6)
 
 
 class ModelError(PersonaeError):
@@ -47,7 +48,10 @@ class BaseFitter:
 
     # -- fitting ---------------------------------------------------------------------------
     def _total(self, params: Array, data: Sequence[Array], weights: Array) -> float:
-        return float(np.sum(weights * self._loglik(params, *data)))
+        # the optimiser probes values where terms overflow; those come back as -inf or nan
+        # and are rejected by the objective, so the numpy warnings are noise
+        with np.errstate(all="ignore"):
+            return float(np.sum(weights * self._loglik(params, *data)))
 
     def _fit(self, data: Sequence[Array], weights: Array) -> BaseFitter:
         n = float(weights.sum())
@@ -62,18 +66,26 @@ class BaseFitter:
             return -ll / n + self.penalizer * float(np.sum(params**2))
 
         x0 = np.log(np.asarray(self.initial, dtype=float))
-        best = None
-        for method in ("BFGS", "Nelder-Mead"):
-            res = optimize.minimize(
+        # Bounded log-parameters keep the search out of regions where the special functions
+        # are slow or undefined; an estimate at a bound is reported below, not returned.
+        bounds = [(LOG_LOW, LOG_HIGH)] * len(x0)
+        best = optimize.minimize(
+            objective,
+            x0,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol},
+        )
+        if not best.success:
+            polish = optimize.minimize(
                 objective,
-                x0 if best is None else best.x,
-                method=method,
-                options={"maxiter": self.max_iter, "gtol": self.tol}
-                if method == "BFGS"
-                else {"maxiter": 20 * self.max_iter, "xatol": 1e-10, "fatol": 1e-14},
+                best.x,
+                method="Nelder-Mead",
+                bounds=bounds,
+                options={"maxfev": 5 * self.max_iter, "xatol": 1e-10, "fatol": 1e-14},
             )
-            if best is None or res.fun <= best.fun:
-                best = res
+            if polish.fun <= best.fun:
+                best = polish
         assert best is not None
         params = np.exp(best.x)
         if not np.all(np.isfinite(params)) or best.fun >= 1e299:

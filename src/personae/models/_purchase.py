@@ -41,6 +41,21 @@ def _check(frequency: Array, recency: Array, T: Array) -> None:
 
 
 class _ContinuousModel(BaseFitter):
+    """A purchase model over continuous time: fit on (frequency, recency, T)."""
+
+    def expected_purchases(
+        self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:  # pragma: no cover - every model has it
+        raise NotImplementedError
+
+    def prob_alive(
+        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:  # pragma: no cover
+        raise NotImplementedError
+
+    def expected_purchases_new(self, t: ArrayLike) -> Array:  # pragma: no cover
+        raise NotImplementedError
+
     def fit(
         self,
         frequency: ArrayLike,

@@ -40,7 +40,15 @@ from personae.traits.purchase import (
 )
 from personae.traits.rfm import rfm_traits
 
-__all__ = ["compute_traits", "TraitsSummary", "traits_expr", "default_as_of"]
+__all__ = [
+    "compute_traits",
+    "TraitsSummary",
+    "traits_expr",
+    "default_as_of",
+    "UNIT_DAYS",
+    "purchase_summary",
+    "purchase_and_rfm",
+]
 log = logging.getLogger(__name__)
 UNIT_DAYS = {"days": 1.0, "weeks": 7.0}
 

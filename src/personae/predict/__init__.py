@@ -1,0 +1,396 @@
+"""The predict stage: who is still a customer, how much will they buy, what are they worth.
+
+Fits a buy-till-you-die model and the Gamma-Gamma spend model on the latest traits and
+stores per customer the expected purchases over a horizon, P(alive), a churn-risk band, the
+expected spend and the discounted CLV. Models are chosen on a calibration/holdout split by
+date unless the config fixes one; the comparison is kept in `model_evaluations`.
+
+Only small tables cross into Python: the unique (frequency, recency, T) rows with their counts
+for the fits and scores, and aggregates for the evaluation. Scores go back to the store as
+small tables joined on those keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from personae.config import Config
+from personae.errors import StoreError
+from personae.models import BGNBD, GammaGamma, ModelError, ModifiedBGNBD, ParetoNBD
+from personae.models._purchase import _ContinuousModel
+from personae.store import Store
+from personae.store.engine import engine_for
+from personae.traits import UNIT_DAYS, purchase_summary
+from personae.traits.purchase import purchase_lines
+
+__all__ = ["predict", "PredictSummary", "MODELS", "DAYS_PER"]
+log = logging.getLogger(__name__)
+MODELS: dict[str, type[_ContinuousModel]] = {
+    "bgnbd": BGNBD,
+    "mbgnbd": ModifiedBGNBD,
+    "pnbd": ParetoNBD,
+}
+DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
+BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
+
+
+@dataclass
+class PredictSummary:
+    run_id: str
+    as_of: str
+    model: str
+    customers: int
+    horizon: str
+    time_unit: str
+    params: dict[str, float] = field(default_factory=dict)
+    spend_params: dict[str, float] = field(default_factory=dict)
+    holdout: dict[str, dict[str, float]] = field(default_factory=dict)
+    fallback_reason: str | None = None
+    churn_bands: dict[str, int] = field(default_factory=dict)
+    total_clv: float = 0.0
+    seconds: float = 0.0
+
+
+def _unique_rows(store: Store, sql: str, params: list[Any]) -> dict[str, np.ndarray]:
+    table = store.con.sql(sql, params=params).to_arrow_table()
+    assert table is not None
+    return {
+        name: table.column(name).to_numpy(zero_copy_only=False).astype(float)
+        for name in table.column_names
+    }
+
+
+def _bucket(x: np.ndarray) -> np.ndarray:
+    return np.where(x >= 7, "7+", x.astype(int).astype(str))
+
+
+def evaluate(
+    store: Store, config: Config, as_of: date, models: list[str]
+) -> tuple[dict[str, dict[str, float]], list[tuple[Any, ...]]]:
+    """Fit each model on the calibration period and compare it with the holdout."""
+    unit = UNIT_DAYS[config.traits.time_unit]
+    cfg = config.predict
+    first = store.con.execute("SELECT min(ordered_at)::DATE FROM orders").fetchall()[0][0]
+    cal_end = cfg.calibration_end or (as_of - timedelta(days=max(30, (as_of - first).days // 4)))
+    horizon_t = (as_of - cal_end).days / unit
+    engine = engine_for(store, config.store)
+    cal = purchase_summary(engine, config, cal_end)
+    lines = purchase_lines(engine.table("orders"), as_of)
+    hold = lines.filter(lines.is_purchase & (lines.day > cal_end))
+    actual = hold.group_by("customer_id").aggregate(actual=hold.day.nunique())
+    joined = cal.filter(cal.purchase_days > 0).left_join(actual, "customer_id")
+    grouped = joined.group_by(["frequency", "recency", "T"]).aggregate(
+        n=joined.count(),
+        actual=joined.actual.fill_null(0).sum(),
+    )
+    rows = engine.backend.to_pyarrow(grouped)
+    g = {n: rows.column(n).to_numpy(zero_copy_only=False).astype(float) for n in rows.column_names}
+    per = joined.group_by(
+        ["frequency", "recency", "T", joined.actual.fill_null(0).name("a")]
+    ).aggregate(n=joined.count())
+    per_rows = engine.backend.to_pyarrow(per)
+    p = {
+        n: per_rows.column(n).to_numpy(zero_copy_only=False).astype(float)
+        for n in per_rows.column_names
+    }
+    hold_days = hold.select("customer_id", "day").distinct()  # purchase days, not lines
+    weeks = hold_days.mutate(week=(hold_days.day.delta(ibis_date(cal_end), unit="day") - 1) // 7)
+    weekly = (
+        weeks.filter(weeks.customer_id.isin(cal.filter(cal.purchase_days > 0).customer_id))
+        .group_by("week")
+        .aggregate(n=weeks.customer_id.count())
+    )
+    week_rows = engine.backend.to_pyarrow(weekly.order_by("week")).to_pylist()
+    results: dict[str, dict[str, float]] = {}
+    evaluation: list[tuple[Any, ...]] = []
+    n_total = g["n"].sum()
+    for name in models:
+        try:
+            model = MODELS[name](penalizer=cfg.penalizer).fit(
+                g["frequency"], g["recency"], g["T"], weights=g["n"]
+            )
+        except ModelError as err:
+            log.warning("model %s failed on the calibration period: %s", name, err)
+            continue
+        pred_g = model.expected_purchases(horizon_t, g["frequency"], g["recency"], g["T"])
+        pred_p = model.expected_purchases(horizon_t, p["frequency"], p["recency"], p["T"])
+        mae = float(np.sum(p["n"] * np.abs(pred_p - p["a"])) / n_total)
+        total_pred = float(np.sum(g["n"] * pred_g))
+        total_act = float(np.sum(g["actual"]))
+        results[name] = {
+            "mae": mae,
+            "predicted_total": total_pred,
+            "actual_total": total_act,
+            "log_likelihood": model.log_likelihood_,
+        }
+        evaluation.append((name, "holdout_total", "all", total_pred, total_act))
+        evaluation.append((name, "mae", "all", mae, None))
+        buckets = _bucket(g["frequency"])
+        for b in BUCKETS:
+            sel = buckets == b
+            if sel.any():
+                evaluation.append(
+                    (
+                        name,
+                        "mean_by_frequency",
+                        b,
+                        float(np.sum(g["n"][sel] * pred_g[sel]) / g["n"][sel].sum()),
+                        float(g["actual"][sel].sum() / g["n"][sel].sum()),
+                    )
+                )
+        cum_actual = 0.0
+        for w in week_rows:
+            cum_actual += w["n"]
+            t_w = min((w["week"] + 1) * 7 / unit, horizon_t)
+            cum_pred = float(
+                np.sum(g["n"] * model.expected_purchases(t_w, g["frequency"], g["recency"], g["T"]))
+            )
+            evaluation.append(
+                (name, "cumulative_by_week", str(int(w["week"]) + 1), cum_pred, cum_actual)
+            )
+    return results, evaluation
+
+
+def ibis_date(d: date) -> Any:
+    import ibis
+
+    return ibis.date(d)
+
+
+def predict(
+    store: Store, config: Config, progress: Callable[[str, int, int], None] | None = None
+) -> PredictSummary:
+    """Fit, choose, score and store the predicted traits of every buyer."""
+    started = time.perf_counter()
+    traits_run = store.latest_run("traits")
+    if traits_run is None:
+        raise StoreError("No traits yet: run `personae traits` before `personae predict`.")
+    as_of = date.fromisoformat(
+        store.con.execute("SELECT as_of FROM runs WHERE run_id = ?", [traits_run])
+        .fetchall()[0][0]
+        .isoformat()
+    )
+    cfg = config.predict
+    unit_name = config.traits.time_unit
+    unit = UNIT_DAYS[unit_name]
+    horizon_t = cfg.horizon * DAYS_PER[cfg.horizon_unit] / unit
+    run_id = store.start_run("predict", as_of=str(as_of))
+    step = progress or (lambda *_: None)
+    try:
+        fit = _unique_rows(
+            store,
+            "SELECT frequency, recency, T, count(*) AS n FROM traits "
+            "WHERE run_id = ? AND purchase_days > 0 GROUP BY ALL",
+            [traits_run],
+        )
+        repeaters = float(np.sum(fit["n"][fit["frequency"] > 0])) if fit["n"].size else 0.0
+        summary = PredictSummary(
+            run_id,
+            str(as_of),
+            "",
+            int(fit["n"].sum()),
+            f"{cfg.horizon:g} {cfg.horizon_unit}",
+            unit_name,
+        )
+        if repeaters < cfg.min_repeat_buyers:
+            summary.fallback_reason = (
+                f"only {int(repeaters)} repeat buyers (min_repeat_buyers = "
+                f"{cfg.min_repeat_buyers}): predictions fall back to RFM-based scores"
+            )
+            log.warning(summary.fallback_reason)
+            _fallback(store, config, traits_run, run_id, horizon_t)
+            summary.model = "rfm_fallback"
+        else:
+            candidates: list[str] = list(MODELS) if cfg.model == "auto" else [cfg.model]
+            step("comparing models on a holdout", 0, 3)
+            results, evaluation = evaluate(store, config, as_of, candidates)
+            _write_evaluation(store, run_id, evaluation)
+            summary.holdout = results
+            chosen = min(results, key=lambda m: results[m]["mae"]) if results else candidates[0]
+            step(f"fitting {chosen}", 1, 3)
+            model = MODELS[chosen](penalizer=cfg.penalizer).fit(
+                fit["frequency"], fit["recency"], fit["T"], weights=fit["n"]
+            )
+            spend = _unique_rows(
+                store,
+                "SELECT frequency, monetary_value, count(*) AS n FROM "
+                "traits WHERE run_id = ? AND frequency > 0 AND monetary_value "
+                "> 0 GROUP BY ALL",
+                [traits_run],
+            )
+            gg = GammaGamma(penalizer=cfg.penalizer).fit(
+                spend["frequency"], spend["monetary_value"], weights=spend["n"]
+            )
+            step("scoring every customer", 2, 3)
+            _score(store, config, traits_run, run_id, model, gg, fit, horizon_t, unit)
+            summary.model = chosen
+            summary.params = model.params_
+            summary.spend_params = gg.params_
+        bands = store.con.execute(
+            "SELECT churn_risk, count(*) FROM predictions WHERE run_id = ? GROUP BY 1", [run_id]
+        ).fetchall()
+        summary.churn_bands = {str(k): int(v) for k, v in bands}
+        total = store.con.execute(
+            "SELECT sum(clv) FROM predictions WHERE run_id = ?", [run_id]
+        ).fetchall()[0][0]
+        summary.total_clv = float(total or 0.0)
+    except Exception as err:
+        store.finish_run(run_id, error=str(err))
+        raise
+    summary.seconds = round(time.perf_counter() - started, 2)
+    store.finish_run(run_id, details={"model": summary.model, "params": summary.params})
+    return summary
+
+
+def _clv_factor(
+    model: _ContinuousModel,
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    horizon_t: float,
+    unit: float,
+    yearly_rate: float,
+) -> np.ndarray:
+    """Σ over months of the month's expected purchases, discounted to today: multiplied by
+    the expected spend it is the CLV. Months are 30.4375 days, converted to the time unit."""
+    month_t = DAYS_PER["months"] / unit
+    steps = max(1, int(np.ceil(horizon_t / month_t - 1e-9)))
+    monthly = (1 + yearly_rate) ** (1 / 12) - 1
+    total = np.zeros_like(x)
+    previous = np.zeros_like(x)
+    for k in range(1, steps + 1):
+        cum = model.expected_purchases(min(k * month_t, horizon_t), x, tx, T)
+        total += (cum - previous) / (1 + monthly) ** k
+        previous = cum
+    return total
+
+
+def _register(store: Store, name: str, columns: dict[str, np.ndarray]) -> None:
+    store.con.register(name, pa.table(columns))
+
+
+def _score(
+    store: Store,
+    config: Config,
+    traits_run: str,
+    run_id: str,
+    model: _ContinuousModel,
+    gg: GammaGamma,
+    fit: dict[str, np.ndarray],
+    horizon_t: float,
+    unit: float,
+) -> None:
+    cfg = config.predict
+    x, tx, T = fit["frequency"], fit["recency"], fit["T"]
+    _register(
+        store,
+        "_purchase_scores",
+        {
+            "frequency": x,
+            "recency": tx,
+            "T": T,
+            "expected_purchases": model.expected_purchases(horizon_t, x, tx, T),
+            "p_alive": model.prob_alive(x, tx, T),
+            "clv_factor": _clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
+        },
+    )
+    spend = _unique_rows(
+        store,
+        "SELECT DISTINCT frequency, coalesce(monetary_value, 0) AS m "
+        "FROM traits WHERE run_id = ? AND purchase_days > 0",
+        [traits_run],
+    )
+    _register(
+        store,
+        "_spend_scores",
+        {
+            "frequency": spend["frequency"],
+            "m": spend["m"],
+            "expected_spend": gg.expected_spend(spend["frequency"], spend["m"]),
+        },
+    )
+    _write_predictions(
+        store,
+        config,
+        run_id,
+        traits_run,
+        model_name=type(model).__name__,
+        cfg_sql=f"""
+        p.expected_purchases, p.p_alive,
+        CASE WHEN p.p_alive < {cfg.churn_high_below} THEN 'high'
+             WHEN p.p_alive < {cfg.churn_medium_below} THEN 'medium' ELSE 'low' END,
+        s.expected_spend, p.clv_factor * s.expected_spend""",
+        joins="""JOIN _purchase_scores p ON p.frequency = t.frequency AND p.recency = t.recency
+                     AND p."T" = t."T"
+                 JOIN _spend_scores s ON s.frequency = t.frequency
+                     AND s.m = coalesce(t.monetary_value, 0)""",
+    )
+    store.con.unregister("_purchase_scores")
+    store.con.unregister("_spend_scores")
+
+
+PREDICTIONS_SQL = """CREATE TABLE IF NOT EXISTS predictions (
+    customer_id VARCHAR, model VARCHAR, horizon VARCHAR, time_unit VARCHAR,
+    expected_purchases DOUBLE, p_alive DOUBLE, churn_risk VARCHAR, expected_spend DOUBLE,
+    clv DOUBLE, run_id VARCHAR, as_of DATE)"""
+
+
+def _write_predictions(
+    store: Store,
+    config: Config,
+    run_id: str,
+    traits_run: str,
+    model_name: str,
+    cfg_sql: str,
+    joins: str,
+) -> None:
+    store.con.execute(PREDICTIONS_SQL)
+    horizon = f"{config.predict.horizon:g} {config.predict.horizon_unit}"
+    store.con.execute(
+        f"""INSERT INTO predictions
+        SELECT t.customer_id, ?, ?, ?, {cfg_sql}, ?, t.as_of::DATE
+        FROM traits t {joins}
+        WHERE t.run_id = ? AND t.purchase_days > 0""",
+        [model_name, horizon, config.traits.time_unit, run_id, traits_run],
+    )
+
+
+def _fallback(store: Store, config: Config, traits_run: str, run_id: str, horizon_t: float) -> None:
+    """Too little data for the models: the purchase rate so far, extrapolated, and churn risk
+    from the recency score."""
+    _write_predictions(
+        store,
+        config,
+        run_id,
+        traits_run,
+        "rfm_fallback",
+        cfg_sql="""
+        CASE WHEN t."T" > 0 THEN t.frequency / t."T" ELSE 0 END * """
+        + str(horizon_t)
+        + """,
+        NULL,
+        CASE WHEN t.r_score <= 2 THEN 'high' WHEN t.r_score = 3 THEN 'medium' ELSE 'low' END,
+        coalesce(nullif(t.monetary_value, 0), t.avg_order_value),
+        CASE WHEN t."T" > 0 THEN t.frequency / t."T" ELSE 0 END * """
+        + str(horizon_t)
+        + """
+            * coalesce(nullif(t.monetary_value, 0), t.avg_order_value)""",
+        joins="",
+    )
+
+
+def _write_evaluation(store: Store, run_id: str, rows: list[tuple[Any, ...]]) -> None:
+    store.con.execute("""CREATE TABLE IF NOT EXISTS model_evaluations (
+        run_id VARCHAR, model VARCHAR, metric VARCHAR, key VARCHAR, predicted DOUBLE,
+        actual DOUBLE)""")
+    store.con.executemany(
+        "INSERT INTO model_evaluations VALUES (?, ?, ?, ?, ?, ?)", [(run_id, *r) for r in rows]
+    )

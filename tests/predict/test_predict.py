@@ -1,0 +1,143 @@
+"""The predict stage on CDNOW (calibration to 1997-09-30, holdout to 1998-06-30) and on
+synthetic data: holdout comparison, stored predictions, time units, and the fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from personae import Project
+
+from ..conftest import write_toml
+
+CDNOW = """
+[sources.cdnow]
+table = "orders"
+path = "{path}"
+header = false
+date_formats = {{ column3 = "%Y%m%d" }}
+
+[sources.cdnow.columns]
+column2 = "customer_id"
+column3 = "ordered_at"
+column4 = "quantity"
+column5 = "amount"
+
+[traits]
+time_unit = "{unit}"
+
+[predict]
+calibration_end = 1997-09-30
+horizon = {horizon}
+horizon_unit = "{horizon_unit}"
+"""
+
+
+def _project(
+    root: Path,
+    data_dir: Path,
+    unit: str = "weeks",
+    horizon: float = 39,
+    horizon_unit: str = "weeks",
+) -> Project:
+    write_toml(
+        root,
+        CDNOW.format(
+            path=data_dir / "cdnow/CDNOW_sample.txt",
+            unit=unit,
+            horizon=horizon,
+            horizon_unit=horizon_unit,
+        ),
+    )
+    project = Project.open(root)
+    project.ingest()
+    project.traits()  # as of the last order, 1998-06-30
+    return project
+
+
+@pytest.fixture(scope="module")
+def cdnow(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    return _project(tmp_path_factory.mktemp("cdnow"), data_dir)
+
+
+def test_holdout_matches_the_reference(cdnow: Project) -> None:
+    summary = cdnow.predict()
+    h = summary.holdout
+    # shared/reference: actual 1,882 repeat purchases in weeks 40-78; the conditional
+    # forecasts sum to 1653.42 (BG/NBD), 1576.74 (MBG/NBD) and 1665.53 (Pareto/NBD)
+    assert {m: r["actual_total"] for m, r in h.items()} == {
+        "bgnbd": 1882,
+        "mbgnbd": 1882,
+        "pnbd": 1882,
+    }
+    assert h["bgnbd"]["predicted_total"] == pytest.approx(1653.42, abs=0.5)
+    assert h["mbgnbd"]["predicted_total"] == pytest.approx(1576.74, abs=0.5)
+    assert h["pnbd"]["predicted_total"] == pytest.approx(1665.53, abs=0.5)
+    assert summary.model == min(h, key=lambda m: h[m]["mae"])
+    with cdnow.store(read_only=True) as store:
+        by_x = dict(
+            store.con.execute(
+                "SELECT key, actual FROM model_evaluations WHERE run_id = ? AND model = 'bgnbd' "
+                "AND metric = 'mean_by_frequency'",
+                [summary.run_id],
+            ).fetchall()
+        )
+        weeks = store.con.execute(
+            "SELECT max(key::INT), max(actual) FROM model_evaluations WHERE run_id = ? AND "
+            "metric = 'cumulative_by_week' AND model = 'bgnbd'",
+            [summary.run_id],
+        ).fetchall()[0]
+        pred = store.con.execute(
+            "SELECT count(*), min(p_alive), max(p_alive), count(DISTINCT churn_risk), "
+            "min(expected_spend), sum(clv) FROM predictions WHERE run_id = ?",
+            [summary.run_id],
+        ).fetchall()[0]
+    # README: holdout mean by calibration frequency 0: 0.237, 1: 0.697, 7+: 6.359
+    assert by_x["0"] == pytest.approx(0.237, abs=1e-3)
+    assert by_x["1"] == pytest.approx(0.697, abs=1e-3)
+    assert by_x["7+"] == pytest.approx(6.359, abs=1e-3)
+    assert weeks == (39, 1882)
+    assert pred[0] == 2357 and 0 <= pred[1] <= pred[2] <= 1 and pred[3] == 3
+    assert pred[4] > 0 and pred[5] > 0
+
+
+def test_time_unit_is_explicit(data_dir: Path, tmp_path: Path, cdnow: Project) -> None:
+    """A 12-month horizon means the same on traits in days and in weeks (the trap of
+    horizons silently read in the data's unit)."""
+    runs = {}
+    for unit in ("weeks", "days"):
+        p = _project(tmp_path / unit, data_dir, unit=unit, horizon=12, horizon_unit="months")
+        p.config.predict.model = "bgnbd"
+        runs[unit] = (p, p.predict())
+    values = {}
+    for unit, (p, s) in runs.items():
+        with p.store(read_only=True) as store:
+            values[unit] = dict(
+                store.con.execute(
+                    "SELECT customer_id, expected_purchases FROM predictions WHERE run_id = ?",
+                    [s.run_id],
+                ).fetchall()
+            )
+    for cid in ("0001", "0100", "2000"):
+        assert values["days"][cid] == pytest.approx(values["weeks"][cid], rel=1e-3)
+
+
+def test_too_little_data_falls_back_to_rfm(tmp_path: Path) -> None:
+    (tmp_path / "o.csv").write_text(
+        "order_id,customer_id,ordered_at,amount\n"
+        "1,a,2024-01-01 10:00:00,10\n2,a,2024-02-01 10:00:00,20\n3,b,2024-01-15 10:00:00,5\n"
+    )
+    (tmp_path / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
+    project = Project.open(tmp_path)
+    project.ingest()
+    project.traits()
+    summary = project.predict()
+    assert summary.model == "rfm_fallback"
+    assert "only 1 repeat buyers" in (summary.fallback_reason or "")
+    with project.store(read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT customer_id, churn_risk, p_alive FROM predictions WHERE run_id = ? ORDER BY 1",
+            [summary.run_id],
+        ).fetchall()
+    assert [r[0] for r in rows] == ["a", "b"] and rows[0][2] is None
