@@ -25,10 +25,15 @@ def compress(*columns: ArrayLike, weights: ArrayLike | None = None) -> tuple[lis
     """Unique rows of the given columns and how many customers share each (their weights)."""
     cols = [np.asarray(c, dtype=float) for c in columns]
     w = np.ones(len(cols[0])) if weights is None else np.asarray(weights, dtype=float)
-    stacked = np.column_stack(cols)
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    counts = np.bincount(inverse.ravel(), weights=w).astype(float)
-    return [unique[:, i] for i in range(unique.shape[1])], counts
+    if len(cols[0]) == 0:
+        return [c[:0] for c in cols], w[:0]
+    order = np.lexsort(cols[::-1])  # sort rows by the first column, then the next, ...
+    sorted_cols = [c[order] for c in cols]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = np.any([np.diff(c) != 0 for c in sorted_cols], axis=0)
+    group = np.cumsum(new) - 1
+    counts = np.bincount(group, weights=w[order]).astype(float)
+    return [c[new] for c in sorted_cols], counts
 
 
 class BaseFitter:
@@ -58,12 +63,23 @@ class BaseFitter:
         if n == 0:
             raise ModelError(f"{type(self).__name__}: no customers to fit.")
 
-        def objective(log_params: Array) -> float:
+        gradient = getattr(self, "_loglik_grad", None)
+
+        def objective(log_params: Array) -> Any:
             params = np.exp(log_params)
-            ll = self._total(params, data, weights)
+            if gradient is None:
+                ll = self._total(params, data, weights)
+                if not np.isfinite(ll):
+                    return 1e300
+                return -ll / n + self.penalizer * float(np.sum(params**2))
+            with np.errstate(all="ignore"):
+                rows, grads = gradient(params, *data)
+            ll = float(np.sum(weights * rows))
             if not np.isfinite(ll):
-                return 1e300
-            return -ll / n + self.penalizer * float(np.sum(params**2))
+                return 1e300, np.zeros_like(log_params)
+            # chain rule to log-parameters: d/dlog(p) = p * d/dp
+            g = -(grads @ weights) * params / n + 2 * self.penalizer * params**2
+            return -ll / n + self.penalizer * float(np.sum(params**2)), g
 
         x0 = np.log(np.asarray(self.initial, dtype=float))
         # Bounded log-parameters keep the search out of regions where the special functions
@@ -73,18 +89,24 @@ class BaseFitter:
             objective,
             x0,
             method="L-BFGS-B",
+            jac=gradient is not None,
             bounds=bounds,
             options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol},
         )
+
+        def value(log_params: Array) -> float:
+            out = objective(log_params)
+            return float(out[0] if isinstance(out, tuple) else out)
+
         if not best.success:
             polish = optimize.minimize(
-                objective,
+                value,
                 best.x,
                 method="Nelder-Mead",
                 bounds=bounds,
                 options={"maxfev": 5 * self.max_iter, "xatol": 1e-10, "fatol": 1e-14},
             )
-            if polish.fun <= best.fun:
+            if polish.fun <= value(best.x):
                 best = polish
         assert best is not None
         params = np.exp(best.x)
@@ -116,6 +138,19 @@ class BaseFitter:
         k = len(params)
         h = 1e-4 * np.maximum(np.abs(params), 1e-3)
         hess = np.zeros((k, k))
+        gradient = getattr(self, "_loglik_grad", None)
+        if gradient is not None:  # central differences of the analytic gradient
+            for i in range(k):
+                up, down = params.copy(), params.copy()
+                up[i] += h[i]
+                down[i] -= h[i]
+                with np.errstate(all="ignore"):
+                    g_up = gradient(up, *data)[1] @ weights
+                    g_down = gradient(down, *data)[1] @ weights
+                hess[:, i] = (g_up - g_down) / (2 * h[i])
+            hess = (hess + hess.T) / 2
+            self._store_covariance(hess)
+            return
         f0 = self._total(params, data, weights)
         for i in range(k):
             for j in range(i, k):
@@ -133,6 +168,10 @@ class BaseFitter:
                         4 * h[i] * h[j]
                     )
                 hess[i, j] = hess[j, i] = v
+        self._store_covariance(hess)
+
+    def _store_covariance(self, hess: Array) -> None:
+        k = hess.shape[0]
         try:
             cov = np.linalg.inv(-hess)
         except np.linalg.LinAlgError:

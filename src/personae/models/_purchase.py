@@ -19,13 +19,27 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import betaln, gammaln, hyp2f1, logsumexp
+from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp
 
 from personae.models._base import Array, BaseFitter, ModelError, compress
 
 
 def _arrays(*values: ArrayLike) -> list[Array]:
     return [np.asarray(v, dtype=float) for v in values]
+
+
+_DISTINCT: dict[int, tuple[Array, Array, Array]] = {}
+
+
+def _distinct(x: Array) -> tuple[Array, Array]:
+    """Distinct values of x and where each row's value sits, remembered for the array being
+    fitted (the optimiser asks for them at every step)."""
+    hit = _DISTINCT.get(id(x))
+    if hit is None or hit[0] is not x:
+        ux, inv = np.unique(x, return_inverse=True)
+        _DISTINCT.clear()
+        _DISTINCT[id(x)] = hit = (x, ux, inv)
+    return hit[1], hit[2]
 
 
 def _check(frequency: Array, recency: Array, T: Array) -> None:
@@ -85,6 +99,33 @@ class BGNBD(_ContinuousModel):
         a4 = np.log(a) - np.log(np.maximum(b + x - 1, 1e-300)) - (r + x) * np.log(alpha + tx)
         a4 = np.where(x > 0, a4, -np.inf)
         return a1 + a2 + np.logaddexp(a3, a4)
+
+    def _loglik_grad(self, p: Array, x: Array, tx: Array, T: Array) -> tuple[Array, Array]:
+        """Per-row log-likelihood and its gradient in (r, alpha, a, b). The special functions
+        depend on x alone, so they are evaluated once per distinct x."""
+        r, alpha, a, b = p
+        ux, inv = _distinct(x)
+        g_r = (gammaln(r + ux) - gammaln(r))[inv]
+        d_r = (digamma(r + ux) - digamma(r))[inv]
+        b_ab = (betaln(a, b + ux) - betaln(a, b))[inv]
+        d_a = (digamma(a + b) - digamma(a + b + ux))[inv]
+        d_b = (digamma(b + ux) - digamma(a + b + ux) - digamma(b) + digamma(a + b))[inv]
+        la_T, la_tx = np.log(alpha + T), np.log(alpha + tx)
+        a3 = -(r + x) * la_T
+        bx1 = np.maximum(b + x - 1, 1e-300)
+        a4 = np.where(x > 0, np.log(a) - np.log(bx1) - (r + x) * la_tx, -np.inf)
+        mix = np.logaddexp(a3, a4)
+        w3, w4 = np.exp(a3 - mix), np.exp(a4 - mix)
+        ll = g_r + r * np.log(alpha) + b_ab + mix
+        grad = np.vstack(
+            [
+                d_r + np.log(alpha) - w3 * la_T - w4 * la_tx,
+                r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + tx),
+                d_a + w4 / a,
+                d_b - w4 / bx1,
+            ]
+        )
+        return ll, grad
 
     def _alive_odds(self, x: Array, tx: Array, T: Array) -> Array:
         r, alpha, a, b = self._p()
