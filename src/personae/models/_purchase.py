@@ -18,7 +18,7 @@ Fader, P. S., Hardie, B. G. S. & Shang, J. (2010). Customer-base analysis in a d
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp
 
 from personae.models._base import Array, BaseFitter, ModelError, compress
@@ -28,17 +28,18 @@ def _arrays(*values: ArrayLike) -> list[Array]:
     return [np.asarray(v, dtype=float) for v in values]
 
 
-_DISTINCT: dict[int, tuple[Array, Array, Array]] = {}
+_DISTINCT: dict[int, tuple[Array, Array, NDArray[np.intp]]] = {}
 
 
-def _distinct(x: Array) -> tuple[Array, Array]:
+def _distinct(x: Array) -> tuple[Array, NDArray[np.intp]]:
     """Distinct values of x and where each row's value sits, remembered for the array being
     fitted (the optimiser asks for them at every step)."""
     hit = _DISTINCT.get(id(x))
     if hit is None or hit[0] is not x:
         ux, inv = np.unique(x, return_inverse=True)
         _DISTINCT.clear()
-        _DISTINCT[id(x)] = hit = (x, ux, inv)
+        hit = (x, ux, inv.astype(np.intp))
+        _DISTINCT[id(x)] = hit
     return hit[1], hit[2]
 
 
