@@ -335,6 +335,12 @@ class PredictConfig(_Section):
     churn_medium_below: float = Field(
         0.7, ge=0, le=1, description="P(alive) below which churn risk is medium (else low)."
     )
+    min_history_days: int = Field(
+        90,
+        ge=1,
+        description="With a shorter history (first "
+        "order to as-of date) predictions fall back to RFM.",
+    )
     min_repeat_buyers: int = Field(
         200,
         ge=1,

@@ -141,3 +141,18 @@ def test_too_little_data_falls_back_to_rfm(tmp_path: Path) -> None:
             [summary.run_id],
         ).fetchall()
     assert [r[0] for r in rows] == ["a", "b"] and rows[0][2] is None
+
+
+def test_short_history_falls_back(tmp_path: Path) -> None:
+    rows = ["order_id,customer_id,ordered_at,amount"]
+    for i in range(300):  # 300 repeat buyers, but only 40 days of history
+        rows += [f"a{i},c{i},2024-01-0{1 + i % 9} 10:00:00,10",
+                 f"b{i},c{i},2024-02-0{1 + i % 9} 10:00:00,12"]
+    (tmp_path / "o.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
+    project = Project.open(tmp_path)
+    project.ingest()
+    project.traits()
+    summary = project.predict()
+    assert summary.model == "rfm_fallback"
+    assert "days of history (min_history_days = 90)" in (summary.fallback_reason or "")

@@ -200,11 +200,19 @@ def predict(
             f"{cfg.horizon:g} {cfg.horizon_unit}",
             unit_name,
         )
+        first = store.con.execute("SELECT min(ordered_at)::DATE FROM orders").fetchall()[0][0]
+        history = (as_of - first).days if first else 0
         if repeaters < cfg.min_repeat_buyers:
             summary.fallback_reason = (
                 f"only {int(repeaters)} repeat buyers (min_repeat_buyers = "
                 f"{cfg.min_repeat_buyers}): predictions fall back to RFM-based scores"
             )
+        elif history < cfg.min_history_days:
+            summary.fallback_reason = (
+                f"only {history} days of history (min_history_days = {cfg.min_history_days}): "
+                "predictions fall back to RFM-based scores"
+            )
+        if summary.fallback_reason:
             log.warning(summary.fallback_reason)
             _fallback(store, config, traits_run, run_id, horizon_t)
             summary.model = "rfm_fallback"
