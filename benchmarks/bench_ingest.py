@@ -20,9 +20,9 @@ import textwrap
 import time
 from pathlib import Path
 
+from _docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- ingest:begin -->", "<!-- ingest:end -->"
 
 CHILD = {
     "synth": """
@@ -123,52 +123,43 @@ def main() -> None:
         )
 
     p, pd_, bare = results["personae"], results["pandas"], results["duckdb_bare"]
-    section = "\n".join(
-        [
-            BEGIN,
-            f"Machine: {machine}. Data: `personae synth --customers {args.customers:,} --seed 1`"
-            f" wrote {results['synth']['customers']:,} customers and {rows:,} order lines in "
-            f"{results['synth']['seconds']:.1f} s (all six tables and the truth files; peak "
-            f"{results['synth']['peak_gib']:.2f} GiB). orders.csv is {size:.2f} GB.",
-            "",
-            "| load of orders.csv | time | throughput | peak memory | what it does |",
-            "|---|---|---|---|---|",
-            line(
-                "personae ingest",
-                "personae",
-                "sniff, hash, line numbers, parse and validate "
-                "every cell, duplicates, key conflicts, flags, rejects",
-            ),
-            line(
-                "pandas read_csv + DuckDB insert",
-                "pandas",
-                "read_csv with dates, drop_duplicates, "
-                "DataFrame into a DuckDB table; no rejects, no line numbers",
-            ),
-            line(
-                "pandas read_csv + to_sql",
-                "pandas_to_sql",
-                "the same, then DataFrame.to_sql into SQLite (the tutorial route)",
-            ),
-            line(
-                "DuckDB read_csv, bare",
-                "duckdb_bare",
-                "typed read straight into a table; no validation at all (the floor)",
-            ),
-            "",
-            f"personae is {pd_['seconds'] / p['seconds']:.1f}x faster than pandas with a "
-            f"DuckDB insert and {results['pandas_to_sql']['seconds'] / p['seconds']:.1f}x "
-            "faster than pandas with to_sql, and takes "
-            f"{p['seconds'] / bare['seconds']:.1f}x the time of the bare DuckDB load.",
-            END,
-        ]
-    )
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text += "\n## Ingest and synth\n\n" + section + "\n"
-    DOC.write_text(text)
+    lines = [
+        f"Machine: {machine}. Data: `personae synth --customers {args.customers:,} --seed 1`"
+        f" wrote {results['synth']['customers']:,} customers and {rows:,} order lines in "
+        f"{results['synth']['seconds']:.1f} s (all six tables and the truth files; peak "
+        f"{results['synth']['peak_gib']:.2f} GiB). orders.csv is {size:.2f} GB.",
+        "",
+        "| load of orders.csv | time | throughput | peak memory | what it does |",
+        "|---|---|---|---|---|",
+        line(
+            "personae ingest",
+            "personae",
+            "sniff, hash, line numbers, parse and validate "
+            "every cell, duplicates, key conflicts, flags, rejects",
+        ),
+        line(
+            "pandas read_csv + DuckDB insert",
+            "pandas",
+            "read_csv with dates, drop_duplicates, "
+            "DataFrame into a DuckDB table; no rejects, no line numbers",
+        ),
+        line(
+            "pandas read_csv + to_sql",
+            "pandas_to_sql",
+            "the same, then DataFrame.to_sql into SQLite (the tutorial route)",
+        ),
+        line(
+            "DuckDB read_csv, bare",
+            "duckdb_bare",
+            "typed read straight into a table; no validation at all (the floor)",
+        ),
+        "",
+        f"personae is {pd_['seconds'] / p['seconds']:.1f}x faster than pandas with a "
+        f"DuckDB insert and {results['pandas_to_sql']['seconds'] / p['seconds']:.1f}x "
+        "faster than pandas with to_sql, and takes "
+        f"{p['seconds'] / bare['seconds']:.1f}x the time of the bare DuckDB load.",
+    ]
+    section = write_section("ingest", "Ingest and synth", lines)
     print(section)
 
 

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from _docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- models:begin -->", "<!-- models:end -->"
 CDNOW = ROOT.parent / "shared" / "data" / "cdnow" / "cdnow_customers_summary.csv"
 
 PERSONAE = r"""
@@ -41,14 +41,21 @@ out["pnbd"] = time.perf_counter() - s
 out["pnbd_params"] = pn.params_
 (ux, utx, uT), w = compress(x, tx, T)
 out["unique_rows"] = len(ux)
+import duckdb, pyarrow as pa
+con = duckdb.connect()
+con.register("customers", pa.table({"x": x, "tx": tx, "T": T}))
 s = time.perf_counter()
 (ux, utx, uT), _ = compress(x, tx, T)
-e = bg.expected_purchases(365.25, ux, utx, uT)
-a = bg.prob_alive(ux, utx, uT)
-f = _clv_factor(bg, ux, utx, uT, 365.25, 1.0, 0.10)
-_, inverse = np.unique(np.column_stack([x, tx, T]), axis=0, return_inverse=True)
-per_customer = (e[inverse.ravel()], a[inverse.ravel()], f[inverse.ravel()])
+scores = pa.table({"x": ux, "tx": utx, "T": uT,
+                   "e": bg.expected_purchases(365.25, ux, utx, uT),
+                   "a": bg.prob_alive(ux, utx, uT),
+                   "f": _clv_factor(bg, ux, utx, uT, 365.25, 1.0, 0.10)})
+con.register("scores", scores)
+# as in the predict stage: every customer's scores by a join on the unique rows
+con.execute("CREATE TABLE per_customer AS SELECT * FROM customers JOIN scores "
+            "USING (x, tx, T)")
 out["score_1m"] = time.perf_counter() - s
+out["scored"] = con.execute("SELECT count(*) FROM per_customer").fetchall()[0][0]
 import csv
 rows = list(csv.DictReader(open(cdnow)))
 cx, ctx, cT = (np.array([float(r[k]) for r in rows]) for k in ("frequency", "recency", "T"))
@@ -63,7 +70,7 @@ warnings.filterwarnings("ignore")
 import numpy as np, pandas as pd
 from lifetimes import BetaGeoFitter, ParetoNBDFitter
 data, cdnow, pareto_n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-d = pd.read_parquet(data)
+d = pd.read_csv(data.replace(".parquet", ".csv"))
 out = {}
 s = time.perf_counter(); bg = BetaGeoFitter().fit(d.frequency, d.recency, d["T"])
 out["bgnbd_1m"] = time.perf_counter() - s
@@ -100,16 +107,29 @@ def main() -> None:
         if not data.exists():
             import duckdb
 
-            con = duckdb.connect(str(args.work / "traits-store" / ".personae" /
-                                     "personae.duckdb"), read_only=True)
-            con.execute(f"COPY (SELECT frequency, recency, T FROM bench_traits_duckdb WHERE "
-                        f"purchase_days > 0) TO '{data}' (FORMAT parquet)")
+            con = duckdb.connect(
+                str(args.work / "traits-store" / ".personae" / "personae.duckdb"), read_only=True
+            )
+            con.execute(
+                f"COPY (SELECT frequency, recency, T FROM bench_traits_duckdb WHERE "
+                f"purchase_days > 0) TO '{data}' (FORMAT parquet)"
+            )
+        csv_copy = data.with_suffix(".csv")
+        if not csv_copy.exists():  # lifetimes' venv has no parquet reader
+            import duckdb
+
+            duckdb.sql(f"COPY (SELECT * FROM '{data}') TO '{csv_copy}' (HEADER)")
         results = {}
-        for name, python, code in (("personae", sys.executable, PERSONAE),
-                                   ("lifetimes", args.lifetimes_python, LIFETIMES)):
+        for name, python, code in (
+            ("personae", sys.executable, PERSONAE),
+            ("lifetimes", args.lifetimes_python, LIFETIMES),
+        ):
             print(f"running {name} ...", flush=True)
-            res = subprocess.run([python, "-c", code, str(data), str(CDNOW),
-                                  str(args.pareto_customers)], capture_output=True, text=True)
+            res = subprocess.run(
+                [python, "-c", code, str(data), str(CDNOW), str(args.pareto_customers)],
+                capture_output=True,
+                text=True,
+            )
             if res.returncode != 0:
                 raise SystemExit(res.stderr[-3000:])
             results[name] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -120,12 +140,18 @@ def main() -> None:
 
 def write_doc(results: dict, pareto_n: int) -> None:
     p, lt = results["personae"], results["lifetimes"]
-    rel = max(abs(p["bgnbd_params"][k] / lt["bgnbd_params"][k2] - 1)
-              for k, k2 in (("r", "r"), ("alpha", "alpha"), ("a", "a"), ("b", "b")))
-    prel = max(abs(p["pnbd_params"][k] / lt["pnbd_params"][k2] - 1)
-               for k, k2 in (("r", "r"), ("alpha", "alpha"), ("s", "s"), ("beta", "beta")))
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python "
-               f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+    rel = max(
+        abs(p["bgnbd_params"][k] / lt["bgnbd_params"][k2] - 1)
+        for k, k2 in (("r", "r"), ("alpha", "alpha"), ("a", "a"), ("b", "b"))
+    )
+    prel = max(
+        abs(p["pnbd_params"][k] / lt["pnbd_params"][k2] - 1)
+        for k, k2 in (("r", "r"), ("alpha", "alpha"), ("s", "s"), ("beta", "beta"))
+    )
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
     rows = [
         ("BG/NBD fit, 1,000,000 customers", "bgnbd_1m"),
         (f"Pareto/NBD fit, {pareto_n:,} customers", "pnbd"),
@@ -134,28 +160,19 @@ def write_doc(results: dict, pareto_n: int) -> None:
         ("Pareto/NBD fit, CDNOW 2,357", "pnbd_cdnow"),
     ]
     lines = [
-        BEGIN,
         f"Machine: {machine}. (frequency, recency, T) in days of the 1,000,000 customers of "
         f"`bench_traits.py` ({p['unique_rows']:,} unique rows); lifetimes 0.11.3 in its own "
         "venv, the same run.",
         "",
         "| task | personae | lifetimes 0.11.3 | speed-up |",
         "|---|---|---|---|",
-        *[f"| {label} | {p[k]:.2f} s | {lt[k]:.2f} s | {lt[k] / p[k]:.1f}x |"
-          for label, k in rows],
+        *[f"| {label} | {p[k]:.2f} s | {lt[k]:.2f} s | {lt[k] / p[k]:.1f}x |" for label, k in rows],
         "",
         f"Largest relative difference of the fitted parameters: BG/NBD {rel:.1e}, "
         f"Pareto/NBD {prel:.1e}. lifetimes' scoring covers expected purchases and P(alive) "
         "only (its CLV needs a spend model and another pass).",
-        END,
     ]
-    section = "\n".join(lines)
-    text = DOC.read_text()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text += "\n## Models (`benchmarks/bench_models.py`)\n\n" + section + "\n"
-    DOC.write_text(text)
+    section = write_section("models", "Models (`benchmarks/bench_models.py`)", lines)
     print(section)
 
 

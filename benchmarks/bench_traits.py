@@ -20,9 +20,9 @@ import textwrap
 import time
 from pathlib import Path
 
+from _docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- traits:begin -->", "<!-- traits:end -->"
 AS_OF = "2024-12-31"
 
 PREAMBLE = """
@@ -217,7 +217,6 @@ def write_doc(results: dict, customers: int) -> None:
         ("personae, Spark local[2]", spark, "same expressions; includes the Parquet hand-over"),
     ]
     lines = [
-        BEGIN,
         f"Machine: {machine}. {p['rows']:,} customers of `personae synth --customers "
         f"{customers:,} --seed 1`; purchase summary (frequency, recency, T, monetary value, "
         "order values, shares, intervals, days since last, tenure) and RFM scores, as of "
@@ -235,15 +234,8 @@ def write_doc(results: dict, customers: int) -> None:
         f"Checksums (sum of frequency, of total value and of the three scores) "
         f"{'agree across personae DuckDB, the SQL query and Spark' if agree else 'DIFFER'}; "
         f"pandas: {pd_['check']} vs {p['check']}.",
-        END,
     ]
-    section = "\n".join(lines)
-    text = DOC.read_text()
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text += "\n## Traits (`benchmarks/bench_traits.py`)\n\n" + section + "\n"
-    DOC.write_text(text)
+    section = write_section("traits", "Traits (`benchmarks/bench_traits.py`)", lines)
     print(section)
 
 

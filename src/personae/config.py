@@ -353,6 +353,12 @@ class PredictConfig(_Section):
         description="L2 penalty on the model parameters; a "
         "small value (0.001) helps fits that do not converge.",
     )
+    clv_interval_draws: int = Field(
+        0,
+        ge=0,
+        description="Parameter draws for a 90% interval of CLV (clv_low, clv_high) from the "
+        "purchase model's covariance; 0 turns it off (each draw costs one scoring pass).",
+    )
 
 
 class Config(_Section):

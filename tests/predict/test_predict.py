@@ -146,8 +146,10 @@ def test_too_little_data_falls_back_to_rfm(tmp_path: Path) -> None:
 def test_short_history_falls_back(tmp_path: Path) -> None:
     rows = ["order_id,customer_id,ordered_at,amount"]
     for i in range(300):  # 300 repeat buyers, but only 40 days of history
-        rows += [f"a{i},c{i},2024-01-0{1 + i % 9} 10:00:00,10",
-                 f"b{i},c{i},2024-02-0{1 + i % 9} 10:00:00,12"]
+        rows += [
+            f"a{i},c{i},2024-01-0{1 + i % 9} 10:00:00,10",
+            f"b{i},c{i},2024-02-0{1 + i % 9} 10:00:00,12",
+        ]
     (tmp_path / "o.csv").write_text("\n".join(rows) + "\n")
     (tmp_path / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
     project = Project.open(tmp_path)
@@ -156,3 +158,15 @@ def test_short_history_falls_back(tmp_path: Path) -> None:
     summary = project.predict()
     assert summary.model == "rfm_fallback"
     assert "days of history (min_history_days = 90)" in (summary.fallback_reason or "")
+
+
+def test_clv_interval_from_parameter_uncertainty(cdnow: Project) -> None:
+    cdnow.config.predict.clv_interval_draws = 60
+    cdnow.config.predict.model = "bgnbd"
+    summary = cdnow.predict()
+    with cdnow.store(read_only=True) as store:
+        row = store.con.execute(
+            "SELECT count(*) FILTER (WHERE clv_low <= clv AND clv <= clv_high), count(*), "
+            "avg(clv_high - clv_low) FROM predictions WHERE run_id = ?", [summary.run_id]
+        ).fetchall()[0]
+    assert row[0] >= 0.95 * row[1] and row[2] > 0

@@ -19,3 +19,11 @@ def engine(request: pytest.FixtureRequest) -> str:
     if request.param == "spark" and shutil.which("java") is None:
         pytest.fail("Spark tests need Java 17: `java` is not on PATH (make test checks for it)")
     return str(request.param)
+
+
+def traits_by_customer(project: object, run_id: str) -> dict[str, dict[str, object]]:
+    """The traits of one run as {customer_id: {trait: value}} (small test data only)."""
+    with project.store(read_only=True) as store:  # type: ignore[attr-defined]
+        cur = store.con.execute("SELECT * FROM traits WHERE run_id = ?", [run_id])
+        names = [d[0] for d in cur.description]
+        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}

@@ -9,6 +9,8 @@ import pytest
 
 from personae import Project, StoreError
 
+from .conftest import traits_by_customer
+
 ORDERS = """order_id,line_no,customer_id,ordered_at,amount,quantity,discount,product_id
 o1,1,single,2024-01-10 10:00:00,20,1,0,p1
 o2,1,early,2023-12-01 09:00:00,10,1,0,p1
@@ -41,17 +43,10 @@ def shop(tmp_path: Path) -> Project:
     return project
 
 
-def _rows(project: Project, run_id: str) -> dict[str, dict[str, object]]:
-    with project.store(read_only=True) as store:
-        cur = store.con.execute("SELECT * FROM traits WHERE run_id = ?", [run_id])
-        names = [d[0] for d in cur.description]
-        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-
-
 def test_treatments(shop: Project, engine: str) -> None:
     summary = shop.traits(date(2024, 3, 31), engine)
     assert summary.ignored_after_as_of == 1  # the June order is after the as-of date
-    t = _rows(shop, summary.run_id)
+    t = traits_by_customer(shop, summary.run_id)
     assert set(t) == {"single", "early", "returner", "quiet"}  # anonymous o7 is nobody's
     single, early, returner, quiet = t["single"], t["early"], t["returner"], t["quiet"]
     # a single purchase day
@@ -103,6 +98,6 @@ def test_mixed_currencies_are_never_added(tmp_path: Path, engine: str) -> None:
     project.ingest()
     summary = project.traits(date(2024, 1, 31), engine)
     assert (summary.currency, summary.other_currency_lines) == ("EUR", 1)
-    a = _rows(project, summary.run_id)["a"]
+    a = traits_by_customer(project, summary.run_id)["a"]
     assert (a["purchase_days"], a["total_value"]) == (3, 30.0)  # the USD day counts, its money not
     assert a["monetary_value"] == pytest.approx(20 / 2)

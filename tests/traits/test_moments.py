@@ -11,6 +11,8 @@ import pytest
 from personae import Project
 from personae.traits.moments import black_friday
 
+from .conftest import traits_by_customer
+
 AS_OF = date(2024, 12, 31)
 
 
@@ -66,13 +68,6 @@ def shop(tmp_path: Path) -> Project:
     return project
 
 
-def _traits(project: Project, run_id: str) -> dict[str, dict[str, object]]:
-    with project.store(read_only=True) as store:
-        cur = store.con.execute("SELECT * FROM traits WHERE run_id = ?", [run_id])
-        names = [d[0] for d in cur.description]
-        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-
-
 def test_black_friday_dates() -> None:
     assert [black_friday(y) for y in (2022, 2023, 2024, 2025)] == [
         date(2022, 11, 25),
@@ -83,7 +78,7 @@ def test_black_friday_dates() -> None:
 
 
 def test_lifecycle_against_own_rhythm(shop: Project, engine: str) -> None:
-    t = _traits(shop, shop.traits(AS_OF, engine).run_id)
+    t = traits_by_customer(shop, shop.traits(AS_OF, engine).run_id)
     stages = {k: v["lifecycle_stage"] for k, v in t.items()}
     assert stages == {
         "steady": "active",
@@ -101,7 +96,7 @@ def test_lifecycle_against_own_rhythm(shop: Project, engine: str) -> None:
 
 
 def test_occasions_and_timing(shop: Project, engine: str) -> None:
-    t = _traits(shop, shop.traits(AS_OF, engine).run_id)["shopper"]
+    t = traits_by_customer(shop, shop.traits(AS_OF, engine).run_id)["shopper"]
     assert t["black_friday_share"] == pytest.approx(50 / 100)  # 29 Nov and Cyber Monday
     assert t["christmas_share"] == pytest.approx(45 / 100)  # 2 and 10 December
     assert t["occasion_share"] == pytest.approx(75 / 100)  # Cyber Monday counted once
@@ -125,7 +120,7 @@ def test_occasions_and_timing(shop: Project, engine: str) -> None:
 
 
 def test_journey(shop: Project, engine: str) -> None:
-    t = _traits(shop, shop.traits(AS_OF, engine).run_id)
+    t = traits_by_customer(shop, shop.traits(AS_OF, engine).run_id)
     assert (t["browser"]["journey_stage"], t["browser"]["journey_stage_index"]) == ("evaluation", 3)
     assert t["browser"]["days_need_to_search"] == 2
     assert t["browser"]["days_search_to_evaluation"] == 1

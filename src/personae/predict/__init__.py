@@ -281,6 +281,38 @@ def _clv_factor(
     return total
 
 
+def _clv_factor_interval(
+    model: _ContinuousModel,
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    horizon_t: float,
+    unit: float,
+    yearly_rate: float,
+    draws: int,
+) -> dict[str, np.ndarray]:
+    """5th and 95th percentiles of the CLV factor over parameter draws from the fit's
+    covariance (normal on the parameters, non-positive draws rejected); NaN when off."""
+    if draws <= 0 or not np.all(np.isfinite(model.covariance_)):
+        nan = np.full_like(x, np.nan)
+        return {"factor_low": nan, "factor_high": nan}
+    rng = np.random.default_rng(0)
+    mean = np.array([model.params_[k] for k in model.param_names])
+    sample = rng.multivariate_normal(mean, model.covariance_, size=4 * draws)
+    sample = sample[np.all(sample > 0, axis=1)][:draws]
+    factors = []
+    for row in sample:
+        m = type(model)()
+        m.params_ = dict(zip(model.param_names, (float(v) for v in row), strict=True))
+        with np.errstate(all="ignore"):
+            factors.append(_clv_factor(m, x, tx, T, horizon_t, unit, yearly_rate))
+    stacked = np.vstack(factors)
+    return {
+        "factor_low": np.nanpercentile(stacked, 5, axis=0),
+        "factor_high": np.nanpercentile(stacked, 95, axis=0),
+    }
+
+
 def _register(store: Store, name: str, columns: dict[str, np.ndarray]) -> None:
     store.con.register(name, pa.table(columns))
 
@@ -308,6 +340,9 @@ def _score(
             "expected_purchases": model.expected_purchases(horizon_t, x, tx, T),
             "p_alive": model.prob_alive(x, tx, T),
             "clv_factor": _clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
+            **_clv_factor_interval(
+                model, x, tx, T, horizon_t, unit, cfg.discount_rate, cfg.clv_interval_draws
+            ),
         },
     )
     spend = _unique_rows(
@@ -335,7 +370,8 @@ def _score(
         p.expected_purchases, p.p_alive,
         CASE WHEN p.p_alive < {cfg.churn_high_below} THEN 'high'
              WHEN p.p_alive < {cfg.churn_medium_below} THEN 'medium' ELSE 'low' END,
-        s.expected_spend, p.clv_factor * s.expected_spend""",
+        s.expected_spend, p.clv_factor * s.expected_spend,
+        p.factor_low * s.expected_spend, p.factor_high * s.expected_spend""",
         joins="""JOIN _purchase_scores p ON p.frequency = t.frequency AND p.recency = t.recency
                      AND p."T" = t."T"
                  JOIN _spend_scores s ON s.frequency = t.frequency
@@ -348,7 +384,7 @@ def _score(
 PREDICTIONS_SQL = """CREATE TABLE IF NOT EXISTS predictions (
     customer_id VARCHAR, model VARCHAR, horizon VARCHAR, time_unit VARCHAR,
     expected_purchases DOUBLE, p_alive DOUBLE, churn_risk VARCHAR, expected_spend DOUBLE,
-    clv DOUBLE, run_id VARCHAR, as_of DATE)"""
+    clv DOUBLE, clv_low DOUBLE, clv_high DOUBLE, run_id VARCHAR, as_of DATE)"""
 
 
 def _write_predictions(
@@ -390,7 +426,7 @@ def _fallback(store: Store, config: Config, traits_run: str, run_id: str, horizo
         CASE WHEN t."T" > 0 THEN t.frequency / t."T" ELSE 0 END * """
         + str(horizon_t)
         + """
-            * coalesce(nullif(t.monetary_value, 0), t.avg_order_value)""",
+            * coalesce(nullif(t.monetary_value, 0), t.avg_order_value), NULL, NULL""",
         joins="",
     )
 
