@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/personae synth $(DEMO) --customers 5000 --seed 42
 	$(BIN)/personae run --project $(DEMO)
-	$(BIN)/personae export customers --project $(DEMO) --out $(DEMO)/out/customers.csv
+	$(BIN)/personae export traits --project $(DEMO) --out $(DEMO)/out/traits.csv
+	$(BIN)/personae export predictions --project $(DEMO) --out $(DEMO)/out/predictions.csv
 	@echo ""
 	@echo "Demo data:     $(DEMO)/*.csv (planted truth in $(DEMO)/truth/)"
 	@echo "Store:         $(DEMO)/.personae/personae.duckdb"
-	@echo "Exported:      $(DEMO)/out/customers.csv"
+	@echo "Traits:        $(DEMO)/out/traits.csv (defined in docs/traits.md)"
+	@echo "Predictions:   $(DEMO)/out/predictions.csv (CLV, P(alive), churn risk)"
 	@echo "Look around:   $(BIN)/personae status --project $(DEMO)"
 
 test: $(STAMP)
