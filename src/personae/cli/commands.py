@@ -26,7 +26,7 @@ from personae.cli import (
 from personae.errors import PersonaeError
 from personae.ingest import IngestSummary
 from personae.predict import PredictSummary
-from personae.store.schemas import TABLES
+from personae.store.schemas import REJECT_REASONS, TABLES
 from personae.traits import TraitsSummary
 
 
@@ -485,7 +485,7 @@ def tables(as_json: JsonOpt = False) -> None:
         for t in TABLES.values()
     }
     if as_json:
-        print_json(data)
+        print_json({"tables": data, "reject_reasons": REJECT_REASONS})
         return
     for name, cols in data.items():
         console.print(
@@ -498,6 +498,13 @@ def tables(as_json: JsonOpt = False) -> None:
                 ],
             )
         )
+    console.print(
+        table_of(
+            "Reject reason codes (rejects_<table>.reason)",
+            ["reason", "meaning"],
+            [[k, v] for k, v in REJECT_REASONS.items()],
+        )
+    )
 
 
 __all__ = ["err_console"]

@@ -10,14 +10,13 @@ import codecs
 import gzip
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from personae.errors import SourceError
 
-TEXT_FORMATS = ("csv", "whitespace", "jsonl")
 CHUNK = 16 * 1024 * 1024
 
 # Candidate strptime formats, most specific first. Day-first and month-first are both tried
@@ -55,17 +54,6 @@ class FileFacts:
     lines: int
     size: int
     encoding: str = "utf-8"
-
-
-@dataclass
-class Sniffed:
-    """The sniffed shape of a file."""
-
-    format: str
-    encoding: str = "utf-8"
-    delimiter: str | None = None
-    header: bool = True
-    columns: list[str] = field(default_factory=list)
 
 
 def _open_bytes(path: Path):

@@ -53,19 +53,6 @@ NON_PRODUCT_CODES = (
 )
 
 
-@dataclass
-class LoadResult:
-    """Counts of one source's load."""
-
-    rows_read: int
-    rows_loaded: int
-    rejected: dict[str, int] = field(default_factory=dict)
-    nulled: dict[str, int] = field(default_factory=dict)
-    flags: dict[str, int] = field(default_factory=dict)
-    derived: dict[str, int] = field(default_factory=dict)
-    updated: int = 0
-
-
 def _na(raw: str) -> str:
     return f"(CASE WHEN {_in(f'trim({raw})', NA_TOKENS)} THEN NULL ELSE trim({raw}) END)"
 

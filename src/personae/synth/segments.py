@@ -23,7 +23,6 @@ CATEGORIES = (
 )
 CHANNELS = ("web", "app", "store")
 DEVICES = ("desktop", "mobile", "tablet")
-OCCASIONS = ("black_friday", "christmas", "valentines", "back_to_school")
 SURVEY_ITEMS = (
     ("need_price", "need", "Low prices matter most to me when I shop."),
     ("need_quality", "need", "I would pay more for better quality."),
