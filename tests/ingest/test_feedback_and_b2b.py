@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from personae import Project
+from personae.store.schemas import REJECT_REASONS
 
 from ..conftest import write_toml
 
@@ -22,6 +23,7 @@ def test_airline_tweets(data_dir: Path, tmp_path: Path) -> None:
     # README: 14,640 rows, 14,485 distinct ids; 36 exact copies and 119 conflicting repeats
     assert (s.rows_read, s.rows_loaded) == (14640, 14485)
     assert s.rejected == {"duplicate_id": 119, "duplicate": 36}
+    assert set(s.rejected) <= set(REJECT_REASONS)  # every code is declared and documented
     with project.store(read_only=True) as store:
         row = store.con.execute(
             "SELECT count(*) FILTER (WHERE text LIKE '%' || chr(10) || '%'), "
