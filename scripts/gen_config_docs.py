@@ -10,15 +10,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from personae.config import (
-    DerivedEvent,
-    LifecycleConfig,
-    PredictConfig,
-    RFMConfig,
-    SourceConfig,
-    StoreConfig,
-    TraitsConfig,
-)
+from personae.config import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "configuration.md"
@@ -93,13 +85,7 @@ def render() -> str:
     return "\n".join(
         [
             INTRO,
-            section("[store]", StoreConfig),
-            section("[sources.NAME]", SourceConfig),
-            section("[[sources.NAME.events]]", DerivedEvent),
-            section("[traits]", TraitsConfig),
-            section("[rfm]", RFMConfig),
-            section("[lifecycle]", LifecycleConfig),
-            section("[predict]", PredictConfig),
+            *(section(title, model) for title, model in SECTIONS),
         ]
     )
 

@@ -25,3 +25,21 @@ def write_toml(folder: Path, text: str) -> Path:
     path = folder / "personae.toml"
     path.write_text(text)
     return path
+
+
+def cdnow_sample_source(data: Path) -> str:
+    """personae.toml lines for CDNOW_sample.txt keyed by the sample id (the ID of the
+    published summaries), as in shared/data/cdnow/README.md."""
+    return f"""
+[sources.cdnow]
+table = "orders"
+path = "{data / "cdnow/CDNOW_sample.txt"}"
+header = false
+date_formats = {{ column3 = "%Y%m%d" }}
+
+[sources.cdnow.columns]
+column2 = "customer_id"
+column3 = "ordered_at"
+column4 = "quantity"
+column5 = "amount"
+"""

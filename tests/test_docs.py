@@ -11,15 +11,7 @@ from personae.cli import (
     app,
     commands,  # noqa: F401
 )
-from personae.config import (
-    DerivedEvent,
-    LifecycleConfig,
-    PredictConfig,
-    RFMConfig,
-    SourceConfig,
-    StoreConfig,
-    TraitsConfig,
-)
+from personae.config import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,15 +36,7 @@ def test_every_setting_is_documented() -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     page = (ROOT / "docs" / "configuration.md").read_text()
-    for model in (
-        StoreConfig,
-        SourceConfig,
-        DerivedEvent,
-        TraitsConfig,
-        RFMConfig,
-        LifecycleConfig,
-        PredictConfig,
-    ):
+    for _title, model in SECTIONS:
         for name, field in model.model_fields.items():
             assert f"| `{name}` |" in page
             assert field.description, f"{model.__name__}.{name} has no description"

@@ -372,6 +372,19 @@ class Config(_Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
 
 
+# Every section of personae.toml and the model that validates it, in file order: the docs
+# page and its test are generated from this list.
+SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
+    ("[store]", StoreConfig),
+    ("[sources.NAME]", SourceConfig),
+    ("[[sources.NAME.events]]", DerivedEvent),
+    ("[traits]", TraitsConfig),
+    ("[rfm]", RFMConfig),
+    ("[lifecycle]", LifecycleConfig),
+    ("[predict]", PredictConfig),
+)
+
+
 def _explain(err: ValidationError, path: Path) -> str:
     lines = []
     for e in err.errors():

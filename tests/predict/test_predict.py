@@ -9,21 +9,9 @@ import pytest
 
 from personae import Project
 
-from ..conftest import write_toml
+from ..conftest import cdnow_sample_source, write_toml
 
-CDNOW = """
-[sources.cdnow]
-table = "orders"
-path = "{path}"
-header = false
-date_formats = {{ column3 = "%Y%m%d" }}
-
-[sources.cdnow.columns]
-column2 = "customer_id"
-column3 = "ordered_at"
-column4 = "quantity"
-column5 = "amount"
-
+PIPELINE = """
 [traits]
 time_unit = "{unit}"
 
@@ -43,8 +31,8 @@ def _project(
 ) -> Project:
     write_toml(
         root,
-        CDNOW.format(
-            path=data_dir / "cdnow/CDNOW_sample.txt",
+        cdnow_sample_source(data_dir)
+        + PIPELINE.format(
             unit=unit,
             horizon=horizon,
             horizon_unit=horizon_unit,
@@ -167,6 +155,7 @@ def test_clv_interval_from_parameter_uncertainty(cdnow: Project) -> None:
     with cdnow.store(read_only=True) as store:
         row = store.con.execute(
             "SELECT count(*) FILTER (WHERE clv_low <= clv AND clv <= clv_high), count(*), "
-            "avg(clv_high - clv_low) FROM predictions WHERE run_id = ?", [summary.run_id]
+            "avg(clv_high - clv_low) FROM predictions WHERE run_id = ?",
+            [summary.run_id],
         ).fetchall()[0]
     assert row[0] >= 0.95 * row[1] and row[2] > 0

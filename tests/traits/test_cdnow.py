@@ -11,7 +11,7 @@ import pytest
 
 from personae import Project
 
-from ..conftest import write_toml
+from ..conftest import cdnow_sample_source, write_toml
 
 
 @pytest.fixture(scope="module")
@@ -19,19 +19,8 @@ def cdnow(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("cdnow")
     write_toml(
         root,
-        f"""
-[sources.cdnow]
-table = "orders"
-path = "{data_dir / "cdnow/CDNOW_sample.txt"}"
-header = false
-date_formats = {{ column3 = "%Y%m%d" }}
-
-[sources.cdnow.columns]
-column2 = "customer_id"
-column3 = "ordered_at"
-column4 = "quantity"
-column5 = "amount"
-
+        cdnow_sample_source(data_dir)
+        + """
 [traits]
 time_unit = "weeks"
 """,

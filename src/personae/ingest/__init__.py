@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,9 +64,6 @@ class IngestSummary:
     sources: list[SourceSummary]
     tables: dict[str, int]
     links: list[Link]
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 LINKS = (

@@ -63,10 +63,13 @@ class _ContinuousModel(BaseFitter):
     ) -> Array:  # pragma: no cover - every model has it
         raise NotImplementedError
 
-    def prob_alive(
-        self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> Array:  # pragma: no cover
+    def _alive_odds(self, x: Array, tx: Array, T: Array) -> Array:  # pragma: no cover
         raise NotImplementedError
+
+    def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+        """P(alive | x, t_x, T) = 1 / (1 + odds of having dropped out)."""
+        x, tx, t = _arrays(frequency, recency, T)
+        return 1.0 / (1.0 + self._alive_odds(x, tx, t))
 
     def expected_purchases_new(self, t: ArrayLike) -> Array:  # pragma: no cover
         raise NotImplementedError
@@ -138,10 +141,6 @@ class BGNBD(_ContinuousModel):
             )
         return np.where(x > 0, np.exp(log_odds), 0.0)
 
-    def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
-        x, tx, t = _arrays(frequency, recency, T)
-        return 1.0 / (1.0 + self._alive_odds(x, tx, t))
-
     def expected_purchases(
         self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> Array:
@@ -204,10 +203,6 @@ class ModifiedBGNBD(_ContinuousModel):
         return np.exp(
             np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T) - np.log(alpha + tx))
         )
-
-    def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
-        x, tx, t = _arrays(frequency, recency, T)
-        return 1.0 / (1.0 + self._alive_odds(x, tx, t))
 
     def expected_purchases(
         self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike

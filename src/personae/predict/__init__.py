@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import ibis
 import numpy as np
 import pyarrow as pa
 
@@ -102,7 +103,7 @@ def evaluate(
         for n in per_rows.column_names
     }
     hold_days = hold.select("customer_id", "day").distinct()  # purchase days, not lines
-    weeks = hold_days.mutate(week=(hold_days.day.delta(ibis_date(cal_end), unit="day") - 1) // 7)
+    weeks = hold_days.mutate(week=(hold_days.day.delta(ibis.date(cal_end), unit="day") - 1) // 7)
     weekly = (
         weeks.filter(weeks.customer_id.isin(cal.filter(cal.purchase_days > 0).customer_id))
         .group_by("week")
@@ -157,12 +158,6 @@ def evaluate(
                 (name, "cumulative_by_week", str(int(w["week"]) + 1), cum_pred, cum_actual)
             )
     return results, evaluation
-
-
-def ibis_date(d: date) -> Any:
-    import ibis
-
-    return ibis.date(d)
 
 
 def predict(

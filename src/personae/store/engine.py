@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 from functools import cache
-from pathlib import Path
 from typing import Any, Protocol
 
 import ibis
@@ -147,4 +146,4 @@ def engine_for(store: Store, config: StoreConfig) -> Engine:
     return DuckDBEngine(store)
 
 
-__all__ = ["Engine", "DuckDBEngine", "SparkEngine", "engine_for", "spark_session", "Path"]
+__all__ = ["Engine", "DuckDBEngine", "SparkEngine", "engine_for", "spark_session"]
