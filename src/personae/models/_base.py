@@ -15,30 +15,79 @@ from personae.errors import PersonaeError
 
 Array = NDArray[np.float64]
 LOG_LOW, LOG_HIGH = np.log(1e-8), np.log(1e6)
+WARM_START_ROWS = 50_000  # above this many unique rows, fits start from a sample's estimate
+NEWTON_DECREMENT = 1e-12  # below this, no Newton step can improve the mean log-likelihood
 
 
 class ModelError(PersonaeError):
     """A model could not be fitted or used; the message says what to try."""
 
 
+def unique_rows(*columns: ArrayLike) -> tuple[list[Array], NDArray[np.intp]]:
+    """Unique rows of the given columns, sorted by the first column, then the next, ..., and
+    for each input row the position of its unique row."""
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    n = len(cols[0])
+    if n == 0:
+        return [c[:0] for c in cols], np.zeros(0, dtype=np.intp)
+    packed = _pack(cols)
+    if packed is not None:  # one sort of packed integers: the common case of counts and days
+        order = np.argsort(packed[0])
+        new = np.ones(n, dtype=bool)
+        new[1:] = np.diff(packed[0][order]) != 0
+        unique = _unpack(packed[0][order][new], packed[1])
+    else:
+        order = np.lexsort(cols[::-1])
+        sorted_cols = [c[order] for c in cols]
+        new = np.ones(n, dtype=bool)
+        new[1:] = np.any([np.diff(c) != 0 for c in sorted_cols], axis=0)
+        unique = [c[new] for c in sorted_cols]
+    inverse = np.empty(n, dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    return unique, inverse
+
+
 def compress(*columns: ArrayLike, weights: ArrayLike | None = None) -> tuple[list[Array], Array]:
     """Unique rows of the given columns and how many customers share each (their weights)."""
     cols = [np.asarray(c, dtype=float) for c in columns]
-    w = np.ones(len(cols[0])) if weights is None else np.asarray(weights, dtype=float)
-    if len(cols[0]) == 0:
-        return [c[:0] for c in cols], w[:0]
-    order = np.lexsort(cols[::-1])  # sort rows by the first column, then the next, ...
-    sorted_cols = [c[order] for c in cols]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = np.any([np.diff(c) != 0 for c in sorted_cols], axis=0)
-    group = np.cumsum(new) - 1
-    counts = np.bincount(group, weights=w[order]).astype(float)
-    return [c[new] for c in sorted_cols], counts
+    packed = _pack(cols) if len(cols[0]) else None
+    if packed is not None and weights is None:
+        keys, counts = np.unique(packed[0], return_counts=True)
+        return _unpack(keys, packed[1]), counts.astype(float)
+    unique, inverse = unique_rows(*cols)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    return unique, np.bincount(inverse, weights=w, minlength=len(unique[0])).astype(float)
+
+
+def _pack(cols: Sequence[Array]) -> tuple[NDArray[np.int64], list[int]] | None:
+    """Columns of non-negative whole numbers packed into one order-keeping int64 key, with
+    each column's radix; None when they are not whole numbers or do not fit."""
+    key = np.zeros(len(cols[0]), dtype=np.int64)
+    radices, span = [], 1
+    for c in cols:
+        low, high = float(c.min()), float(c.max())
+        if not (low >= 0 and high < 2**40) or not np.array_equal(c, np.floor(c)):
+            return None
+        radices.append(int(high) + 1)
+        span *= radices[-1]
+        if span >= 2**62:
+            return None
+        key = key * radices[-1] + c.astype(np.int64)
+    return key, radices
+
+
+def _unpack(keys: NDArray[np.int64], radices: list[int]) -> list[Array]:
+    cols = []
+    for radix in reversed(radices):
+        keys, digit = np.divmod(keys, radix)
+        cols.append(digit.astype(float))
+    return cols[::-1]
 
 
 class BaseFitter:
     """Maximum likelihood over positive parameters. Subclasses give `param_names` and
-    `_loglik(params, *data) -> per-row log-likelihood`."""
+    `_loglik(params, *data) -> per-row log-likelihood`; a model that also has analytic
+    derivatives gives `_prepare` and `_derivatives` and is fitted by Newton steps."""
 
     param_names: ClassVar[tuple[str, ...]] = ()
     initial: ClassVar[tuple[float, ...]] = ()
@@ -50,64 +99,40 @@ class BaseFitter:
 
     # provided by each model: (params, *data columns) -> per-row log-likelihood
     _loglik: Callable[..., Array]
+    # whether the model gives `_derivatives`
+    exact_derivatives: ClassVar[bool] = False
+
+    def _prepare(self, data: Sequence[Array], weights: Array) -> Any:
+        """The data as `_total` and `_derivatives` want them, worked out once per fit."""
+        return data, weights
+
+    def _derivatives(self, params: Array, prepared: Any) -> tuple[float, Array, Array]:
+        """Total log-likelihood, its gradient and its Hessian in the natural parameters."""
+        raise NotImplementedError
 
     # -- fitting ---------------------------------------------------------------------------
-    def _total(self, params: Array, data: Sequence[Array], weights: Array) -> float:
-        # the optimiser probes values where terms overflow; those come back as -inf or nan
-        # and are rejected by the objective, so the numpy warnings are noise
-        with np.errstate(all="ignore"):
-            return float(np.sum(weights * self._loglik(params, *data)))
+    def _total(self, params: Array, prepared: Any) -> float:
+        """Total log-likelihood of the prepared data."""
+        data, weights = prepared
+        return float(np.sum(weights * self._loglik(params, *data)))
 
     def _fit(self, data: Sequence[Array], weights: Array) -> BaseFitter:
         n = float(weights.sum())
         if n == 0:
             raise ModelError(f"{type(self).__name__}: no customers to fit.")
-
-        gradient = getattr(self, "_loglik_grad", None)
-
-        def objective(log_params: Array) -> Any:
-            params = np.exp(log_params)
-            if gradient is None:
-                ll = self._total(params, data, weights)
-                if not np.isfinite(ll):
-                    return 1e300
-                return -ll / n + self.penalizer * float(np.sum(params**2))
-            with np.errstate(all="ignore"):
-                rows, grads = gradient(params, *data)
-            ll = float(np.sum(weights * rows))
-            if not np.isfinite(ll):
-                return 1e300, np.zeros_like(log_params)
-            # chain rule to log-parameters: d/dlog(p) = p * d/dp
-            g = -(grads @ weights) * params / n + 2 * self.penalizer * params**2
-            return -ll / n + self.penalizer * float(np.sum(params**2)), g
-
         x0 = np.log(np.asarray(self.initial, dtype=float))
-        # Bounded log-parameters keep the search out of regions where the special functions
-        # are slow or undefined; an estimate at a bound is reported below, not returned.
-        bounds = [(LOG_LOW, LOG_HIGH)] * len(x0)
-        best = optimize.minimize(
-            objective,
-            x0,
-            method="L-BFGS-B",
-            jac=gradient is not None,
-            bounds=bounds,
-            options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol},
-        )
-
-        def value(log_params: Array) -> float:
-            out = objective(log_params)
-            return float(out[0] if isinstance(out, tuple) else out)
-
-        if not best.success:
-            polish = optimize.minimize(
-                value,
-                best.x,
-                method="Nelder-Mead",
-                bounds=bounds,
-                options={"maxfev": 5 * self.max_iter, "xatol": 1e-10, "fatol": 1e-14},
-            )
-            if polish.fun <= value(best.x):
-                best = polish
+        if self.exact_derivatives and len(weights) > WARM_START_ROWS:
+            # the first, long stretch of the Newton search on a random ~25,000 customers;
+            # the full data then only take the last few steps (quasi-Newton searches gain
+            # nothing from this: they rebuild their curvature estimate from scratch)
+            sample = np.random.default_rng(0).poisson(weights * WARM_START_ROWS / (2 * n))
+            keep = sample > 0
+            sample_data = self._prepare([c[keep] for c in data], sample[keep].astype(float))
+            start = self._maximise(sample_data, float(sample.sum()), x0)
+            if start.fun < 1e299 and np.all(np.abs(start.x) < LOG_HIGH):
+                x0 = start.x
+        prepared = self._prepare(data, weights)
+        best = self._maximise(prepared, n, x0)
         assert best is not None
         params = np.exp(best.x)
         if not np.all(np.isfinite(params)) or best.fun >= 1e299:
@@ -127,31 +152,105 @@ class BaseFitter:
                 "other purchase models."
             )
         self.params_ = dict(zip(self.param_names, (float(p) for p in params), strict=True))
-        self.log_likelihood_ = self._total(params, data, weights)
+        with np.errstate(all="ignore"):
+            if self.exact_derivatives:
+                ll, _, hess = self._derivatives(params, prepared)
+            else:
+                ll, hess = self._total(params, prepared), self._hessian(params, prepared)
+        self.log_likelihood_ = float(ll)
         self.n_customers_ = n
-        self._set_standard_errors(params, data, weights)
+        self._store_covariance(hess)
         return self
 
-    def _set_standard_errors(self, params: Array, data: Sequence[Array], weights: Array) -> None:
-        """Covariance = inverse of the negative Hessian of the total log-likelihood in the
-        natural parameters (central differences)."""
+    def _maximise(self, prepared: Any, n: float, x0: Array) -> optimize.OptimizeResult:
+        """Minimise the penalised mean negative log-likelihood of n customers over
+        log-parameters from x0; Nelder-Mead polishes where the gradient-based search stops
+        short."""
+        penalty = self.penalizer
+
+        def value(log_params: Array) -> float:
+            params = np.exp(log_params)
+            # the optimiser probes values where terms overflow; those come back as -inf or
+            # nan and are rejected here, so the numpy warnings are noise
+            with np.errstate(all="ignore"):
+                ll = self._total(params, prepared)
+            if not np.isfinite(ll):
+                return 1e300
+            return -ll / n + penalty * float(np.sum(params**2))
+
+        if self.exact_derivatives:
+            best = self._newton(x0, prepared, n)
+        else:
+            # Bounded log-parameters keep the search out of regions where the special
+            # functions are slow or undefined; an estimate at a bound is reported later.
+            best = optimize.minimize(
+                value,
+                x0,
+                method="L-BFGS-B",
+                bounds=[(LOG_LOW, LOG_HIGH)] * len(x0),
+                options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol},
+            )
+        if not best.success:
+            polish = optimize.minimize(
+                value,
+                best.x,
+                method="Nelder-Mead",
+                bounds=[(LOG_LOW, LOG_HIGH)] * len(x0),
+                options={"maxfev": 5 * self.max_iter, "xatol": 1e-10, "fatol": 1e-14},
+            )
+            if polish.fun <= value(best.x):
+                best = polish
+        return best
+
+    def _newton(self, x0: Array, prepared: Any, n: float) -> optimize.OptimizeResult:
+        """Trust-region Newton steps in log-parameters with the model's exact derivatives:
+        a handful of passes over the data where quasi-Newton needs dozens."""
+        penalty = self.penalizer
+        last: dict[bytes, tuple[float, Array, Array]] = {}
+
+        def evaluate(log_params: Array) -> tuple[float, Array, Array]:
+            key = log_params.tobytes()
+            if key not in last:
+                last.clear()
+                p = np.exp(log_params)
+                with np.errstate(all="ignore"):
+                    ll, g, h = self._derivatives(p, prepared)
+                if np.isfinite(ll) and np.all(np.isfinite(g)) and np.all(np.isfinite(h)):
+                    # chain rule to log-parameters: d/dlog(p) = p d/dp
+                    value = -ll / n + penalty * float(np.sum(p**2))
+                    grad = -(g * p) / n + 2 * penalty * p**2
+                    hess = -(np.outer(p, p) * h + np.diag(g * p)) / n + np.diag(4 * penalty * p**2)
+                    last[key] = (value, grad, hess)
+                else:  # overflow where the step went too far: the trust region shrinks
+                    last[key] = (1e300, np.zeros(len(p)), np.eye(len(p)))
+            return last[key]
+
+        result = optimize.minimize(
+            lambda y: evaluate(y)[0],
+            x0,
+            jac=lambda y: evaluate(y)[1],
+            hess=lambda y: evaluate(y)[2],
+            method="trust-exact",
+            options={"gtol": self.tol, "maxiter": self.max_iter},
+        )
+        if not result.success:
+            # Stopped because no step improves the value any more: converged when the
+            # Newton decrement (the improvement a full step would bring) is at rounding level.
+            _, grad, hess = evaluate(result.x)
+            try:
+                decrement = float(grad @ np.linalg.solve(hess, grad))
+            except np.linalg.LinAlgError:
+                decrement = np.inf
+            result.success = 0 <= decrement < NEWTON_DECREMENT
+        return result
+
+    def _hessian(self, params: Array, prepared: Any) -> Array:
+        """Hessian of the total log-likelihood in the natural parameters by central
+        differences, for the models without exact derivatives."""
         k = len(params)
         h = 1e-4 * np.maximum(np.abs(params), 1e-3)
         hess = np.zeros((k, k))
-        gradient = getattr(self, "_loglik_grad", None)
-        if gradient is not None:  # central differences of the analytic gradient
-            for i in range(k):
-                up, down = params.copy(), params.copy()
-                up[i] += h[i]
-                down[i] -= h[i]
-                with np.errstate(all="ignore"):
-                    g_up = gradient(up, *data)[1] @ weights
-                    g_down = gradient(down, *data)[1] @ weights
-                hess[:, i] = (g_up - g_down) / (2 * h[i])
-            hess = (hess + hess.T) / 2
-            self._store_covariance(hess)
-            return
-        f0 = self._total(params, data, weights)
+        f0 = self._total(params, prepared)
         for i in range(k):
             for j in range(i, k):
 
@@ -159,7 +258,7 @@ class BaseFitter:
                     p = params.copy()
                     p[i] += di
                     p[j] += dj
-                    return self._total(p, data, weights)
+                    return self._total(p, prepared)
 
                 if i == j:
                     v = (f(h[i], 0) - 2 * f0 + f(-h[i], 0)) / h[i] ** 2
@@ -168,9 +267,10 @@ class BaseFitter:
                         4 * h[i] * h[j]
                     )
                 hess[i, j] = hess[j, i] = v
-        self._store_covariance(hess)
+        return hess
 
     def _store_covariance(self, hess: Array) -> None:
+        """Covariance = inverse of the negative Hessian; standard errors from its diagonal."""
         k = hess.shape[0]
         try:
             cov = np.linalg.inv(-hess)

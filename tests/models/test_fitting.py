@@ -1,0 +1,107 @@
+"""The fitting machinery: compression, exact derivatives, the warm-started Newton search on
+large data, and the probability of n purchases for every model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from personae.models import BGBB, BGNBD, ModifiedBGNBD, ParetoNBD, compress
+from personae.models._base import WARM_START_ROWS, unique_rows
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.37, 2.0**41])  # whole numbers, fractions, too big
+def test_compress_finds_unique_rows_and_weights(scale: float) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 5, 2000).astype(float)
+    t = rng.integers(0, 40, 2000) * scale
+    (ux, ut), counts = compress(x, t)
+    expected = sorted({(a, b) for a, b in zip(x, t, strict=True)})
+    assert list(zip(ux, ut, strict=True)) == expected
+    assert counts.sum() == 2000
+    (vx, vt), inverse = unique_rows(x, t)
+    np.testing.assert_array_equal(vx[inverse], x)
+    np.testing.assert_array_equal(vt[inverse], t)
+    np.testing.assert_array_equal(np.bincount(inverse), counts)
+    (_, _), weighted = compress(x, t, weights=np.full(2000, 0.5))
+    np.testing.assert_allclose(weighted, counts / 2)
+
+
+@pytest.mark.parametrize("model", [BGNBD, ModifiedBGNBD])
+def test_exact_derivatives_match_finite_differences(model: type[BGNBD]) -> None:
+    x, tx, T = _simulate_bgnbd(5000, (0.3, 5.0, 0.8, 2.5), seed=2)
+    m = model()
+    prepared = m._prepare(*compress(x, tx, T))
+    p = np.array([0.4, 6.0, 0.9, 3.1])
+    ll, grad, hess = m._derivatives(p, prepared)
+    assert ll == pytest.approx(float(np.sum(m._loglik(p, x, tx, T))), rel=1e-12)
+    step = 1e-6 * p
+    for i in range(4):
+        up, down = p.copy(), p.copy()
+        up[i] += step[i]
+        down[i] -= step[i]
+        numeric = (m._derivatives(up, prepared)[0] - m._derivatives(down, prepared)[0]) / (
+            2 * step[i]
+        )
+        assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-4)
+        numeric_row = (m._derivatives(up, prepared)[1] - m._derivatives(down, prepared)[1]) / (
+            2 * step[i]
+        )
+        np.testing.assert_allclose(hess[:, i], numeric_row, rtol=1e-5, atol=1e-3)
+
+
+def test_large_fit_recovers_planted_parameters() -> None:
+    """More unique rows than WARM_START_ROWS: the search starts from a sample's estimate and
+    still lands on the maximum of the full data, near the planted values."""
+    planted = (0.6, 40.0, 1.2, 8.0)
+    x, tx, T = _simulate_bgnbd(300_000, planted, seed=3)
+    assert len(compress(x, tx, T)[1]) > WARM_START_ROWS
+    m = BGNBD().fit(x, tx, T)
+    estimate = np.array([m.params_[k] for k in ("r", "alpha", "a", "b")])
+    se = np.array([m.standard_errors_[k] for k in ("r", "alpha", "a", "b")])
+    assert np.all(np.abs(estimate - planted) < 3 * se)  # sampling error, as the SEs say
+    np.testing.assert_allclose(estimate[:2], planted[:2], rtol=0.02)  # the well-identified
+    # the maximum itself: no direction improves the log-likelihood
+    cold = BGNBD()
+    prepared = cold._prepare(*compress(x, tx, T))
+    best = cold._derivatives(estimate, prepared)[0]
+    for i in range(4):
+        for sign in (-1, 1):
+            moved = estimate.copy()
+            moved[i] *= 1 + sign * 1e-4
+            assert cold._derivatives(moved, prepared)[0] < best
+
+
+@pytest.mark.parametrize("model", [BGNBD, ModifiedBGNBD, ParetoNBD])
+def test_prob_n_purchases_is_a_distribution_with_the_right_mean(model: type[BGNBD]) -> None:
+    x, tx, T = _simulate_bgnbd(5000, (0.3, 5.0, 0.8, 2.5), seed=4)
+    m = model().fit(x, tx, T)
+    p = np.array([m.prob_n_purchases(n, 39.0) for n in range(300)])
+    assert np.all(p >= 0)
+    assert p.sum() == pytest.approx(1.0, abs=1e-9)
+    assert (np.arange(300) * p).sum() == pytest.approx(float(m.expected_purchases_new(39.0)))
+
+
+def test_bgbb_prob_n_purchases() -> None:
+    m = BGBB()
+    m.params_ = {"alpha": 1.204, "beta": 0.750, "gamma": 0.657, "delta": 2.783}
+    p = np.array([m.prob_n_purchases(x, 6) for x in range(7)])
+    assert p.sum() == pytest.approx(1.0, abs=1e-12)
+    assert (np.arange(7) * p).sum() == pytest.approx(float(m.expected_purchases_new(6)))
+
+
+def _simulate_bgnbd(
+    n: int, params: tuple[float, float, float, float], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frequency, recency, T) of n customers drawn from a BG/NBD process: Poisson purchases
+    at Gamma(r, alpha) rates; after each repeat purchase a Beta(a, b) chance of leaving."""
+    r, alpha, a, b = params
+    rng = np.random.default_rng(seed)
+    T = rng.uniform(20, 80, n)
+    rate = rng.gamma(r, 1 / alpha, n)
+    purchases = rng.poisson(rate * T)
+    leave_at = rng.geometric(rng.beta(a, b, n))  # the repeat purchase after which they leave
+    x = np.minimum(purchases, leave_at)
+    # the x-th of `purchases` uniform times on (0, T) is Beta(x, purchases - x + 1) * T
+    tx = np.where(x > 0, T * rng.beta(np.maximum(x, 1), purchases - x + 1), 0.0)
+    return x.astype(float), tx, T
