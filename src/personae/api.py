@@ -111,18 +111,25 @@ class Project:
     ) -> TraitsSummary:
         """Compute and store every customer's traits as of a date (default: the config's
         [traits] as_of, else the last order date). `engine` overrides [store] engine."""
-        config = self.config
-        if engine:
-            config = config.model_copy(
-                update={"store": config.store.model_copy(update={"engine": engine})}
-            )
         with self.store() as store:
-            return compute_traits(store, config, as_of, progress)
+            return compute_traits(store, self._config_on(engine), as_of, progress)
 
-    def predict(self, progress: Callable[[str, int, int], None] | None = None) -> PredictSummary:
-        """Fit the purchase and spend models on the latest traits and store predictions."""
+    def predict(
+        self,
+        engine: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> PredictSummary:
+        """Fit the purchase and spend models on the latest traits and store predictions.
+        `engine` overrides [store] engine."""
         with self.store() as store:
-            return predict(store, self.config, progress)
+            return predict(store, self._config_on(engine), progress)
+
+    def _config_on(self, engine: str | None) -> Config:
+        """The config, with [store] engine replaced when one is given."""
+        if not engine:
+            return self.config
+        store = self.config.store.model_copy(update={"engine": engine})
+        return self.config.model_copy(update={"store": store})
 
     def funnel(self, by: str | None = None) -> list[dict[str, Any]]:
         """Customers per buying-journey stage and conversion, overall or by a trait."""

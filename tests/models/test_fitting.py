@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personae.models import BGBB, BGNBD, ModifiedBGNBD, ParetoNBD, compress
+from personae.models import BGBB, BGNBD, GammaGamma, ModifiedBGNBD, ParetoNBD, compress
 from personae.models._base import WARM_START_ROWS, unique_rows
 
 
@@ -105,3 +105,22 @@ def _simulate_bgnbd(
     # the x-th of `purchases` uniform times on (0, T) is Beta(x, purchases - x + 1) * T
     tx = np.where(x > 0, T * rng.beta(np.maximum(x, 1), purchases - x + 1), 0.0)
     return x.astype(float), tx, T
+
+
+def test_gamma_gamma_exact_derivatives() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.integers(1, 20, 3000).astype(float)
+    m = rng.gamma(3.0, 10.0, 3000)
+    model = GammaGamma()
+    prepared = model._prepare(*compress(x, m))
+    p = np.array([5.0, 3.0, 14.0])
+    ll, grad, hess = model._derivatives(p, prepared)
+    step = 1e-6 * p
+    for i in range(3):
+        up, down = p.copy(), p.copy()
+        up[i] += step[i]
+        down[i] -= step[i]
+        value = model._derivatives(up, prepared)[0] - model._derivatives(down, prepared)[0]
+        assert grad[i] == pytest.approx(value / (2 * step[i]), rel=1e-5)
+        slope = model._derivatives(up, prepared)[1] - model._derivatives(down, prepared)[1]
+        np.testing.assert_allclose(hess[:, i], slope / (2 * step[i]), rtol=1e-5, atol=1e-6)

@@ -36,6 +36,10 @@ err_console = Console(stderr=True)
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding personae.toml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(help="duckdb or spark; overrides [store] engine for this run."),
+]
 
 
 def _jsonable(obj: Any) -> Any:

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from personae.api import Project
 from personae.cli import (
+    EngineOpt,
     JsonOpt,
     ProjectOpt,
     app,
@@ -310,10 +311,7 @@ def traits(
             "is read. Default: [traits] as_of, else the last order date.",
         ),
     ] = None,
-    engine: Annotated[
-        str | None,
-        typer.Option(help="duckdb or spark; overrides [store] engine for this run."),
-    ] = None,
+    engine: EngineOpt = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -322,8 +320,7 @@ def traits(
     One row per customer per run in the `traits` table; `personae export traits` writes the
     latest run. Every trait is defined in docs/traits.md.
     """
-    if engine not in (None, "duckdb", "spark"):
-        fail(PersonaeError(f"--engine must be duckdb or spark, not '{engine}'."))
+    check_engine(engine)
     try:
         day = date.fromisoformat(as_of) if as_of else None
     except ValueError:
@@ -338,6 +335,11 @@ def traits(
         print_json(summary)
         return
     print_traits(summary)
+
+
+def check_engine(engine: str | None) -> None:
+    if engine not in (None, "duckdb", "spark"):
+        fail(PersonaeError(f"--engine must be duckdb or spark, not '{engine}'."))
 
 
 def print_traits(summary: TraitsSummary) -> None:
@@ -399,17 +401,21 @@ def funnel_cmd(
 
 
 @app.command("predict")
-def predict_cmd(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+def predict_cmd(
+    engine: EngineOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False
+) -> None:
     """Predict purchases, P(alive), churn risk, spend and CLV from the latest traits.
 
     Compares BG/NBD, MBG/NBD and Pareto/NBD on a calibration/holdout split (unless [predict]
     model fixes one), fits the best and Gamma-Gamma, and stores `predictions` and
-    `model_evaluations`. Horizon, time unit and discount rate are in [predict].
+    `model_evaluations`. Horizon, time unit and discount rate are in [predict]. The table work
+    (holdout counts, joining the scores to every customer) runs on the engine.
     """
+    check_engine(engine)
     proj = open_project(project)
     try:
         with progress_bar(as_json) as bar:
-            summary = proj.predict(step_callback(bar, "predict"))
+            summary = proj.predict(engine, step_callback(bar, "predict"))
     except PersonaeError as err:
         fail(err)
     if as_json:
@@ -458,7 +464,7 @@ def run(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
         with progress_bar(as_json) as bar:
             ingested = proj.ingest(progress=step_callback(bar, "ingest"))
             traits_summary = proj.traits(progress=step_callback(bar, "traits"))
-            predicted = proj.predict(step_callback(bar, "predict"))
+            predicted = proj.predict(progress=step_callback(bar, "predict"))
     except PersonaeError as err:
         fail(err)
     if as_json:

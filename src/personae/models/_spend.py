@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln, polygamma
 
 from personae.models._base import Array, BaseFitter, ModelError, compress
 
@@ -16,6 +18,7 @@ class GammaGamma(BaseFitter):
 
     param_names = ("p", "q", "gamma")
     initial = (1.0, 1.0, 1.0)
+    exact_derivatives = True
 
     def fit(
         self, frequency: ArrayLike, monetary_value: ArrayLike, weights: ArrayLike | None = None
@@ -44,6 +47,36 @@ class GammaGamma(BaseFitter):
             + p * x * np.log(x)
             - (p * x + q) * np.log(g + m * x)
         )
+
+    def _derivatives(
+        self, params: Array, prepared: tuple[Sequence[Array], Array]
+    ) -> tuple[float, Array, Array]:
+        """Exact log-likelihood, gradient and Hessian in (p, q, gamma)."""
+        p, q, g = params
+        (x, m), w = prepared
+        px = p * x
+        lg = np.log(g + m * x)
+        ll = w @ self._loglik(params, x, m)
+        d_shape = digamma(px + q)
+        grad = np.array(
+            [
+                w @ (x * (d_shape - digamma(px) + np.log(m) + np.log(x) - lg)),
+                w @ (d_shape - digamma(q) + np.log(g) - lg),
+                w @ (q / g - (px + q) / (g + m * x)),
+            ]
+        )
+        t_shape, ig = polygamma(1, px + q), 1.0 / (g + m * x)
+        pq = w @ (x * t_shape)
+        p_gamma = -(w @ (x * ig))
+        q_gamma = w @ (1.0 / g - ig)
+        hess = np.array(
+            [
+                [w @ (x**2 * (t_shape - polygamma(1, px))), pq, p_gamma],
+                [pq, w @ (t_shape - polygamma(1, q)), q_gamma],
+                [p_gamma, q_gamma, w @ ((px + q) * ig**2 - q / g**2)],
+            ]
+        )
+        return float(ll), grad, hess
 
     def expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> Array:
         """E(M | x, zbar): a weighted mean of the population mean and the customer's own."""

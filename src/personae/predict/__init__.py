@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
@@ -28,7 +29,7 @@ from personae.errors import StoreError
 from personae.models import BGNBD, GammaGamma, ModelError, ModifiedBGNBD, ParetoNBD
 from personae.models._purchase import _ContinuousModel
 from personae.store import Store
-from personae.store.engine import engine_for
+from personae.store.engine import Engine, engine_for
 from personae.traits import UNIT_DAYS, purchase_summary
 from personae.traits.purchase import purchase_lines
 
@@ -41,6 +42,7 @@ MODELS: dict[str, type[_ContinuousModel]] = {
 }
 DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
+KEYS = ["frequency", "recency", "T"]  # what the purchase models see of a customer
 
 
 @dataclass
@@ -60,13 +62,18 @@ class PredictSummary:
     seconds: float = 0.0
 
 
-def _unique_rows(store: Store, sql: str, params: list[Any]) -> dict[str, np.ndarray]:
-    table = store.con.sql(sql, params=params).to_arrow_table()
-    assert table is not None
+def _columns(engine: Engine, expr: ir.Table) -> dict[str, np.ndarray]:
+    """A small result (unique rows, aggregates) as float arrays by column name."""
+    table = engine.backend.to_pyarrow(expr)
     return {
         name: table.column(name).to_numpy(zero_copy_only=False).astype(float)
         for name in table.column_names
     }
+
+
+def _counted(table: ir.Table, keys: list[str]) -> ir.Table:
+    """The distinct values of `keys` with how many customers share each (column n)."""
+    return table.group_by(keys).aggregate(n=table.count())
 
 
 def _bucket(x: np.ndarray) -> np.ndarray:
@@ -88,20 +95,12 @@ def evaluate(
     hold = lines.filter(lines.is_purchase & (lines.day > cal_end))
     actual = hold.group_by("customer_id").aggregate(actual=hold.day.nunique())
     joined = cal.filter(cal.purchase_days > 0).left_join(actual, "customer_id")
-    grouped = joined.group_by(["frequency", "recency", "T"]).aggregate(
+    grouped = joined.group_by(KEYS).aggregate(
         n=joined.count(),
         actual=joined.actual.fill_null(0).sum(),
     )
-    rows = engine.backend.to_pyarrow(grouped)
-    g = {n: rows.column(n).to_numpy(zero_copy_only=False).astype(float) for n in rows.column_names}
-    per = joined.group_by(
-        ["frequency", "recency", "T", joined.actual.fill_null(0).name("a")]
-    ).aggregate(n=joined.count())
-    per_rows = engine.backend.to_pyarrow(per)
-    p = {
-        n: per_rows.column(n).to_numpy(zero_copy_only=False).astype(float)
-        for n in per_rows.column_names
-    }
+    g = _columns(engine, grouped)
+    p = _columns(engine, _counted(joined.mutate(a=joined.actual.fill_null(0)), [*KEYS, "a"]))
     hold_days = hold.select("customer_id", "day").distinct()  # purchase days, not lines
     weeks = hold_days.mutate(week=(hold_days.day.delta(ibis.date(cal_end), unit="day") - 1) // 7)
     weekly = (
@@ -180,12 +179,10 @@ def predict(
     run_id = store.start_run("predict", as_of=str(as_of))
     step = progress or (lambda *_: None)
     try:
-        fit = _unique_rows(
-            store,
-            "SELECT frequency, recency, T, count(*) AS n FROM traits "
-            "WHERE run_id = ? AND purchase_days > 0 GROUP BY ALL",
-            [traits_run],
-        )
+        engine = engine_for(store, config.store)
+        traits = engine.table("traits")
+        buyers = traits.filter((traits.run_id == traits_run) & (traits.purchase_days > 0))
+        fit = _columns(engine, _counted(buyers, KEYS))
         repeaters = float(np.sum(fit["n"][fit["frequency"] > 0])) if fit["n"].size else 0.0
         summary = PredictSummary(
             run_id,
@@ -209,7 +206,7 @@ def predict(
             )
         if summary.fallback_reason:
             log.warning(summary.fallback_reason)
-            _fallback(store, config, traits_run, run_id, horizon_t)
+            _fallback(engine, config, buyers, run_id, horizon_t)
             summary.model = "rfm_fallback"
         else:
             candidates: list[str] = list(MODELS) if cfg.model == "auto" else [cfg.model]
@@ -222,18 +219,13 @@ def predict(
             model = MODELS[chosen](penalizer=cfg.penalizer).fit(
                 fit["frequency"], fit["recency"], fit["T"], weights=fit["n"]
             )
-            spend = _unique_rows(
-                store,
-                "SELECT frequency, monetary_value, count(*) AS n FROM "
-                "traits WHERE run_id = ? AND frequency > 0 AND monetary_value "
-                "> 0 GROUP BY ALL",
-                [traits_run],
-            )
+            repeat = buyers.filter((buyers.frequency > 0) & (buyers.monetary_value > 0))
+            spend = _columns(engine, _counted(repeat, ["frequency", "monetary_value"]))
             gg = GammaGamma(penalizer=cfg.penalizer).fit(
                 spend["frequency"], spend["monetary_value"], weights=spend["n"]
             )
             step("scoring every customer", 2, 3)
-            _score(store, config, traits_run, run_id, model, gg, fit, horizon_t, unit)
+            _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, unit)
             summary.model = chosen
             summary.params = model.params_
             summary.spend_params = gg.params_
@@ -308,14 +300,10 @@ def _clv_factor_interval(
     }
 
 
-def _register(store: Store, name: str, columns: dict[str, np.ndarray]) -> None:
-    store.con.register(name, pa.table(columns))
-
-
 def _score(
-    store: Store,
+    engine: Engine,
     config: Config,
-    traits_run: str,
+    buyers: ir.Table,
     run_id: str,
     model: _ContinuousModel,
     gg: GammaGamma,
@@ -323,106 +311,114 @@ def _score(
     horizon_t: float,
     unit: float,
 ) -> None:
+    """Score the unique (frequency, recency, T) rows and spend rows in numpy, then join the
+    scores to every buyer in the engine."""
     cfg = config.predict
     x, tx, T = fit["frequency"], fit["recency"], fit["T"]
-    _register(
-        store,
-        "_purchase_scores",
-        {
-            "frequency": x,
-            "recency": tx,
-            "T": T,
-            "expected_purchases": model.expected_purchases(horizon_t, x, tx, T),
-            "p_alive": model.prob_alive(x, tx, T),
-            "clv_factor": _clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
-            **_clv_factor_interval(
-                model, x, tx, T, horizon_t, unit, cfg.discount_rate, cfg.clv_interval_draws
-            ),
-        },
+    purchase = ibis.memtable(
+        pa.table(
+            {
+                "frequency": x,
+                "recency": tx,
+                "T": T,
+                "expected_purchases": model.expected_purchases(horizon_t, x, tx, T),
+                "p_alive": model.prob_alive(x, tx, T),
+                "clv_factor": _clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
+                **_clv_factor_interval(
+                    model, x, tx, T, horizon_t, unit, cfg.discount_rate, cfg.clv_interval_draws
+                ),
+            }
+        )
     )
-    spend = _unique_rows(
-        store,
-        "SELECT DISTINCT frequency, coalesce(monetary_value, 0) AS m "
-        "FROM traits WHERE run_id = ? AND purchase_days > 0",
-        [traits_run],
+    with_m = buyers.mutate(m=buyers.monetary_value.fill_null(0.0))
+    spend = _columns(engine, with_m.select("frequency", "m").distinct())
+    spend_scores = ibis.memtable(
+        pa.table(
+            {
+                "frequency": spend["frequency"],
+                "m": spend["m"],
+                "expected_spend": gg.expected_spend(spend["frequency"], spend["m"]),
+            }
+        )
     )
-    _register(
-        store,
-        "_spend_scores",
-        {
-            "frequency": spend["frequency"],
-            "m": spend["m"],
-            "expected_spend": gg.expected_spend(spend["frequency"], spend["m"]),
-        },
+    joined = with_m.join(purchase, KEYS).join(spend_scores, ["frequency", "m"])
+    p_alive, expected_spend = joined.p_alive, joined.expected_spend
+    churn = ibis.cases(
+        (p_alive < cfg.churn_high_below, "high"),
+        (p_alive < cfg.churn_medium_below, "medium"),
+        else_="low",
     )
     _write_predictions(
-        store,
+        engine,
         config,
+        joined,
         run_id,
-        traits_run,
-        model_name=type(model).__name__,
-        cfg_sql=f"""
-        p.expected_purchases, p.p_alive,
-        CASE WHEN p.p_alive < {cfg.churn_high_below} THEN 'high'
-             WHEN p.p_alive < {cfg.churn_medium_below} THEN 'medium' ELSE 'low' END,
-        s.expected_spend, p.clv_factor * s.expected_spend,
-        p.factor_low * s.expected_spend, p.factor_high * s.expected_spend""",
-        joins="""JOIN _purchase_scores p ON p.frequency = t.frequency AND p.recency = t.recency
-                     AND p."T" = t."T"
-                 JOIN _spend_scores s ON s.frequency = t.frequency
-                     AND s.m = coalesce(t.monetary_value, 0)""",
+        type(model).__name__,
+        expected_purchases=joined.expected_purchases,
+        p_alive=p_alive,
+        churn_risk=churn,
+        expected_spend=expected_spend,
+        clv=joined.clv_factor * expected_spend,
+        clv_low=joined.factor_low * expected_spend,
+        clv_high=joined.factor_high * expected_spend,
     )
-    store.con.unregister("_purchase_scores")
-    store.con.unregister("_spend_scores")
-
-
-PREDICTIONS_SQL = """CREATE TABLE IF NOT EXISTS predictions (
-    customer_id VARCHAR, model VARCHAR, horizon VARCHAR, time_unit VARCHAR,
-    expected_purchases DOUBLE, p_alive DOUBLE, churn_risk VARCHAR, expected_spend DOUBLE,
-    clv DOUBLE, clv_low DOUBLE, clv_high DOUBLE, run_id VARCHAR, as_of DATE)"""
 
 
 def _write_predictions(
-    store: Store,
+    engine: Engine,
     config: Config,
+    table: ir.Table,
     run_id: str,
-    traits_run: str,
     model_name: str,
-    cfg_sql: str,
-    joins: str,
+    **values: ir.Value,
 ) -> None:
-    store.con.execute(PREDICTIONS_SQL)
+    """Append one row per buyer to `predictions` (the columns of PREDICTION_COLUMNS)."""
     horizon = f"{config.predict.horizon:g} {config.predict.horizon_unit}"
-    store.con.execute(
-        f"""INSERT INTO predictions
-        SELECT t.customer_id, ?, ?, ?, {cfg_sql}, ?, t.as_of::DATE
-        FROM traits t {joins}
-        WHERE t.run_id = ? AND t.purchase_days > 0""",
-        [model_name, horizon, config.traits.time_unit, run_id, traits_run],
+    expr = table.select(
+        customer_id=table.customer_id,
+        model=ibis.literal(model_name),
+        horizon=ibis.literal(horizon),
+        time_unit=ibis.literal(config.traits.time_unit),
+        **{k: values[k].cast(PREDICTION_COLUMNS[k]) for k in PREDICTION_COLUMNS},
+        as_of=table.as_of.cast("date"),
     )
+    engine.write("predictions", expr, {"run_id": run_id})
 
 
-def _fallback(store: Store, config: Config, traits_run: str, run_id: str, horizon_t: float) -> None:
+PREDICTION_COLUMNS = {
+    "expected_purchases": "float64",
+    "p_alive": "float64",
+    "churn_risk": "string",
+    "expected_spend": "float64",
+    "clv": "float64",
+    "clv_low": "float64",
+    "clv_high": "float64",
+}
+
+
+def _fallback(
+    engine: Engine, config: Config, buyers: ir.Table, run_id: str, horizon_t: float
+) -> None:
     """Too little data for the models: the purchase rate so far, extrapolated, and churn risk
     from the recency score."""
+    t = buyers
+    rate = ibis.cases((t["T"] > 0, t.frequency.cast("float64") / t["T"]), else_=0.0)
+    expected = rate * horizon_t
+    spend = t.monetary_value.nullif(0).fill_null(t.avg_order_value)
+    none = ibis.null("float64")
     _write_predictions(
-        store,
+        engine,
         config,
+        t,
         run_id,
-        traits_run,
         "rfm_fallback",
-        cfg_sql="""
-        CASE WHEN t."T" > 0 THEN t.frequency / t."T" ELSE 0 END * """
-        + str(horizon_t)
-        + """,
-        NULL,
-        CASE WHEN t.r_score <= 2 THEN 'high' WHEN t.r_score = 3 THEN 'medium' ELSE 'low' END,
-        coalesce(nullif(t.monetary_value, 0), t.avg_order_value),
-        CASE WHEN t."T" > 0 THEN t.frequency / t."T" ELSE 0 END * """
-        + str(horizon_t)
-        + """
-            * coalesce(nullif(t.monetary_value, 0), t.avg_order_value), NULL, NULL""",
-        joins="",
+        expected_purchases=expected,
+        p_alive=none,
+        churn_risk=ibis.cases((t.r_score <= 2, "high"), (t.r_score == 3, "medium"), else_="low"),
+        expected_spend=spend,
+        clv=expected * spend,
+        clv_low=none,
+        clv_high=none,
     )
 
 
