@@ -357,7 +357,8 @@ class PredictConfig(_Section):
         0,
         ge=0,
         description="Parameter draws for a 90% interval of CLV (clv_low, clv_high) from the "
-        "purchase model's covariance; 0 turns it off (each draw costs one scoring pass).",
+        "purchase model's covariance; 0 turns it off and leaves them NULL (each draw costs "
+        "one scoring pass).",
     )
 
 

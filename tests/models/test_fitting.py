@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from personae.models import BGBB, BGNBD, GammaGamma, ModifiedBGNBD, ParetoNBD, compress
+from personae.models import (
+    BGBB,
+    BGNBD,
+    GammaGamma,
+    ModelError,
+    ModifiedBGNBD,
+    ParetoNBD,
+    compress,
+)
 from personae.models._base import WARM_START_ROWS, unique_rows
 
 
@@ -124,3 +132,17 @@ def test_gamma_gamma_exact_derivatives() -> None:
         assert grad[i] == pytest.approx(value / (2 * step[i]), rel=1e-5)
         slope = model._derivatives(up, prepared)[1] - model._derivatives(down, prepared)[1]
         np.testing.assert_allclose(hess[:, i], slope / (2 * step[i]), rtol=1e-5, atol=1e-6)
+
+
+def test_unidentified_estimates_are_errors_that_say_what_to_try() -> None:
+    T = np.linspace(10, 50, 500)
+    nobody = np.zeros(500)
+    for model in (BGNBD, ModifiedBGNBD, ParetoNBD):
+        with pytest.raises(ModelError, match="None of the 500 customers has a repeat purchase"):
+            model().fit(nobody, nobody, T)
+    x = nobody.copy()
+    x[:3] = 1  # three repeat buyers among 500: the dropout parameters are not pinned down
+    with pytest.raises(ModelError, match=r"do not identify a \(standard error .* b .*penalizer"):
+        BGNBD().fit(x, np.where(x > 0, 5.0, 0.0), T)
+    with pytest.raises(ModelError, match="check that their spend varies"):
+        GammaGamma().fit([1, 1, 1], [5.0, 5.0, 5.0])

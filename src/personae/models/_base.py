@@ -16,6 +16,7 @@ from personae.errors import PersonaeError
 Array = NDArray[np.float64]
 LOG_LOW, LOG_HIGH = np.log(1e-8), np.log(1e6)
 WARM_START_ROWS = 50_000  # above this many unique rows, fits start from a sample's estimate
+MAX_RELATIVE_SE = 50.0  # a standard error beyond 50 times the estimate: not identified
 NEWTON_DECREMENT = 1e-12  # below this, no Newton step can improve the mean log-likelihood
 
 
@@ -91,6 +92,7 @@ class BaseFitter:
 
     param_names: ClassVar[tuple[str, ...]] = ()
     initial: ClassVar[tuple[float, ...]] = ()
+    remedy: ClassVar[str] = "a longer history or the other purchase models"
 
     def __init__(self, penalizer: float = 0.0, tol: float = 1e-10, max_iter: int = 2000) -> None:
         self.penalizer = penalizer
@@ -140,16 +142,16 @@ class BaseFitter:
                 f"{type(self).__name__}: the optimiser failed ({best.message}). Try a small "
                 "penalizer (e.g. 0.001) or check the data for customers with extreme values."
             )
-        if np.any(params > 1e6) or np.any(params < 1e-8):
+        at_bound = (best.x > LOG_HIGH - 0.01) | (best.x < LOG_LOW + 0.01)
+        if np.any(at_bound):
             bad = [
                 f"{k}={v:.3g}"
-                for k, v in zip(self.param_names, params, strict=True)
-                if v > 1e6 or v < 1e-8
+                for k, v, hit in zip(self.param_names, params, at_bound, strict=True)
+                if hit
             ]
             raise ModelError(
                 f"{type(self).__name__}: estimate hit a bound ({', '.join(bad)}): the data do "
-                "not identify the model. Try a penalizer (e.g. 0.01), a longer history or the "
-                "other purchase models."
+                f"not identify the model. Try a penalizer (e.g. 0.01), {self.remedy}."
             )
         self.params_ = dict(zip(self.param_names, (float(p) for p in params), strict=True))
         with np.errstate(all="ignore"):
@@ -160,6 +162,22 @@ class BaseFitter:
         self.log_likelihood_ = float(ll)
         self.n_customers_ = n
         self._store_covariance(hess)
+        vague = {
+            k: se / v
+            for k, v in self.params_.items()
+            if not (se := self.standard_errors_[k]) < MAX_RELATIVE_SE * v
+        }
+        if vague:
+            shown = ", ".join(
+                f"{k} (standard error {r:.3g} times the estimate)"
+                if np.isfinite(r)
+                else f"{k} (no standard error: the estimate is not a clear maximum)"
+                for k, r in vague.items()
+            )
+            raise ModelError(
+                f"{type(self).__name__}: the data do not identify {shown}. Try a penalizer "
+                f"(e.g. 0.01), {self.remedy}."
+            )
         return self
 
     def _maximise(self, prepared: Any, n: float, x0: Array) -> optimize.OptimizeResult:
@@ -193,7 +211,7 @@ class BaseFitter:
         if not best.success:
             polish = optimize.minimize(
                 value,
-                best.x,
+                np.clip(best.x, LOG_LOW, LOG_HIGH),
                 method="Nelder-Mead",
                 bounds=[(LOG_LOW, LOG_HIGH)] * len(x0),
                 options={"maxfev": 5 * self.max_iter, "xatol": 1e-10, "fatol": 1e-14},
@@ -212,27 +230,36 @@ class BaseFitter:
             key = log_params.tobytes()
             if key not in last:
                 last.clear()
-                p = np.exp(log_params)
-                with np.errstate(all="ignore"):
-                    ll, g, h = self._derivatives(p, prepared)
-                if np.isfinite(ll) and np.all(np.isfinite(g)) and np.all(np.isfinite(h)):
-                    # chain rule to log-parameters: d/dlog(p) = p d/dp
-                    value = -ll / n + penalty * float(np.sum(p**2))
-                    grad = -(g * p) / n + 2 * penalty * p**2
-                    hess = -(np.outer(p, p) * h + np.diag(g * p)) / n + np.diag(4 * penalty * p**2)
-                    last[key] = (value, grad, hess)
-                else:  # overflow where the step went too far: the trust region shrinks
-                    last[key] = (1e300, np.zeros(len(p)), np.eye(len(p)))
+                k = len(log_params)
+                # outside the box of the other searches the step went too far (or the
+                # estimate runs off to a bound, reported after the search): refuse it
+                last[key] = (1e300, np.zeros(k), np.eye(k))
+                if np.all((log_params > LOG_LOW - 1) & (log_params < LOG_HIGH + 1)):
+                    p = np.exp(log_params)
+                    with np.errstate(all="ignore"):
+                        ll, g, h = self._derivatives(p, prepared)
+                        # chain rule to log-parameters: d/dlog(p) = p d/dp
+                        value = -ll / n + penalty * float(np.sum(p**2))
+                        grad = -(g * p) / n + 2 * penalty * p**2
+                        hess = -(np.outer(p, p) * h + np.diag(g * p)) / n
+                        hess += np.diag(4 * penalty * p**2)
+                    if (
+                        np.isfinite(value)
+                        and np.all(np.isfinite(grad))
+                        and np.all(np.isfinite(hess))
+                    ):
+                        last[key] = (value, grad, hess)
             return last[key]
 
-        result = optimize.minimize(
-            lambda y: evaluate(y)[0],
-            x0,
-            jac=lambda y: evaluate(y)[1],
-            hess=lambda y: evaluate(y)[2],
-            method="trust-exact",
-            options={"gtol": self.tol, "maxiter": self.max_iter},
-        )
+        with np.errstate(all="ignore"):  # refused steps are worth 1e300: ratios overflow
+            result = optimize.minimize(
+                lambda y: evaluate(y)[0],
+                x0,
+                jac=lambda y: evaluate(y)[1],
+                hess=lambda y: evaluate(y)[2],
+                method="trust-exact",
+                options={"gtol": self.tol, "maxiter": self.max_iter},
+            )
         if not result.success:
             # Stopped because no step improves the value any more: converged when the
             # Newton decrement (the improvement a full step would bring) is at rounding level.

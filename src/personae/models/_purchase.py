@@ -51,6 +51,11 @@ def _check(frequency: Array, recency: Array, T: Array) -> None:
         )
     if np.any((frequency == 0) & (recency > 0)):
         raise ModelError("recency must be 0 for customers with frequency 0.")
+    if not np.any(frequency > 0):
+        raise ModelError(
+            f"None of the {len(frequency):,} customers has a repeat purchase: the purchase "
+            "models learn from repeat buying. Use a longer history (or RFM-based scores)."
+        )
 
 
 class _ContinuousModel(BaseFitter):

@@ -18,6 +18,9 @@ class GammaGamma(BaseFitter):
 
     param_names = ("p", "q", "gamma")
     initial = (1.0, 1.0, 1.0)
+    remedy = (
+        "more repeat buyers, or check that their spend varies (a constant amount gives q -> inf)"
+    )
     exact_derivatives = True
 
     def fit(

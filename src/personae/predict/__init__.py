@@ -315,7 +315,8 @@ def _score(
     scores to every buyer in the engine."""
     cfg = config.predict
     x, tx, T = fit["frequency"], fit["recency"], fit["T"]
-    purchase = ibis.memtable(
+    purchase = engine.upload(
+        "_purchase_scores",
         pa.table(
             {
                 "frequency": x,
@@ -324,22 +325,26 @@ def _score(
                 "expected_purchases": model.expected_purchases(horizon_t, x, tx, T),
                 "p_alive": model.prob_alive(x, tx, T),
                 "clv_factor": _clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
-                **_clv_factor_interval(
-                    model, x, tx, T, horizon_t, unit, cfg.discount_rate, cfg.clv_interval_draws
-                ),
+                **{  # NaN (intervals off) is stored as NULL
+                    k: pa.array(v, from_pandas=True)
+                    for k, v in _clv_factor_interval(
+                        model, x, tx, T, horizon_t, unit, cfg.discount_rate, cfg.clv_interval_draws
+                    ).items()
+                },
             }
-        )
+        ),
     )
     with_m = buyers.mutate(m=buyers.monetary_value.fill_null(0.0))
     spend = _columns(engine, with_m.select("frequency", "m").distinct())
-    spend_scores = ibis.memtable(
+    spend_scores = engine.upload(
+        "_spend_scores",
         pa.table(
             {
                 "frequency": spend["frequency"],
                 "m": spend["m"],
                 "expected_spend": gg.expected_spend(spend["frequency"], spend["m"]),
             }
-        )
+        ),
     )
     joined = with_m.join(purchase, KEYS).join(spend_scores, ["frequency", "m"])
     p_alive, expected_spend = joined.p_alive, joined.expected_spend

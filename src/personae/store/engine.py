@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from personae.config import StoreConfig
 from personae.errors import StoreError
@@ -34,6 +36,8 @@ class Engine(Protocol):
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int: ...
 
     def temp(self, expr: ir.Table, name: str) -> ir.Table: ...
+
+    def upload(self, name: str, table: pa.Table) -> ir.Table: ...
 
 
 def _insert_by_name(store: Store, target: str, select_sql: str, extra: dict[str, str]) -> int:
@@ -73,6 +77,11 @@ class DuckDBEngine:
         """Compute `expr` once into a temp table that later expressions read."""
         sql = ibis.to_sql(expr, dialect="duckdb")
         self.store.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}')
+        return self.backend.table(name)
+
+    def upload(self, name: str, table: pa.Table) -> ir.Table:
+        """A small Arrow table (model scores) as a table that expressions can join."""
+        self.store.con.register(name, table)
         return self.backend.table(name)
 
 
@@ -127,6 +136,13 @@ class SparkEngine:
         """Compute `expr` once into a cached Spark view that later expressions read."""
         frame = self.session.sql(str(ibis.to_sql(expr, dialect="pyspark"))).cache()
         frame.createOrReplaceTempView(name)
+        return self.backend.table(name)
+
+    def upload(self, name: str, table: pa.Table) -> ir.Table:
+        """A small Arrow table (model scores) as a Spark view, handed over as Parquet."""
+        path = self.exchange / f"upload_{name}.parquet"
+        pq.write_table(table, path)
+        self.session.read.parquet(str(path)).cache().createOrReplaceTempView(name)
         return self.backend.table(name)
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:
