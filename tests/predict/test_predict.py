@@ -112,15 +112,22 @@ def test_time_unit_is_explicit(data_dir: Path, tmp_path: Path, cdnow: Project) -
         assert values["days"][cid] == pytest.approx(values["weeks"][cid], rel=1e-3)
 
 
-def test_too_little_data_falls_back_to_rfm(tmp_path: Path) -> None:
-    (tmp_path / "o.csv").write_text(
+def _three_orders(root: Path) -> Project:
+    """Two customers, one repeat purchase: too little for the models."""
+    root.mkdir(exist_ok=True)
+    (root / "o.csv").write_text(
         "order_id,customer_id,ordered_at,amount\n"
         "1,a,2024-01-01 10:00:00,10\n2,a,2024-02-01 10:00:00,20\n3,b,2024-01-15 10:00:00,5\n"
     )
-    (tmp_path / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
-    project = Project.open(tmp_path)
+    (root / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
+    project = Project.open(root)
     project.ingest()
     project.traits()
+    return project
+
+
+def test_too_little_data_falls_back_to_rfm(tmp_path: Path) -> None:
+    project = _three_orders(tmp_path)
     summary = project.predict()
     assert summary.model == "rfm_fallback"
     assert "only 1 repeat buyers" in (summary.fallback_reason or "")
@@ -168,16 +175,7 @@ def test_duckdb_and_spark_predict_the_same(data_dir: Path, tmp_path: Path) -> No
     """The predict stage's table work (holdout counts, scores joined to every customer, the
     RFM fallback) gives the same predictions on both engines, row for row."""
     project = _project(tmp_path / "cdnow", data_dir)
-    fallback = tmp_path / "few"
-    fallback.mkdir()
-    (fallback / "o.csv").write_text(
-        "order_id,customer_id,ordered_at,amount\n"
-        "1,a,2024-01-01 10:00:00,10\n2,a,2024-02-01 10:00:00,20\n3,b,2024-01-15 10:00:00,5\n"
-    )
-    (fallback / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
-    few = Project.open(fallback)
-    few.ingest()
-    few.traits()
+    few = _three_orders(tmp_path / "few")
     for p, expected_rows in ((project, 2357), (few, 2)):
         runs = {e: p.predict(engine=e) for e in ("duckdb", "spark")}
         assert runs["duckdb"].model == runs["spark"].model
