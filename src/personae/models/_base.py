@@ -131,12 +131,25 @@ class BaseFitter:
             keep = sample > 0
             sample_data = self._prepare([c[keep] for c in data], sample[keep].astype(float))
             start = self._maximise(sample_data, float(sample.sum()), x0)
-            if start.fun < 1e299 and np.all(np.abs(start.x) < LOG_HIGH):
+            if start.fun < 1e299 and np.all((start.x > LOG_LOW) & (start.x < LOG_HIGH)):
                 x0 = start.x
         prepared = self._prepare(data, weights)
         best = self._maximise(prepared, n, x0)
-        assert best is not None
         params = np.exp(best.x)
+        self._refuse_failed_or_at_bound(best, params)
+        with np.errstate(all="ignore"):
+            if self.exact_derivatives:
+                ll, _, hess = self._derivatives(params, prepared)
+            else:
+                ll, hess = self._total(params, prepared), self._hessian(params, prepared)
+        self._store_covariance(hess)
+        self._refuse_vague(params)
+        self.params_ = dict(zip(self.param_names, (float(p) for p in params), strict=True))
+        self.log_likelihood_ = float(ll)
+        self.n_customers_ = n
+        return self
+
+    def _refuse_failed_or_at_bound(self, best: optimize.OptimizeResult, params: Array) -> None:
         if not np.all(np.isfinite(params)) or best.fun >= 1e299:
             raise ModelError(
                 f"{type(self).__name__}: the optimiser failed ({best.message}). Try a small "
@@ -153,18 +166,12 @@ class BaseFitter:
                 f"{type(self).__name__}: estimate hit a bound ({', '.join(bad)}): the data do "
                 f"not identify the model. Try a penalizer (e.g. 0.01), {self.remedy}."
             )
-        self.params_ = dict(zip(self.param_names, (float(p) for p in params), strict=True))
-        with np.errstate(all="ignore"):
-            if self.exact_derivatives:
-                ll, _, hess = self._derivatives(params, prepared)
-            else:
-                ll, hess = self._total(params, prepared), self._hessian(params, prepared)
-        self.log_likelihood_ = float(ll)
-        self.n_customers_ = n
-        self._store_covariance(hess)
+
+    def _refuse_vague(self, params: Array) -> None:
+        """An estimate whose standard error dwarfs it (or has none) is not an answer."""
         vague = {
             k: se / v
-            for k, v in self.params_.items()
+            for k, v in zip(self.param_names, params, strict=True)
             if not (se := self.standard_errors_[k]) < MAX_RELATIVE_SE * v
         }
         if vague:
@@ -178,7 +185,6 @@ class BaseFitter:
                 f"{type(self).__name__}: the data do not identify {shown}. Try a penalizer "
                 f"(e.g. 0.01), {self.remedy}."
             )
-        return self
 
     def _maximise(self, prepared: Any, n: float, x0: Array) -> optimize.OptimizeResult:
         """Minimise the penalised mean negative log-likelihood of n customers over
