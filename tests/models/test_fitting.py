@@ -146,3 +146,13 @@ def test_unidentified_estimates_are_errors_that_say_what_to_try() -> None:
         BGNBD().fit(x, np.where(x > 0, 5.0, 0.0), T)
     with pytest.raises(ModelError, match="check that their spend varies"):
         GammaGamma().fit([1, 1, 1], [5.0, 5.0, 5.0])
+
+
+@pytest.mark.parametrize("model", [BGNBD, ParetoNBD])
+def test_expected_purchases_over_several_horizons(model: type[BGNBD]) -> None:
+    x, tx, T = _simulate_bgnbd(3000, (0.3, 5.0, 0.8, 2.5), seed=7)
+    m = model().fit(x, tx, T)
+    curve = m.expected_purchases_over([4.0, 13.0, 52.0], x[:50], tx[:50], T[:50])
+    for row, t in zip(curve, (4.0, 13.0, 52.0), strict=True):
+        np.testing.assert_allclose(row, m.expected_purchases(t, x[:50], tx[:50], T[:50]))
+    assert np.all(np.diff(curve, axis=0) > 0)  # more time, more purchases

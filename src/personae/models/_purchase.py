@@ -66,6 +66,13 @@ class _ContinuousModel(BaseFitter):
     ) -> Array:  # pragma: no cover - every model has it
         raise NotImplementedError
 
+    def expected_purchases_over(
+        self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:
+        """expected_purchases for each horizon in ts: one row per horizon."""
+        x, tx, T_ = _arrays(frequency, recency, T)
+        return np.vstack([self.expected_purchases(t, x, tx, T_) for t in ts])
+
     def _alive_odds(self, x: Array, tx: Array, T: Array) -> Array:  # pragma: no cover
         raise NotImplementedError
 
@@ -382,37 +389,40 @@ class ParetoNBD(_ContinuousModel):
         return total
 
     def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
-        """P(alive | x, t_x, T): the alive part of the likelihood over all of it."""
+        """P(alive | x, t_x, T): the alive part of the likelihood over all of it, with the
+        hypergeometric terms evaluated once per distinct (x, t_x) and (x, T) pair."""
         p = self._p()
         x, tx, T_ = _arrays(frequency, recency, T)
-        at_T = self._terms_at_T(p, x, T_)
-        ll = self._row_loglik(at_T, self._log_death_term(p, x, tx))
-        return np.exp(at_T[0] + at_T[1] - ll)
+        (x_tx, tx_u), at_tx = unique_rows(x, tx)
+        (x_T, T_u), at_T = unique_rows(x, T_)
+        head, alive, death = (t[at_T] for t in self._terms_at_T(p, x_T, T_u))
+        ll = self._row_loglik((head, alive, death), self._log_death_term(p, x_tx, tx_u)[at_tx])
+        return np.exp(head + alive - ll)
 
     def expected_purchases(
         self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> Array:
         """E[Y(t) | x, t_x, T] = P(alive) (r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T) /
         (beta+T+t))^(s-1)] (Schmittlein et al. 1987)."""
+        return self.expected_purchases_over([t], frequency, recency, T)[0]
+
+    def expected_purchases_over(
+        self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:
+        """As expected_purchases for several horizons: P(alive) does not depend on the
+        horizon, so it is computed once."""
         r, alpha, s, beta = self._p()
         x, tx, T_ = _arrays(frequency, recency, T)
-        if s <= 1:
-            growth = (r + x) / (alpha + T_) * (beta + T_) * np.log((beta + T_ + t) / (beta + T_))
-            if not np.isclose(s, 1):
-                growth = (
-                    (r + x)
-                    * (beta + T_)
-                    / ((alpha + T_) * (s - 1))
-                    * (1 - ((beta + T_) / (beta + T_ + t)) ** (s - 1))
-                )
-        else:
-            growth = (
-                (r + x)
-                * (beta + T_)
-                / ((alpha + T_) * (s - 1))
-                * (1 - ((beta + T_) / (beta + T_ + t)) ** (s - 1))
-            )
-        return self.prob_alive(x, tx, T_) * growth
+        alive = self.prob_alive(x, tx, T_)
+        rate = (r + x) * (beta + T_) / (alpha + T_)  # purchases per unit of log-survival
+        rows = []
+        for t in ts:
+            if np.isclose(s, 1):
+                growth = np.log((beta + T_ + t) / (beta + T_))
+            else:
+                growth = (1 - ((beta + T_) / (beta + T_ + t)) ** (s - 1)) / (s - 1)
+            rows.append(alive * rate * growth)
+        return np.vstack(rows)
 
     def expected_purchases_new(self, t: ArrayLike) -> Array:
         r, alpha, s, beta = self._p()

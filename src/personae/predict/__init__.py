@@ -146,15 +146,13 @@ def evaluate(
                         float(g["actual"][sel].sum() / g["n"][sel].sum()),
                     )
                 )
+        ends = [min((w["week"] + 1) * 7 / unit, horizon_t) for w in week_rows]
+        curve = model.expected_purchases_over(ends, g["frequency"], g["recency"], g["T"])
         cum_actual = 0.0
-        for w in week_rows:
+        for w, cum_pred in zip(week_rows, curve @ g["n"], strict=True):
             cum_actual += w["n"]
-            t_w = min((w["week"] + 1) * 7 / unit, horizon_t)
-            cum_pred = float(
-                np.sum(g["n"] * model.expected_purchases(t_w, g["frequency"], g["recency"], g["T"]))
-            )
             evaluation.append(
-                (name, "cumulative_by_week", str(int(w["week"]) + 1), cum_pred, cum_actual)
+                (name, "cumulative_by_week", str(int(w["week"]) + 1), float(cum_pred), cum_actual)
             )
     return results, evaluation
 
@@ -259,13 +257,11 @@ def _clv_factor(
     month_t = DAYS_PER["months"] / unit
     steps = max(1, int(np.ceil(horizon_t / month_t - 1e-9)))
     monthly = (1 + yearly_rate) ** (1 / 12) - 1
-    total = np.zeros_like(x)
-    previous = np.zeros_like(x)
-    for k in range(1, steps + 1):
-        cum = model.expected_purchases(min(k * month_t, horizon_t), x, tx, T)
-        total += (cum - previous) / (1 + monthly) ** k
-        previous = cum
-    return total
+    ends = [min(k * month_t, horizon_t) for k in range(1, steps + 1)]
+    cumulative = model.expected_purchases_over(ends, x, tx, T)
+    per_month = np.diff(cumulative, axis=0, prepend=0.0)
+    discount = (1 + monthly) ** -np.arange(1, steps + 1)
+    return discount @ per_month
 
 
 def _clv_factor_interval(
