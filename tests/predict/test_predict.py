@@ -4,8 +4,10 @@ synthetic data: holdout comparison, stored predictions, time units, and the fall
 from __future__ import annotations
 
 import math
+from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from personae import Project
@@ -195,3 +197,51 @@ def _predictions(project: Project, run_id: str) -> list[tuple[object, ...]]:
             "SELECT * EXCLUDE (run_id) FROM predictions WHERE run_id = ? ORDER BY customer_id",
             [run_id],
         ).fetchall()
+
+
+def _customers_who_never_leave(root: Path) -> Project:
+    """600 customers buying at steady Poisson rates who never drop out, each spending
+    Gamma(2, 20) a transaction: no dropout and no spend heterogeneity to estimate."""
+    rng = np.random.default_rng(0)
+    end = date(2024, 12, 31)
+    lines = ["order_id,customer_id,ordered_at,amount"]
+    for c in range(600):
+        age = int(rng.integers(200, 700))
+        days = np.unique(rng.integers(1, age + 1, rng.poisson(rng.gamma(2.0, 1 / 60) * age)))
+        for d in (0, *days):
+            when = end - timedelta(days=int(age - d))
+            lines.append(f"o{len(lines)},c{c},{when} 12:00:00,{rng.gamma(2, 20):.2f}")
+    root.mkdir(exist_ok=True)
+    (root / "o.csv").write_text("\n".join(lines) + "\n")
+    (root / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
+    project = Project.open(root)
+    project.ingest()
+    project.traits()
+    return project
+
+
+def test_models_the_data_cannot_identify_are_skipped(tmp_path: Path) -> None:
+    project = _customers_who_never_leave(tmp_path)
+    summary = project.predict()
+    # BG/NBD's and MBG/NBD's dropout parameters are not identified; Pareto/NBD fits
+    assert summary.model == "pnbd"
+    assert "bgnbd" not in summary.holdout
+    # nor is Gamma-Gamma's spread of mean spends: everyone gets the mean transaction value
+    assert "Gamma-Gamma tends to" in (summary.spend_fallback_reason or "")
+    with project.store(read_only=True) as store:
+        spends, rows, mean = store.con.execute(
+            "SELECT count(DISTINCT round(p.expected_spend, 9)), count(*), "
+            "sum(t.frequency * t.monetary_value) / sum(t.frequency) "
+            "FROM predictions p JOIN traits t USING (customer_id) "
+            "WHERE p.run_id = ? AND t.run_id = (SELECT max(run_id) FROM traits)",
+            [summary.run_id],
+        ).fetchall()[0]
+    assert spends == 1 and rows == 600
+    assert summary.spend_params["mean_spend"] == pytest.approx(mean)
+    # with only BG/NBD allowed, nothing fits: RFM-based scores and the reason why
+    project.config.predict.model = "bgnbd"
+    fallback = project.predict()
+    assert fallback.model == "rfm_fallback"
+    assert "no purchase model could be fitted (bgnbd: BGNBD: the data do not identify" in (
+        fallback.fallback_reason or ""
+    )

@@ -425,8 +425,9 @@ def predict_cmd(
 
 
 def print_predict(s: PredictSummary) -> None:
-    if s.fallback_reason:
-        console.print(f"[yellow]warning:[/] {escape(s.fallback_reason)}")
+    for warning in (s.fallback_reason, s.spend_fallback_reason):
+        if warning:
+            console.print(f"[yellow]warning:[/] {escape(warning)}")
     if s.holdout:
         console.print(
             table_of(

@@ -57,6 +57,7 @@ class PredictSummary:
     spend_params: dict[str, float] = field(default_factory=dict)
     holdout: dict[str, dict[str, float]] = field(default_factory=dict)
     fallback_reason: str | None = None
+    spend_fallback_reason: str | None = None
     churn_bands: dict[str, int] = field(default_factory=dict)
     total_clv: float = 0.0
     seconds: float = 0.0
@@ -202,26 +203,40 @@ def predict(
                 f"only {history} days of history (min_history_days = {cfg.min_history_days}): "
                 "predictions fall back to RFM-based scores"
             )
-        if summary.fallback_reason:
-            log.warning(summary.fallback_reason)
-            _fallback(engine, config, buyers, run_id, horizon_t)
-            summary.model = "rfm_fallback"
-        else:
+        chosen, model = "", None
+        if not summary.fallback_reason:
             candidates: list[str] = list(MODELS) if cfg.model == "auto" else [cfg.model]
             step("comparing models on a holdout", 0, 3)
             results, evaluation = evaluate(store, config, as_of, candidates)
             _write_evaluation(store, run_id, evaluation)
             summary.holdout = results
-            chosen = min(results, key=lambda m: results[m]["mae"]) if results else candidates[0]
-            step(f"fitting {chosen}", 1, 3)
-            model = MODELS[chosen](penalizer=cfg.penalizer).fit(
-                fit["frequency"], fit["recency"], fit["T"], weights=fit["n"]
-            )
+            # the best on the holdout first; models that failed there may still fit all data
+            ranked = sorted(results, key=lambda m: results[m]["mae"])
+            ranked += [m for m in candidates if m not in results]
+            chosen, model, failures = _fit_first(ranked, cfg.penalizer, fit, step)
+            if model is None:
+                summary.fallback_reason = (
+                    f"no purchase model could be fitted ({'; '.join(failures)}): predictions "
+                    "fall back to RFM-based scores"
+                )
+        if model is None:
+            log.warning(summary.fallback_reason)
+            _fallback(engine, config, buyers, run_id, horizon_t)
+            summary.model = "rfm_fallback"
+        else:
             repeat = buyers.filter((buyers.frequency > 0) & (buyers.monetary_value > 0))
             spend = _columns(engine, _counted(repeat, ["frequency", "monetary_value"]))
-            gg = GammaGamma(penalizer=cfg.penalizer).fit(
-                spend["frequency"], spend["monetary_value"], weights=spend["n"]
-            )
+            try:
+                gg: GammaGamma | MeanSpend = GammaGamma(penalizer=cfg.penalizer).fit(
+                    spend["frequency"], spend["monetary_value"], weights=spend["n"]
+                )
+            except ModelError as err:
+                gg = MeanSpend(spend["frequency"], spend["monetary_value"], spend["n"])
+                summary.spend_fallback_reason = (
+                    f"{err} Expected spend is the mean repeat transaction value of all "
+                    f"customers ({gg.mean:.2f}), the limit Gamma-Gamma tends to here."
+                )
+                log.warning(summary.spend_fallback_reason)
             step("scoring every customer", 2, 3)
             _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, unit)
             summary.model = chosen
@@ -241,6 +256,42 @@ def predict(
     summary.seconds = round(time.perf_counter() - started, 2)
     store.finish_run(run_id, details={"model": summary.model, "params": summary.params})
     return summary
+
+
+class MeanSpend:
+    """Expected spend when Gamma-Gamma cannot be fitted because customers' mean spends do not
+    differ more than their transactions do (q and gamma run off to infinity): the model's
+    limit, the mean repeat transaction value of all customers, for everyone."""
+
+    def __init__(self, frequency: np.ndarray, monetary_value: np.ndarray, n: np.ndarray) -> None:
+        transactions = float(np.sum(n * frequency))
+        self.mean = float(np.sum(n * frequency * monetary_value) / transactions)
+        self.params_ = {"mean_spend": self.mean}
+
+    def expected_spend(self, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
+        return np.full(len(np.asarray(frequency)), self.mean)
+
+
+def _fit_first(
+    names: list[str],
+    penalizer: float,
+    fit: dict[str, np.ndarray],
+    step: Callable[[str, int, int], None],
+) -> tuple[str, _ContinuousModel | None, list[str]]:
+    """The first of the named models that fits every buyer, and why the others did not."""
+    failures = []
+    for name in names:
+        step(f"fitting {name}", 1, 3)
+        try:
+            model = MODELS[name](penalizer=penalizer).fit(
+                fit["frequency"], fit["recency"], fit["T"], weights=fit["n"]
+            )
+        except ModelError as err:
+            log.warning("model %s failed on all buyers: %s", name, err)
+            failures.append(f"{name}: {err}")
+            continue
+        return name, model, failures
+    return "", None, failures
 
 
 def _clv_factor(
@@ -302,7 +353,7 @@ def _score(
     buyers: ir.Table,
     run_id: str,
     model: _ContinuousModel,
-    gg: GammaGamma,
+    gg: GammaGamma | MeanSpend,
     fit: dict[str, np.ndarray],
     horizon_t: float,
     unit: float,
@@ -427,6 +478,8 @@ def _write_evaluation(store: Store, run_id: str, rows: list[tuple[Any, ...]]) ->
     store.con.execute("""CREATE TABLE IF NOT EXISTS model_evaluations (
         run_id VARCHAR, model VARCHAR, metric VARCHAR, key VARCHAR, predicted DOUBLE,
         actual DOUBLE)""")
-    store.con.executemany(
-        "INSERT INTO model_evaluations VALUES (?, ?, ?, ?, ?, ?)", [(run_id, *r) for r in rows]
-    )
+    if rows:  # none when every model failed on the calibration period
+        store.con.executemany(
+            "INSERT INTO model_evaluations VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, *r) for r in rows],
+        )
