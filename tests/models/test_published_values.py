@@ -130,6 +130,9 @@ def test_gamma_gamma(data_dir: Path) -> None:
         atol=0.015,
     )
     assert m.expected_spend(d["x"], d["zbar"]).mean() == pytest.approx(35.2529588256, abs=1e-5)
+    # no repeat purchase, or repeat purchases that net to returns: the population mean
+    population = m.params_["p"] * m.params_["gamma"] / (m.params_["q"] - 1)
+    np.testing.assert_allclose(m.expected_spend([0, 3], [0.0, -5.0]), [population] * 2)
 
 
 def test_bad_input_is_refused() -> None:

@@ -82,11 +82,15 @@ class GammaGamma(BaseFitter):
         return float(ll), grad, hess
 
     def expected_spend(self, frequency: ArrayLike, monetary_value: ArrayLike) -> Array:
-        """E(M | x, zbar): a weighted mean of the population mean and the customer's own."""
+        """E(M | x, zbar): a weighted mean of the population mean and the customer's own.
+        Customers without repeat purchases, or whose repeat purchases net to no positive
+        spend (returns), get the population mean: the model knows nothing else of them."""
         p, q, g = self._p()
         x = np.asarray(frequency, dtype=float)
         m = np.asarray(monetary_value, dtype=float)
         population = p * g / (q - 1)
         return np.where(
-            x > 0, (q - 1) / (p * x + q - 1) * population + p * x / (p * x + q - 1) * m, population
+            (x > 0) & (m > 0),
+            (q - 1) / (p * x + q - 1) * population + p * x / (p * x + q - 1) * m,
+            population,
         )
