@@ -226,6 +226,7 @@ def test_models_the_data_cannot_identify_are_skipped(tmp_path: Path) -> None:
     # BG/NBD's and MBG/NBD's dropout parameters are not identified; Pareto/NBD fits
     assert summary.model == "pnbd"
     assert "bgnbd" not in summary.holdout
+    assert summary.model_notes["bgnbd"].startswith("not used (no fit on all buyers): BGNBD:")
     # nor is Gamma-Gamma's spread of mean spends: everyone gets the mean transaction value
     assert "Gamma-Gamma tends to" in (summary.spend_fallback_reason or "")
     with project.store(read_only=True) as store:
@@ -242,6 +243,6 @@ def test_models_the_data_cannot_identify_are_skipped(tmp_path: Path) -> None:
     project.config.predict.model = "bgnbd"
     fallback = project.predict()
     assert fallback.model == "rfm_fallback"
-    assert "no purchase model could be fitted (bgnbd: BGNBD: the data do not identify" in (
+    assert "no purchase model could be fitted on all buyers (bgnbd: BGNBD: the data do not" in (
         fallback.fallback_reason or ""
     )

@@ -428,6 +428,9 @@ def print_predict(s: PredictSummary) -> None:
     for warning in (s.fallback_reason, s.spend_fallback_reason):
         if warning:
             console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if not s.fallback_reason:
+        for name, note in s.model_notes.items():
+            console.print(f"[yellow]{name}:[/] {escape(note)}")
     if s.holdout:
         console.print(
             table_of(

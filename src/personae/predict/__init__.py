@@ -56,6 +56,7 @@ class PredictSummary:
     params: dict[str, float] = field(default_factory=dict)
     spend_params: dict[str, float] = field(default_factory=dict)
     holdout: dict[str, dict[str, float]] = field(default_factory=dict)
+    model_notes: dict[str, str] = field(default_factory=dict)  # model -> what went wrong
     fallback_reason: str | None = None
     spend_fallback_reason: str | None = None
     churn_bands: dict[str, int] = field(default_factory=dict)
@@ -83,8 +84,9 @@ def _bucket(x: np.ndarray) -> np.ndarray:
 
 def evaluate(
     store: Store, config: Config, as_of: date, models: list[str]
-) -> tuple[dict[str, dict[str, float]], list[tuple[Any, ...]]]:
-    """Fit each model on the calibration period and compare it with the holdout."""
+) -> tuple[dict[str, dict[str, float]], list[tuple[Any, ...]], dict[str, str]]:
+    """Fit each model on the calibration period and compare it with the holdout; also says
+    why a model could not be fitted there."""
     unit = UNIT_DAYS[config.traits.time_unit]
     cfg = config.predict
     first = store.con.execute("SELECT min(ordered_at)::DATE FROM orders").fetchall()[0][0]
@@ -112,6 +114,7 @@ def evaluate(
     week_rows = engine.backend.to_pyarrow(weekly.order_by("week")).to_pylist()
     results: dict[str, dict[str, float]] = {}
     evaluation: list[tuple[Any, ...]] = []
+    failures: dict[str, str] = {}
     n_total = g["n"].sum()
     for name in models:
         try:
@@ -119,7 +122,10 @@ def evaluate(
                 g["frequency"], g["recency"], g["T"], weights=g["n"]
             )
         except ModelError as err:
-            log.warning("model %s failed on the calibration period: %s", name, err)
+            log.info("model %s failed on the calibration period: %s", name, err)
+            failures[name] = (
+                f"not compared on the holdout (no fit on the calibration period): {err}"
+            )
             continue
         pred_g = model.expected_purchases(horizon_t, g["frequency"], g["recency"], g["T"])
         pred_p = model.expected_purchases(horizon_t, p["frequency"], p["recency"], p["T"])
@@ -155,7 +161,7 @@ def evaluate(
             evaluation.append(
                 (name, "cumulative_by_week", str(int(w["week"]) + 1), float(cum_pred), cum_actual)
             )
-    return results, evaluation
+    return results, evaluation, failures
 
 
 def predict(
@@ -207,16 +213,20 @@ def predict(
         if not summary.fallback_reason:
             candidates: list[str] = list(MODELS) if cfg.model == "auto" else [cfg.model]
             step("comparing models on a holdout", 0, 3)
-            results, evaluation = evaluate(store, config, as_of, candidates)
+            results, evaluation, summary.model_notes = evaluate(store, config, as_of, candidates)
             _write_evaluation(store, run_id, evaluation)
             summary.holdout = results
             # the best on the holdout first; models that failed there may still fit all data
             ranked = sorted(results, key=lambda m: results[m]["mae"])
             ranked += [m for m in candidates if m not in results]
             chosen, model, failures = _fit_first(ranked, cfg.penalizer, fit, step)
+            summary.model_notes.update(
+                {k: f"not used (no fit on all buyers): {v}" for k, v in failures.items()}
+            )
             if model is None:
                 summary.fallback_reason = (
-                    f"no purchase model could be fitted ({'; '.join(failures)}): predictions "
+                    "no purchase model could be fitted on all buyers "
+                    f"({'; '.join(f'{k}: {v}' for k, v in failures.items())}): predictions "
                     "fall back to RFM-based scores"
                 )
         if model is None:
@@ -277,9 +287,9 @@ def _fit_first(
     penalizer: float,
     fit: dict[str, np.ndarray],
     step: Callable[[str, int, int], None],
-) -> tuple[str, _ContinuousModel | None, list[str]]:
+) -> tuple[str, _ContinuousModel | None, dict[str, str]]:
     """The first of the named models that fits every buyer, and why the others did not."""
-    failures = []
+    failures = {}
     for name in names:
         step(f"fitting {name}", 1, 3)
         try:
@@ -287,8 +297,8 @@ def _fit_first(
                 fit["frequency"], fit["recency"], fit["T"], weights=fit["n"]
             )
         except ModelError as err:
-            log.warning("model %s failed on all buyers: %s", name, err)
-            failures.append(f"{name}: {err}")
+            log.info("model %s failed on all buyers: %s", name, err)
+            failures[name] = str(err)
             continue
         return name, model, failures
     return "", None, failures
