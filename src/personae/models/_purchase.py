@@ -63,15 +63,16 @@ class _ContinuousModel(BaseFitter):
 
     def expected_purchases(
         self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> Array:  # pragma: no cover - every model has it
-        raise NotImplementedError
+    ) -> Array:
+        """E[purchases in (T, T + t] | x, t_x, T] per customer."""
+        return self.expected_purchases_over([t], frequency, recency, T)[0]
 
     def expected_purchases_over(
         self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> Array:
-        """expected_purchases for each horizon in ts: one row per horizon."""
-        x, tx, T_ = _arrays(frequency, recency, T)
-        return np.vstack([self.expected_purchases(t, x, tx, T_) for t in ts])
+    ) -> Array:  # pragma: no cover - every model has it
+        """expected_purchases for each horizon in ts (one row per horizon), sharing the
+        work that does not depend on the horizon."""
+        raise NotImplementedError
 
     def _alive_odds(self, x: Array, tx: Array, T: Array) -> Array:  # pragma: no cover
         raise NotImplementedError
@@ -191,6 +192,26 @@ class _BetaGeometricNBD(_ContinuousModel):
             hess += block[2]
         return float(ll), grad, hess
 
+    def expected_purchases_over(
+        self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:
+        """E[purchases in (T, T + t] | x, t_x, T] (FHL05 eq. 10; MBG/NBD: Batislam et al.
+        2007): the expected purchases of a customer still alive, over 1 + the odds of having
+        dropped out. The hypergeometric term depends on (x, T) only and is evaluated once
+        per distinct pair."""
+        r, alpha, a, b = self._p()
+        o = self._shift
+        x, tx, T_ = _arrays(frequency, recency, T)
+        (px, pT), at = unique_rows(x, T_)
+        odds = 1.0 + self._alive_odds(x, tx, T_)
+        rows = []
+        for t in ts:
+            hyp = hyp2f1(r + px, b + px + o, a + b + px + o - 1, t / (alpha + pT + t))
+            shrink = ((alpha + pT) / (alpha + pT + t)) ** (r + px)
+            alive = (a + b + px + o - 1) / (a - 1) * (1 - shrink * hyp)
+            rows.append(alive[at] / odds)
+        return np.vstack(rows)
+
     def prob_n_purchases(self, n: int, t: float) -> float:
         """P(X(t) = n) for a customer just acquired (FHL05 eq. 8; for MBG/NBD the same
         reasoning with one more dropout chance): n purchases and still alive, or dropped out
@@ -286,17 +307,6 @@ class BGNBD(_BetaGeometricNBD):
 
     _shift = 0
 
-    def expected_purchases(
-        self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> Array:
-        """E[purchases in (T, T + t] | x, t_x, T] (FHL05 eq. 10)."""
-        r, alpha, a, b = self._p()
-        x, tx, T_ = _arrays(frequency, recency, T)
-        z = t / (alpha + T_ + t)
-        hyp = hyp2f1(r + x, b + x, a + b + x - 1, z)
-        num = (a + b + x - 1) / (a - 1) * (1 - ((alpha + T_) / (alpha + T_ + t)) ** (r + x) * hyp)
-        return num / (1.0 + self._alive_odds(x, tx, T_))
-
     def expected_purchases_new(self, t: ArrayLike) -> Array:
         """E[X(t)] for a customer just acquired (FHL05 eq. 7)."""
         r, alpha, a, b = self._p()
@@ -310,15 +320,6 @@ class ModifiedBGNBD(_BetaGeometricNBD):
     drop out right after the first purchase, so P(alive | x = 0) < 1."""
 
     _shift = 1
-
-    def expected_purchases(
-        self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> Array:
-        r, alpha, a, b = self._p()
-        x, tx, T_ = _arrays(frequency, recency, T)
-        hyp = hyp2f1(r + x, b + x + 1, a + b + x, t / (alpha + T_ + t))
-        num = (a + b + x) / (a - 1) * (1 - ((alpha + T_) / (alpha + T_ + t)) ** (r + x) * hyp)
-        return num / (1.0 + self._alive_odds(x, tx, T_))
 
     def expected_purchases_new(self, t: ArrayLike) -> Array:
         r, alpha, a, b = self._p()
@@ -399,18 +400,11 @@ class ParetoNBD(_ContinuousModel):
         ll = self._row_loglik((head, alive, death), self._log_death_term(p, x_tx, tx_u)[at_tx])
         return np.exp(head + alive - ll)
 
-    def expected_purchases(
-        self, t: float, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> Array:
-        """E[Y(t) | x, t_x, T] = P(alive) (r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T) /
-        (beta+T+t))^(s-1)] (Schmittlein et al. 1987)."""
-        return self.expected_purchases_over([t], frequency, recency, T)[0]
-
     def expected_purchases_over(
         self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> Array:
-        """As expected_purchases for several horizons: P(alive) does not depend on the
-        horizon, so it is computed once."""
+        """E[Y(t) | x, t_x, T] = P(alive) (r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T) /
+        (beta+T+t))^(s-1)] (Schmittlein et al. 1987); P(alive) is computed once."""
         r, alpha, s, beta = self._p()
         x, tx, T_ = _arrays(frequency, recency, T)
         alive = self.prob_alive(x, tx, T_)
