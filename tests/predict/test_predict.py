@@ -114,18 +114,24 @@ def test_time_unit_is_explicit(data_dir: Path, tmp_path: Path, cdnow: Project) -
         assert values["days"][cid] == pytest.approx(values["weeks"][cid], rel=1e-3)
 
 
-def _three_orders(root: Path) -> Project:
-    """Two customers, one repeat purchase: too little for the models."""
+def _orders_project(root: Path, lines: list[str]) -> Project:
+    """A project of one orders file (order_id, customer_id, ordered_at, amount), ingested
+    and with traits."""
     root.mkdir(exist_ok=True)
-    (root / "o.csv").write_text(
-        "order_id,customer_id,ordered_at,amount\n"
-        "1,a,2024-01-01 10:00:00,10\n2,a,2024-02-01 10:00:00,20\n3,b,2024-01-15 10:00:00,5\n"
-    )
+    (root / "o.csv").write_text("\n".join(["order_id,customer_id,ordered_at,amount", *lines]))
     (root / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
     project = Project.open(root)
     project.ingest()
     project.traits()
     return project
+
+
+def _three_orders(root: Path) -> Project:
+    """Two customers, one repeat purchase: too little for the models."""
+    return _orders_project(
+        root,
+        ["1,a,2024-01-01 10:00:00,10", "2,a,2024-02-01 10:00:00,20", "3,b,2024-01-15 10:00:00,5"],
+    )
 
 
 def test_too_little_data_falls_back_to_rfm(tmp_path: Path) -> None:
@@ -142,17 +148,13 @@ def test_too_little_data_falls_back_to_rfm(tmp_path: Path) -> None:
 
 
 def test_short_history_falls_back(tmp_path: Path) -> None:
-    rows = ["order_id,customer_id,ordered_at,amount"]
+    rows = []
     for i in range(300):  # 300 repeat buyers, but only 40 days of history
         rows += [
             f"a{i},c{i},2024-01-0{1 + i % 9} 10:00:00,10",
             f"b{i},c{i},2024-02-0{1 + i % 9} 10:00:00,12",
         ]
-    (tmp_path / "o.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
-    project = Project.open(tmp_path)
-    project.ingest()
-    project.traits()
+    project = _orders_project(tmp_path, rows)
     summary = project.predict()
     assert summary.model == "rfm_fallback"
     assert "days of history (min_history_days = 90)" in (summary.fallback_reason or "")
@@ -204,20 +206,14 @@ def _customers_who_never_leave(root: Path) -> Project:
     Gamma(2, 20) a transaction: no dropout and no spend heterogeneity to estimate."""
     rng = np.random.default_rng(0)
     end = date(2024, 12, 31)
-    lines = ["order_id,customer_id,ordered_at,amount"]
+    lines: list[str] = []
     for c in range(600):
         age = int(rng.integers(200, 700))
         days = np.unique(rng.integers(1, age + 1, rng.poisson(rng.gamma(2.0, 1 / 60) * age)))
         for d in (0, *days):
             when = end - timedelta(days=int(age - d))
             lines.append(f"o{len(lines)},c{c},{when} 12:00:00,{rng.gamma(2, 20):.2f}")
-    root.mkdir(exist_ok=True)
-    (root / "o.csv").write_text("\n".join(lines) + "\n")
-    (root / "personae.toml").write_text('[sources.o]\ntable = "orders"\npath = "o.csv"\n')
-    project = Project.open(root)
-    project.ingest()
-    project.traits()
-    return project
+    return _orders_project(root, lines)
 
 
 def test_models_the_data_cannot_identify_are_skipped(tmp_path: Path) -> None:
