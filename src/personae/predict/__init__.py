@@ -211,42 +211,14 @@ def predict(
             )
         chosen, model = "", None
         if not summary.fallback_reason:
-            candidates: list[str] = list(MODELS) if cfg.model == "auto" else [cfg.model]
             step("comparing models on a holdout", 0, 3)
-            results, evaluation, summary.model_notes = evaluate(store, config, as_of, candidates)
-            _write_evaluation(store, run_id, evaluation)
-            summary.holdout = results
-            # the best on the holdout first; models that failed there may still fit all data
-            ranked = sorted(results, key=lambda m: results[m]["mae"])
-            ranked += [m for m in candidates if m not in results]
-            chosen, model, failures = _fit_first(ranked, cfg.penalizer, fit, step)
-            summary.model_notes.update(
-                {k: f"not used (no fit on all buyers): {v}" for k, v in failures.items()}
-            )
-            if model is None:
-                summary.fallback_reason = (
-                    "no purchase model could be fitted on all buyers "
-                    f"({'; '.join(f'{k}: {v}' for k, v in failures.items())}): predictions "
-                    "fall back to RFM-based scores"
-                )
+            chosen, model = _choose_and_fit(store, config, as_of, fit, run_id, summary, step)
         if model is None:
             log.warning(summary.fallback_reason)
             _fallback(engine, config, buyers, run_id, horizon_t)
             summary.model = "rfm_fallback"
         else:
-            repeat = buyers.filter((buyers.frequency > 0) & (buyers.monetary_value > 0))
-            spend = _columns(engine, _counted(repeat, ["frequency", "monetary_value"]))
-            try:
-                gg: GammaGamma | MeanSpend = GammaGamma(penalizer=cfg.penalizer).fit(
-                    spend["frequency"], spend["monetary_value"], weights=spend["n"]
-                )
-            except ModelError as err:
-                gg = MeanSpend(spend["frequency"], spend["monetary_value"], spend["n"])
-                summary.spend_fallback_reason = (
-                    f"{err} Expected spend is the mean repeat transaction value of all "
-                    f"customers ({gg.mean:.2f}), the limit Gamma-Gamma tends to here."
-                )
-                log.warning(summary.spend_fallback_reason)
+            gg = _fit_spend(engine, buyers, cfg.penalizer, summary)
             step("scoring every customer", 2, 3)
             _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, unit)
             summary.model = chosen
@@ -268,6 +240,58 @@ def predict(
     return summary
 
 
+def _choose_and_fit(
+    store: Store,
+    config: Config,
+    as_of: date,
+    fit: dict[str, np.ndarray],
+    run_id: str,
+    summary: PredictSummary,
+    step: Callable[[str, int, int], None],
+) -> tuple[str, _ContinuousModel | None]:
+    """Compare the candidate models on the holdout and fit the best that the data identify
+    on all buyers; notes in `summary` why the others were not compared or not used."""
+    cfg = config.predict
+    candidates: list[str] = list(MODELS) if cfg.model == "auto" else [cfg.model]
+    results, evaluation, summary.model_notes = evaluate(store, config, as_of, candidates)
+    _write_evaluation(store, run_id, evaluation)
+    summary.holdout = results
+    # the best on the holdout first; models that failed there may still fit all data
+    ranked = sorted(results, key=lambda m: results[m]["mae"])
+    ranked += [m for m in candidates if m not in results]
+    chosen, model, failures = _fit_first(ranked, cfg.penalizer, fit, step)
+    summary.model_notes.update(
+        {k: f"not used (no fit on all buyers): {v}" for k, v in failures.items()}
+    )
+    if model is None:
+        summary.fallback_reason = (
+            "no purchase model could be fitted on all buyers "
+            f"({'; '.join(f'{k}: {v}' for k, v in failures.items())}): predictions "
+            "fall back to RFM-based scores"
+        )
+    return chosen, model
+
+
+def _fit_spend(
+    engine: Engine, buyers: ir.Table, penalizer: float, summary: PredictSummary
+) -> GammaGamma | MeanSpend:
+    """Gamma-Gamma on the repeat buyers with a positive mean spend, or its limit."""
+    repeat = buyers.filter((buyers.frequency > 0) & (buyers.monetary_value > 0))
+    spend = _columns(engine, _counted(repeat, ["frequency", "monetary_value"]))
+    try:
+        return GammaGamma(penalizer=penalizer).fit(
+            spend["frequency"], spend["monetary_value"], weights=spend["n"]
+        )
+    except ModelError as err:
+        mean = MeanSpend(spend["frequency"], spend["monetary_value"], spend["n"])
+        summary.spend_fallback_reason = (
+            f"{err} Expected spend is the mean repeat transaction value of all "
+            f"customers ({mean.mean:.2f}), the limit Gamma-Gamma tends to here."
+        )
+        log.warning(summary.spend_fallback_reason)
+        return mean
+
+
 class MeanSpend:
     """Expected spend when Gamma-Gamma cannot be fitted because customers' mean spends do not
     differ more than their transactions do (q and gamma run off to infinity): the model's
@@ -275,7 +299,8 @@ class MeanSpend:
 
     def __init__(self, frequency: np.ndarray, monetary_value: np.ndarray, n: np.ndarray) -> None:
         transactions = float(np.sum(n * frequency))
-        self.mean = float(np.sum(n * frequency * monetary_value) / transactions)
+        value = float(np.sum(n * frequency * monetary_value))
+        self.mean = value / transactions if transactions else 0.0
         self.params_ = {"mean_spend": self.mean}
 
     def expected_spend(self, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
