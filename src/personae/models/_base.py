@@ -166,6 +166,13 @@ class BaseFitter:
                 f"{type(self).__name__}: estimate hit a bound ({', '.join(bad)}): the data do "
                 f"not identify the model. Try a penalizer (e.g. 0.01), {self.remedy}."
             )
+        if not best.success:  # Newton stopped short of a maximum (no polish after it)
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in zip(self.param_names, params, strict=True))
+            raise ModelError(
+                f"{type(self).__name__}: the search found no maximum (it stopped at {shown}): "
+                f"the data may not identify the model. Try a penalizer (e.g. 0.01), "
+                f"{self.remedy}."
+            )
 
     def _refuse_vague(self, params: Array) -> None:
         """An estimate whose standard error dwarfs it (or has none) is not an answer."""
@@ -188,8 +195,9 @@ class BaseFitter:
 
     def _maximise(self, prepared: Any, n: float, x0: Array) -> optimize.OptimizeResult:
         """Minimise the penalised mean negative log-likelihood of n customers over
-        log-parameters from x0; Nelder-Mead polishes where the gradient-based search stops
-        short."""
+        log-parameters from x0; Nelder-Mead polishes where L-BFGS-B stops short (a Newton
+        search that stops short is not near a maximum: polishing would only crawl to a
+        bound)."""
         penalty = self.penalizer
 
         def value(log_params: Array) -> float:
@@ -214,7 +222,7 @@ class BaseFitter:
                 bounds=[(LOG_LOW, LOG_HIGH)] * len(x0),
                 options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol},
             )
-        if not best.success:
+        if not best.success and not self.exact_derivatives:
             polish = optimize.minimize(
                 value,
                 np.clip(best.x, LOG_LOW, LOG_HIGH),
