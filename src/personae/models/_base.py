@@ -114,7 +114,8 @@ class BaseFitter:
 
     # -- fitting ---------------------------------------------------------------------------
     def _total(self, params: Array, prepared: Any) -> float:
-        """Total log-likelihood of the prepared data."""
+        """Total log-likelihood of the prepared data (the search of models without exact
+        derivatives; the others have it from `_derivatives`)."""
         data, weights = prepared
         return float(np.sum(weights * self._loglik(params, *data)))
 

@@ -136,9 +136,6 @@ class _BetaGeometricNBD(_ContinuousModel):
             wx=np.bincount(inv, weights=weights[~quiet], minlength=len(ux)).astype(float),
         )
 
-    def _total(self, params: Array, prepared: _Prepared) -> float:
-        return self._derivatives(params, prepared)[0]
-
     def _derivatives(self, p: Array, d: _Prepared) -> tuple[float, Array, Array]:
         """Exact log-likelihood, gradient and Hessian. Per row the likelihood is head(x) *
         [alive + dropped]; with z = log(dropped / alive) it is log head - (r+x) log(alpha+T) +
@@ -379,9 +376,8 @@ class ParetoNBD(_ContinuousModel):
         """As the sum of _loglik, with the costly hypergeometric terms evaluated once per
         distinct (x, t_x) and (x, T) pair: with counts and days there are a few per cent as
         many pairs as customers."""
-        at_tx = self._log_death_term(params, d.x_tx, d.tx_u)
-        at_T = self._terms_at_T(params, d.x_T, d.T_u)
         total = 0.0
+        at_tx, at_T = self._pair_terms(params, d)
         for start in range(0, len(d.w), ROWS_PER_BLOCK):  # blocks that stay in cache
             rows = slice(start, start + ROWS_PER_BLOCK)
             head, alive, death = (t[d.at_T[rows]] for t in at_T)
@@ -389,15 +385,20 @@ class ParetoNBD(_ContinuousModel):
             total += float(d.w[rows] @ block)
         return total
 
+    def _pair_terms(
+        self, params: Array, d: _ParetoData
+    ) -> tuple[Array, tuple[Array, Array, Array]]:
+        """The death terms at each distinct (x, t_x) and the terms at each distinct (x, T)."""
+        return self._log_death_term(params, d.x_tx, d.tx_u), self._terms_at_T(params, d.x_T, d.T_u)
+
     def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
         """P(alive | x, t_x, T): the alive part of the likelihood over all of it, with the
         hypergeometric terms evaluated once per distinct (x, t_x) and (x, T) pair."""
-        p = self._p()
         x, tx, T_ = _arrays(frequency, recency, T)
-        (x_tx, tx_u), at_tx = unique_rows(x, tx)
-        (x_T, T_u), at_T = unique_rows(x, T_)
-        head, alive, death = (t[at_T] for t in self._terms_at_T(p, x_T, T_u))
-        ll = self._row_loglik((head, alive, death), self._log_death_term(p, x_tx, tx_u)[at_tx])
+        d = self._prepare([x, tx, T_], np.ones(len(x)))
+        at_tx, at_T = self._pair_terms(self._p(), d)
+        head, alive, death = (t[d.at_T] for t in at_T)
+        ll = self._row_loglik((head, alive, death), at_tx[d.at_tx])
         return np.exp(head + alive - ll)
 
     def expected_purchases_over(

@@ -127,7 +127,12 @@ def evaluate(
                 f"not compared on the holdout (no fit on the calibration period): {err}"
             )
             continue
-        pred_g = model.expected_purchases(horizon_t, g["frequency"], g["recency"], g["T"])
+        # one pass for the holdout horizon and the end of every holdout week
+        ends = [min((w["week"] + 1) * 7 / unit, horizon_t) for w in week_rows]
+        curve = model.expected_purchases_over(
+            [*ends, horizon_t], g["frequency"], g["recency"], g["T"]
+        )
+        pred_g = curve[-1]
         pred_p = model.expected_purchases(horizon_t, p["frequency"], p["recency"], p["T"])
         mae = float(np.sum(p["n"] * np.abs(pred_p - p["a"])) / n_total)
         total_pred = float(np.sum(g["n"] * pred_g))
@@ -153,10 +158,8 @@ def evaluate(
                         float(g["actual"][sel].sum() / g["n"][sel].sum()),
                     )
                 )
-        ends = [min((w["week"] + 1) * 7 / unit, horizon_t) for w in week_rows]
-        curve = model.expected_purchases_over(ends, g["frequency"], g["recency"], g["T"])
         cum_actual = 0.0
-        for w, cum_pred in zip(week_rows, curve @ g["n"], strict=True):
+        for w, cum_pred in zip(week_rows, curve[:-1] @ g["n"], strict=True):
             cum_actual += w["n"]
             evaluation.append(
                 (name, "cumulative_by_week", str(int(w["week"]) + 1), float(cum_pred), cum_actual)
