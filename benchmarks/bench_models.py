@@ -29,7 +29,7 @@ PERSONAE = r"""
 import json, sys, time
 import numpy as np, pyarrow.parquet as pq
 from personae.models import BGNBD, ParetoNBD, GammaGamma, compress
-from personae.predict import _clv_factor
+from personae.models import clv_factor
 data, cdnow, pareto_n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t = pq.read_table(data).to_pydict()
 x, tx, T = (np.asarray(t[k], float) for k in ("frequency", "recency", "T"))
@@ -49,7 +49,7 @@ s = time.perf_counter()
 scores = pa.table({"x": ux, "tx": utx, "T": uT,
                    "e": bg.expected_purchases(365.25, ux, utx, uT),
                    "a": bg.prob_alive(ux, utx, uT),
-                   "f": _clv_factor(bg, ux, utx, uT, 365.25, 1.0, 0.10)})
+                   "f": clv_factor(bg, ux, utx, uT, 365.25, 1.0, 0.10)})
 con.register("scores", scores)
 # as in the predict stage: every customer's scores by a join on the unique rows
 con.execute("CREATE TABLE per_customer AS SELECT * FROM customers JOIN scores "

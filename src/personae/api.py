@@ -8,19 +8,28 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from personae.config import CONFIG_NAME, Config, SourceConfig, add_sources, load_config
+from personae.config import (
+    CONFIG_NAME,
+    Config,
+    SourceConfig,
+    add_sources,
+    load_config,
+    parse_config,
+)
 from personae.errors import PersonaeError, StoreError
-from personae.ingest import IngestSummary, ingest
+from personae.ingest import IngestSummary
 from personae.ingest.propose import Proposal, propose
-from personae.predict import PredictSummary, predict
+from personae.pipeline import STAGES, Runner, select_stages
+from personae.predict import PredictSummary
 from personae.store import Store
 from personae.store.schemas import TABLES
-from personae.traits import TraitsSummary, compute_traits
+from personae.traits import TraitsSummary
 from personae.traits.funnel import funnel
 
 ExportFormat = Literal["csv", "parquet"]
@@ -86,7 +95,8 @@ class Project:
         return cls.open(root), proposals
 
     def store(self, read_only: bool = False) -> Store:
-        """Open the store (creating it, unless read_only)."""
+        """Open the store (creating it, unless read_only). Writers only: a reader that must
+        not wait for a running stage opens `reader()`."""
         return Store(
             self.store_path,
             memory_limit=self.config.store.memory_limit,
@@ -94,14 +104,40 @@ class Project:
             read_only=read_only,
         )
 
+    def reader(self) -> Store:
+        """The last published snapshot of the store, read-only: never waits for a writer."""
+        return Store.published(
+            self.store_path,
+            memory_limit=self.config.store.memory_limit,
+            threads=self.config.store.threads,
+        )
+
+    def run(
+        self,
+        only: Sequence[str] | None = None,
+        start: str | None = None,
+        as_of: date | None = None,
+        engine: str | None = None,
+        sources: list[str] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run the pipeline's stages in order (all; `only` these; or from `start` on) and
+        return each stage's summary by name. `as_of` is the traits date, `engine` overrides
+        [store] engine, `sources` limits ingest to those sources."""
+        stages = select_stages(only, start)
+        config = self.with_settings(engine=engine)
+        with self.store() as store:
+            runner = Runner(store, config, self.root, progress)
+            return runner.run(stages, as_of, {"ingest": {"sources": sources}})
+
     def ingest(
         self,
         sources: list[str] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> IngestSummary:
         """Load the named sources (all by default) into the canonical tables."""
-        with self.store() as store:
-            return ingest(store, self.config, self.root, sources, progress)
+        result: IngestSummary = self.run(["ingest"], sources=sources, progress=progress)["ingest"]
+        return result
 
     def traits(
         self,
@@ -111,8 +147,10 @@ class Project:
     ) -> TraitsSummary:
         """Compute and store every customer's traits as of a date (default: the config's
         [traits] as_of, else the last order date). `engine` overrides [store] engine."""
-        with self.store() as store:
-            return compute_traits(store, self._config_on(engine), as_of, progress)
+        result: TraitsSummary = self.run(["traits"], as_of=as_of, engine=engine, progress=progress)[
+            "traits"
+        ]
+        return result
 
     def predict(
         self,
@@ -121,19 +159,21 @@ class Project:
     ) -> PredictSummary:
         """Fit the purchase and spend models on the latest traits and store predictions.
         `engine` overrides [store] engine."""
-        with self.store() as store:
-            return predict(store, self._config_on(engine), progress)
+        result: PredictSummary = self.run(["predict"], engine=engine, progress=progress)["predict"]
+        return result
 
-    def _config_on(self, engine: str | None) -> Config:
-        """The config, with [store] engine replaced when one is given."""
+    def with_settings(self, engine: str | None = None) -> Config:
+        """The config with settings overridden (from the CLI or this API), validated like
+        the file: an unknown engine is an error that lists the engines."""
         if not engine:
             return self.config
-        store = self.config.store.model_copy(update={"engine": engine})
-        return self.config.model_copy(update={"store": store})
+        data = self.config.model_dump()
+        data["store"]["engine"] = engine
+        return parse_config(data, self.config_path, origin="--engine")
 
     def funnel(self, by: str | None = None) -> list[dict[str, Any]]:
         """Customers per buying-journey stage and conversion, overall or by a trait."""
-        with self.store(read_only=True) as store:
+        with self.reader() as store:
             return funnel(store, by)
 
     def status(self) -> dict[str, Any]:
@@ -145,9 +185,10 @@ class Project:
                 "tables": {},
                 "sources": [],
                 "runs": [],
+                "lineage": {},
                 "rejects": {},
             }
-        with self.store(read_only=True) as store:
+        with self.reader() as store:
             names = set(store.table_names())
             tables = {t: store.count(t) for t in TABLES if t in names}
             rejects = {
@@ -163,9 +204,17 @@ class Project:
                 "rows_rejected, values_nulled, ingested_at FROM sources ORDER BY ingested_at"
             )
             runs = store.query(
-                "SELECT run_id, stage, status, error, started_at, seconds FROM runs "
-                "ORDER BY started_at DESC LIMIT 10"
+                "SELECT run_id, stage, status, error, as_of, started_at, seconds, parents, "
+                '"rows" FROM runs ORDER BY started_at DESC LIMIT 10'
             )
+            for r in runs:
+                r["parents"] = json.loads(r["parents"]) if r["parents"] else {}
+                r["rows"] = json.loads(r["rows"]) if r["rows"] else {}
+            lineage = {
+                stage.name: store.lineage(run)
+                for stage in STAGES
+                if (run := store.latest_run(stage.name))
+            }
             attributes = {
                 t: [
                     r["k"]
@@ -184,13 +233,19 @@ class Project:
             "sources": sources,
             "rejects": rejects,
             "runs": runs,
+            "lineage": {
+                stage: [
+                    {k: r[k] for k in ("run_id", "stage", "as_of", "finished_at")} for r in runs_
+                ]
+                for stage, runs_ in lineage.items()
+            },
             "attributes": {t: a for t, a in attributes.items() if a},
         }
 
     def export(self, table: str, out: str | Path, fmt: ExportFormat = "csv") -> int:
         """Write a table of the store to a CSV or Parquet file; returns the row count."""
         out = Path(out)
-        with self.store(read_only=True) as store:
+        with self.reader() as store:
             if table not in store.table_names():
                 raise StoreError(
                     f"No table '{table}' in {self.store_path} (tables: "

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomlkit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from personae.errors import ConfigError, closest
+from personae.models import PURCHASE_MODELS
 
 CONFIG_NAME = "personae.toml"
 TableName = Literal["customers", "orders", "events", "responses", "feedback", "accounts"]
@@ -70,7 +71,10 @@ class SourceConfig(_Section):
         "auto", description="File format; auto sniffs it from the content and name."
     )
     encoding: str = Field(
-        "auto", description="Text encoding: auto (UTF-8, else Latin-1), utf-8, latin-1 or utf-16."
+        "auto",
+        description="Text encoding: auto (UTF-8, UTF-16, else the single-byte code page the "
+        "text reads best in: latin-1, cp1252, cp1250 or iso-8859-15), or any encoding name "
+        "Python knows.",
     )
     delimiter: str | None = Field(
         None, description="Field separator of a text file; empty means sniffed."
@@ -97,6 +101,21 @@ class SourceConfig(_Section):
     scale: dict[str, float] = Field(
         default_factory=dict,
         description="Source column -> factor its numbers are multiplied by, e.g. 1000 for k$.",
+    )
+    earliest_date: date = Field(
+        date(1900, 1, 1),
+        description="Dates and timestamps (other than birth dates) before this day are "
+        "out_of_range: the value is nulled, or the row rejected when the date is required.",
+    )
+    latest_date: date | None = Field(
+        None,
+        description="Dates and timestamps (other than birth dates) after this day are "
+        "out_of_range; empty means one day after the day of the ingest.",
+    )
+    earliest_birth_date: date = Field(
+        date(1910, 1, 1),
+        description="Birth dates before this day, or after the day of the ingest, are "
+        "out_of_range (the same window as birth_year).",
     )
     id_pattern: str | None = Field(
         None,
@@ -310,11 +329,23 @@ class RFMConfig(_Section):
 class PredictConfig(_Section):
     """Predicted traits: the purchase model, the horizon, CLV discounting and churn bands."""
 
-    model: Literal["auto", "bgnbd", "mbgnbd", "pnbd"] = Field(
+    model: str = Field(
         "auto",
-        description="Purchase model; auto picks the one with the lowest holdout "
-        "error (per-customer mean absolute error of repeat purchases).",
+        description="Purchase model: auto, or one of "
+        + ", ".join(PURCHASE_MODELS)
+        + "; auto picks the one with the lowest holdout error (per-customer mean absolute "
+        "error of repeat purchases).",
     )
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value != "auto" and value not in PURCHASE_MODELS:
+            raise ValueError(
+                f"model must be auto or one of {', '.join(PURCHASE_MODELS)}, not '{value}'"
+            )
+        return value
+
     horizon: float = Field(
         12.0, gt=0, description="How far ahead expected purchases and CLV look, in horizon_unit."
     )
@@ -410,11 +441,15 @@ def _explain(err: ValidationError, path: Path) -> str:
     )
 
 
-def parse_config(data: dict[str, Any], path: Path) -> Config:
+def parse_config(data: dict[str, Any], path: Path, origin: str | None = None) -> Config:
+    """Validate settings; `origin` names where an override came from (e.g. `--engine`)."""
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_explain(err, path)) from None
+        message = _explain(err, path)
+        if origin:
+            message = f"{origin} (overriding {path.name}): " + message.split(":\n", 1)[1].strip()
+        raise ConfigError(message) from None
 
 
 def load_config(path: Path) -> Config:

@@ -264,13 +264,30 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     console.print(
         table_of(
             "Recent runs",
-            ["run", "stage", "status", "seconds"],
+            ["run", "stage", "status", "seconds", "read runs"],
             [
-                [r["run_id"], r["stage"], r["status"], f"{r['seconds'] or 0:.2f}"]
+                [
+                    r["run_id"],
+                    r["stage"],
+                    r["status"],
+                    f"{r['seconds'] or 0:.2f}",
+                    ", ".join(r["parents"].values()),
+                ]
                 for r in info["runs"]
             ],
         )
     )
+    if info["lineage"]:
+        console.print(
+            table_of(
+                "What readers see (latest ok run of each stage, and the runs it read)",
+                ["stage", "lineage"],
+                [
+                    [stage, " <- ".join(r["run_id"] for r in chain)]
+                    for stage, chain in info["lineage"].items()
+                ],
+            )
+        )
 
 
 @app.command()
@@ -320,11 +337,7 @@ def traits(
     One row per customer per run in the `traits` table; `personae export traits` writes the
     latest run. Every trait is defined in docs/traits.md.
     """
-    check_engine(engine)
-    try:
-        day = date.fromisoformat(as_of) if as_of else None
-    except ValueError:
-        fail(PersonaeError(f"--as-of must be a YYYY-MM-DD date, not '{as_of}'."))
+    day = parse_as_of(as_of)
     proj = open_project(project)
     try:
         with progress_bar(as_json) as bar:
@@ -337,9 +350,12 @@ def traits(
     print_traits(summary)
 
 
-def check_engine(engine: str | None) -> None:
-    if engine not in (None, "duckdb", "spark"):
-        fail(PersonaeError(f"--engine must be duckdb or spark, not '{engine}'."))
+def parse_as_of(as_of: str | None) -> date | None:
+    try:
+        return date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        fail(PersonaeError(f"--as-of must be a YYYY-MM-DD date, not '{as_of}'."))
+        raise  # unreachable
 
 
 def print_traits(summary: TraitsSummary) -> None:
@@ -411,7 +427,6 @@ def predict_cmd(
     `model_evaluations`. Horizon, time unit and discount rate are in [predict]. The table work
     (holdout counts, joining the scores to every customer) runs on the engine.
     """
-    check_engine(engine)
     proj = open_project(project)
     try:
         with progress_bar(as_json) as bar:
@@ -461,22 +476,48 @@ def print_predict(s: PredictSummary) -> None:
 
 
 @app.command()
-def run(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
-    """Run every pipeline stage in order: ingest, traits, predict."""
+def run(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Date the traits describe (YYYY-MM-DD). Default: the traits section's as_of, "
+            "else the last order date.",
+        ),
+    ] = None,
+    engine: EngineOpt = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only this stage (repeat for several)."),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Run this stage and every stage after it.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the pipeline's stages in order: ingest, traits, predict.
+
+    Each stage reads the latest successful run of the stages before it and is recorded in
+    the run ledger with those parent runs (`personae status` shows the lineage). A stage
+    that fails keeps nothing it wrote, and readers keep seeing the previous results.
+    """
+    from personae.pipeline import STAGES
+
+    day = parse_as_of(as_of)
     proj = open_project(project)
     try:
         with progress_bar(as_json) as bar:
-            ingested = proj.ingest(progress=step_callback(bar, "ingest"))
-            traits_summary = proj.traits(progress=step_callback(bar, "traits"))
-            predicted = proj.predict(progress=step_callback(bar, "predict"))
+            results = proj.run(only, start, day, engine, progress=step_callback(bar, "run"))
     except PersonaeError as err:
         fail(err)
     if as_json:
-        print_json({"ingest": ingested, "traits": traits_summary, "predict": predicted})
+        print_json(results)
         return
-    print_ingest(ingested)
-    print_traits(traits_summary)
-    print_predict(predicted)
+    printers = {"ingest": print_ingest, "traits": print_traits, "predict": print_predict}
+    for stage in STAGES:
+        if stage.name in results:
+            printers[stage.name](results[stage.name])
 
 
 @app.command()

@@ -1,8 +1,8 @@
 """The ingest stage: read every configured source into the canonical tables of the store.
 
-`ingest(store, config, base)` is the one entry point; the CLI and `Project.ingest` call it.
-Re-ingesting a source whose content was ingested before adds nothing; a new file for the same
-table appends.
+`ingest(ctx)` is the one entry point, run by the pipeline runner (`personae ingest`,
+`Project.ingest`, `personae run`). Re-ingesting a source whose content was ingested before
+adds nothing; a new file for the same table appends.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from personae.config import Config, SourceConfig
+from personae.config import SourceConfig
 from personae.errors import SourceError
 from personae.ingest import transform
-from personae.ingest.readers import STAGE, Staged, stage_source
+from personae.ingest.readers import STAGE as STAGED
+from personae.ingest.readers import Staged, stage_source
+from personae.stage import RunContext, Stage
 from personae.store import Store
 from personae.store.schemas import TABLES, Table
 
-__all__ = ["ingest", "IngestSummary", "SourceSummary"]
+__all__ = ["ingest", "IngestSummary", "SourceSummary", "STAGE"]
 log = logging.getLogger(__name__)
 
 
@@ -77,43 +79,31 @@ LINKS = (
 )
 
 
-def ingest(
-    store: Store,
-    config: Config,
-    base: Path,
-    names: list[str] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> IngestSummary:
-    """Ingest the named sources (all when None) in config order; returns the summary."""
-    chosen = names or list(config.sources)
+def ingest(ctx: RunContext) -> IngestSummary:
+    """Ingest the sources named in `ctx.options["sources"]` (all when None) in config order;
+    returns the summary. The runner commits everything at the end, or nothing."""
+    store, config = ctx.store, ctx.config
+    chosen = ctx.options.get("sources") or list(config.sources)
     for n in chosen:
         if n not in config.sources:
             raise SourceError(
                 f"No source named '{n}' in personae.toml (sources: "
                 f"{', '.join(config.sources) or 'none'}). Add it with `personae init FILE`."
             )
-    run_id = store.start_run("ingest")
     results: list[SourceSummary] = []
-    try:
-        for i, name in enumerate(chosen):
+    for i, name in enumerate(chosen):
 
-            def step(what: str, i: int = i, name: str = name) -> None:
-                if progress:
-                    progress(f"{name}: {what}", i, len(chosen))
+        def step(what: str, i: int = i, name: str = name) -> None:
+            ctx.progress(f"{name}: {what}", i, len(chosen))
 
-            step("reading")
-            results.append(_ingest_one(store, name, config.sources[name], base, run_id, step))
-        _link_feedback_to_customers(store)
-        links = check_links(store)
-        tables = {t: store.count(t) for t in TABLES}
-    except Exception as err:
-        store.finish_run(run_id, error=str(err))
-        raise
-    summary = IngestSummary(run_id, results, tables, links)
-    store.finish_run(run_id, details={"sources": [r.name for r in results]})
-    if progress:
-        progress("done", len(chosen), len(chosen))
-    return summary
+        step("reading")
+        results.append(_ingest_one(store, name, config.sources[name], ctx.root, ctx.run_id, step))
+    _link_feedback_to_customers(store)
+    links = check_links(store)
+    tables = {t: store.count(t) for t in TABLES}
+    ctx.details["sources"] = [r.name for r in results]
+    ctx.progress("done", len(chosen), len(chosen))
+    return IngestSummary(ctx.run_id, results, tables, links)
 
 
 def _ingest_one(
@@ -146,8 +136,7 @@ def _ingest_one(
     source_id = f"{name}@{staged.content_hash[:8]}"
     src = with_identity_mapping(src, table, staged.columns)
     summary = SourceSummary(name, src.table, staged.location, source_id)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    try:  # inside the run's transaction: a failure anywhere keeps nothing of the run
         step("parsing and checking every cell")
         plan = transform.build_cells(con, name, src, table, staged, source_id)
         summary.rows_read = staged.count(con)
@@ -162,17 +151,22 @@ def _ingest_one(
         if src.events:
             summary.derived["events"] = transform.insert_derived_events(con, plan)
         _count_problems(store, table.name, source_id, summary)
+        transform.reconcile(con, plan, summary)
         summary.attributes = plan.unmapped
         summary.seconds = round(time.perf_counter() - started, 3)
         _record_source(store, summary, staged, run_id)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     finally:
         for view in ("_rows_c", "_rows"):
             con.execute(f"DROP VIEW IF EXISTS {view}")
-        for temp in (STAGE, "_cells", "_conflicts", "_cands", "_cand_raw", "_new", "_line_numbers"):
+        for temp in (
+            STAGED,
+            "_cells",
+            "_conflicts",
+            "_cands",
+            "_cand_raw",
+            "_new",
+            "_line_numbers",
+        ):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
     log.info(
         "source %s: %d read, %d loaded, %d rejected",
@@ -270,3 +264,13 @@ def check_links(store: Store) -> list[Link]:
         if row and row[0]:
             links.append(Link(table, column, target, int(row[0]), int(row[1]), list(row[2] or [])))
     return links
+
+
+STAGE = Stage(
+    name="ingest",
+    description="Read every configured source into the canonical tables, with rejects.",
+    parents=(),
+    reads=("personae.toml sources",),
+    outputs=(*TABLES, *(f"rejects_{t}" for t in TABLES), "sources"),
+    compute=ingest,
+)

@@ -58,7 +58,7 @@ def _check(frequency: Array, recency: Array, T: Array) -> None:
         )
 
 
-class _ContinuousModel(BaseFitter):
+class PurchaseModel(BaseFitter):
     """A purchase model over continuous time: fit on (frequency, recency, T)."""
 
     def expected_purchases(
@@ -91,7 +91,7 @@ class _ContinuousModel(BaseFitter):
         recency: ArrayLike,
         T: ArrayLike,
         weights: ArrayLike | None = None,
-    ) -> _ContinuousModel:
+    ) -> PurchaseModel:
         """Maximum likelihood on the unique (frequency, recency, T) rows; returns self."""
         x, tx, t = _arrays(frequency, recency, T)
         _check(x, tx, t)
@@ -99,7 +99,7 @@ class _ContinuousModel(BaseFitter):
         return self._fit(data, w)  # type: ignore[return-value]
 
 
-class _BetaGeometricNBD(_ContinuousModel):
+class _BetaGeometricNBD(PurchaseModel):
     """What BG/NBD and MBG/NBD share: Poisson purchases with Gamma(r, alpha) rates and a
     Beta(a, b) chance of dropping out at purchases. `_shift` is 0 when that chance comes only
     after repeat purchases (BG/NBD), 1 when it comes after the first one too (MBG/NBD)."""
@@ -325,7 +325,7 @@ class ModifiedBGNBD(_BetaGeometricNBD):
         return b / (a - 1) * (1 - (alpha / (alpha + tt)) ** r * hyp)
 
 
-class ParetoNBD(_ContinuousModel):
+class ParetoNBD(PurchaseModel):
     """Pareto/NBD (Schmittlein, Morrison & Colombo 1987): Poisson purchases with Gamma(r,
     alpha) rates while alive, exponential lifetimes with Gamma(s, beta) dropout rates.
     Likelihood as in Fader, Hardie & Lee (2005, note 009), in log space."""

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import ibis
@@ -25,22 +25,21 @@ import numpy as np
 import pyarrow as pa
 
 from personae.config import Config
-from personae.errors import StoreError
-from personae.models import BGNBD, GammaGamma, ModelError, ModifiedBGNBD, ParetoNBD
-from personae.models._purchase import _ContinuousModel
-from personae.store import Store
-from personae.store.engine import Engine, engine_for
-from personae.traits import UNIT_DAYS, purchase_summary
-from personae.traits.purchase import purchase_lines
+from personae.models import (
+    PURCHASE_MODELS,
+    GammaGamma,
+    MeanSpend,
+    ModelError,
+    PurchaseModel,
+    clv_factor,
+    clv_factor_interval,
+)
+from personae.purchases import DAYS_PER, calibration_end, holdout_purchases, purchase_summary
+from personae.stage import RunContext, Stage
+from personae.store.engine import Engine
 
-__all__ = ["predict", "PredictSummary", "MODELS", "DAYS_PER"]
+__all__ = ["predict", "PredictSummary", "STAGE"]
 log = logging.getLogger(__name__)
-MODELS: dict[str, type[_ContinuousModel]] = {
-    "bgnbd": BGNBD,
-    "mbgnbd": ModifiedBGNBD,
-    "pnbd": ParetoNBD,
-}
-DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 KEYS = ["frequency", "recency", "T"]  # what the purchase models see of a customer
 
@@ -83,20 +82,18 @@ def _bucket(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(
-    store: Store, config: Config, as_of: date, models: list[str]
+    engine: Engine, config: Config, as_of: date, models: list[str]
 ) -> tuple[dict[str, dict[str, float]], list[tuple[Any, ...]], dict[str, str]]:
     """Fit each model on the calibration period and compare it with the holdout; also says
     why a model could not be fitted there."""
-    unit = UNIT_DAYS[config.traits.time_unit]
+    unit = DAYS_PER[config.traits.time_unit]
     cfg = config.predict
-    first = store.con.execute("SELECT min(ordered_at)::DATE FROM orders").fetchall()[0][0]
-    cal_end = cfg.calibration_end or (as_of - timedelta(days=max(30, (as_of - first).days // 4)))
+    first = _first_order(engine) or as_of
+    cal_end = calibration_end(as_of, first, cfg.calibration_end)
     horizon_t = (as_of - cal_end).days / unit
-    engine = engine_for(store, config.store)
-    cal = purchase_summary(engine, config, cal_end)
-    lines = purchase_lines(engine.table("orders"), as_of)
-    hold = lines.filter(lines.is_purchase & (lines.day > cal_end))
-    actual = hold.group_by("customer_id").aggregate(actual=hold.day.nunique())
+    cal = purchase_summary(engine, cal_end, config.traits.time_unit, name="_calibration")
+    hold_days = holdout_purchases(engine.table("orders"), cal_end, as_of)
+    actual = hold_days.group_by("customer_id").aggregate(actual=hold_days.count())
     joined = cal.filter(cal.purchase_days > 0).left_join(actual, "customer_id")
     grouped = joined.group_by(KEYS).aggregate(
         n=joined.count(),
@@ -104,7 +101,6 @@ def evaluate(
     )
     g = _columns(engine, grouped)
     p = _columns(engine, _counted(joined.mutate(a=joined.actual.fill_null(0)), [*KEYS, "a"]))
-    hold_days = hold.select("customer_id", "day").distinct()  # purchase days, not lines
     weeks = hold_days.mutate(week=(hold_days.day.delta(ibis.date(cal_end), unit="day") - 1) // 7)
     weekly = (
         weeks.filter(weeks.customer_id.isin(cal.filter(cal.purchase_days > 0).customer_id))
@@ -118,7 +114,7 @@ def evaluate(
     n_total = g["n"].sum()
     for name in models:
         try:
-            model = MODELS[name](penalizer=cfg.penalizer).fit(
+            model = PURCHASE_MODELS[name](penalizer=cfg.penalizer).fit(
                 g["frequency"], g["recency"], g["T"], weights=g["n"]
             )
         except ModelError as err:
@@ -167,102 +163,98 @@ def evaluate(
     return results, evaluation, failures
 
 
-def predict(
-    store: Store, config: Config, progress: Callable[[str, int, int], None] | None = None
-) -> PredictSummary:
-    """Fit, choose, score and store the predicted traits of every buyer."""
+def predict(ctx: RunContext) -> PredictSummary:
+    """Fit, choose, score and store the predicted traits of every buyer of the traits run
+    this run reads (`ctx.parents["traits"]`), on the orders that run read."""
     started = time.perf_counter()
-    traits_run = store.latest_run("traits")
-    if traits_run is None:
-        raise StoreError("No traits yet: run `personae traits` before `personae predict`.")
-    as_of = date.fromisoformat(
-        store.con.execute("SELECT as_of FROM runs WHERE run_id = ?", [traits_run])
-        .fetchall()[0][0]
-        .isoformat()
-    )
+    store, config = ctx.store, ctx.config
+    traits_run = ctx.parent("traits")
+    as_of = ctx.as_of = ctx.parent_as_of("traits")
     cfg = config.predict
     unit_name = config.traits.time_unit
-    unit = UNIT_DAYS[unit_name]
+    unit = DAYS_PER[unit_name]
     horizon_t = cfg.horizon * DAYS_PER[cfg.horizon_unit] / unit
-    run_id = store.start_run("predict", as_of=str(as_of))
-    step = progress or (lambda *_: None)
-    try:
-        engine = engine_for(store, config.store)
-        traits = engine.table("traits")
-        buyers = traits.filter((traits.run_id == traits_run) & (traits.purchase_days > 0))
-        fit = _columns(engine, _counted(buyers, KEYS))
-        repeaters = float(np.sum(fit["n"][fit["frequency"] > 0])) if fit["n"].size else 0.0
-        summary = PredictSummary(
-            run_id,
-            str(as_of),
-            "",
-            int(fit["n"].sum()),
-            f"{cfg.horizon:g} {cfg.horizon_unit}",
-            unit_name,
+    run_id = ctx.run_id
+    engine = ctx.engine()
+    traits = engine.table("traits")
+    buyers = traits.filter((traits.run_id == traits_run) & (traits.purchase_days > 0))
+    fit = _columns(engine, _counted(buyers, KEYS))
+    repeaters = float(np.sum(fit["n"][fit["frequency"] > 0])) if fit["n"].size else 0.0
+    summary = PredictSummary(
+        run_id,
+        str(as_of),
+        "",
+        int(fit["n"].sum()),
+        f"{cfg.horizon:g} {cfg.horizon_unit}",
+        unit_name,
+    )
+    first = _first_order(engine)
+    history = (as_of - first).days if first else 0
+    if repeaters < cfg.min_repeat_buyers:
+        summary.fallback_reason = (
+            f"only {int(repeaters)} repeat buyers (min_repeat_buyers = "
+            f"{cfg.min_repeat_buyers}): predictions fall back to RFM-based scores"
         )
-        first = store.con.execute("SELECT min(ordered_at)::DATE FROM orders").fetchall()[0][0]
-        history = (as_of - first).days if first else 0
-        if repeaters < cfg.min_repeat_buyers:
-            summary.fallback_reason = (
-                f"only {int(repeaters)} repeat buyers (min_repeat_buyers = "
-                f"{cfg.min_repeat_buyers}): predictions fall back to RFM-based scores"
-            )
-        elif history < cfg.min_history_days:
-            summary.fallback_reason = (
-                f"only {history} days of history (min_history_days = {cfg.min_history_days}): "
-                "predictions fall back to RFM-based scores"
-            )
-        chosen, model = "", None
-        if not summary.fallback_reason:
-            step("comparing models on a holdout", 0, 3)
-            chosen, model = _choose_and_fit(store, config, as_of, fit, run_id, summary, step)
-        if model is None:
-            log.warning(summary.fallback_reason)
-            _fallback(engine, config, buyers, run_id, horizon_t)
-            summary.model = "rfm_fallback"
-        else:
-            gg = _fit_spend(engine, buyers, cfg.penalizer, summary)
-            step("scoring every customer", 2, 3)
-            _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, unit)
-            summary.model = chosen
-            summary.params = model.params_
-            summary.spend_params = gg.params_
-        bands = store.con.execute(
-            "SELECT churn_risk, count(*) FROM predictions WHERE run_id = ? GROUP BY 1", [run_id]
-        ).fetchall()
-        summary.churn_bands = {str(k): int(v) for k, v in bands}
-        total = store.con.execute(
-            "SELECT sum(clv) FROM predictions WHERE run_id = ?", [run_id]
-        ).fetchall()[0][0]
-        summary.total_clv = float(total or 0.0)
-    except Exception as err:
-        store.finish_run(run_id, error=str(err))
-        raise
+    elif history < cfg.min_history_days:
+        summary.fallback_reason = (
+            f"only {history} days of history (min_history_days = {cfg.min_history_days}): "
+            "predictions fall back to RFM-based scores"
+        )
+    chosen, model = "", None
+    if not summary.fallback_reason:
+        ctx.progress("comparing models on a holdout", 0, 3)
+        chosen, model = _choose_and_fit(engine, config, as_of, fit, ctx, summary)
+    if model is None:
+        log.warning(summary.fallback_reason)
+        _fallback(engine, config, buyers, run_id, horizon_t)
+        summary.model = "rfm_fallback"
+    else:
+        gg = _fit_spend(engine, buyers, cfg.penalizer, summary)
+        ctx.progress("scoring every customer", 2, 3)
+        _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, unit)
+        summary.model = chosen
+        summary.params = model.params_
+        summary.spend_params = gg.params_
+    bands = store.con.execute(
+        "SELECT churn_risk, count(*) FROM predictions WHERE run_id = ? GROUP BY 1", [run_id]
+    ).fetchall()
+    summary.churn_bands = {str(k): int(v) for k, v in bands}
+    total = store.con.execute(
+        "SELECT sum(clv) FROM predictions WHERE run_id = ?", [run_id]
+    ).fetchall()[0][0]
+    summary.total_clv = float(total or 0.0)
     summary.seconds = round(time.perf_counter() - started, 2)
-    store.finish_run(run_id, details={"model": summary.model, "params": summary.params})
+    ctx.details.update(model=summary.model, params=summary.params)
     return summary
 
 
+def _first_order(engine: Engine) -> date | None:
+    """The first order date of the orders this run reads."""
+    orders = engine.table("orders")
+    value = engine.backend.to_pyarrow(orders.aggregate(first=orders.ordered_at.min()))
+    first = value.column("first")[0].as_py()
+    return first.date() if first is not None else None
+
+
 def _choose_and_fit(
-    store: Store,
+    engine: Engine,
     config: Config,
     as_of: date,
     fit: dict[str, np.ndarray],
-    run_id: str,
+    ctx: RunContext,
     summary: PredictSummary,
-    step: Callable[[str, int, int], None],
-) -> tuple[str, _ContinuousModel | None]:
+) -> tuple[str, PurchaseModel | None]:
     """Compare the candidate models on the holdout and fit the best that the data identify
     on all buyers; notes in `summary` why the others were not compared or not used."""
     cfg = config.predict
-    candidates: list[str] = list(MODELS) if cfg.model == "auto" else [cfg.model]
-    results, evaluation, summary.model_notes = evaluate(store, config, as_of, candidates)
-    _write_evaluation(store, run_id, evaluation)
+    candidates: list[str] = list(PURCHASE_MODELS) if cfg.model == "auto" else [cfg.model]
+    results, evaluation, summary.model_notes = evaluate(engine, config, as_of, candidates)
+    _write_evaluation(ctx, evaluation)
     summary.holdout = results
     # the best on the holdout first; models that failed there may still fit all data
     ranked = sorted(results, key=lambda m: results[m]["mae"])
     ranked += [m for m in candidates if m not in results]
-    chosen, model, failures = _fit_first(ranked, cfg.penalizer, fit, step)
+    chosen, model, failures = _fit_first(ranked, cfg.penalizer, fit, ctx.progress)
     summary.model_notes.update(
         {k: f"not used (no fit on all buyers): {v}" for k, v in failures.items()}
     )
@@ -295,33 +287,18 @@ def _fit_spend(
         return mean
 
 
-class MeanSpend:
-    """Expected spend when Gamma-Gamma cannot be fitted because customers' mean spends do not
-    differ more than their transactions do (q and gamma run off to infinity): the model's
-    limit, the mean repeat transaction value of all customers, for everyone."""
-
-    def __init__(self, frequency: np.ndarray, monetary_value: np.ndarray, n: np.ndarray) -> None:
-        transactions = float(np.sum(n * frequency))
-        value = float(np.sum(n * frequency * monetary_value))
-        self.mean = value / transactions if transactions else 0.0
-        self.params_ = {"mean_spend": self.mean}
-
-    def expected_spend(self, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
-        return np.full(len(np.asarray(frequency)), self.mean)
-
-
 def _fit_first(
     names: list[str],
     penalizer: float,
     fit: dict[str, np.ndarray],
     step: Callable[[str, int, int], None],
-) -> tuple[str, _ContinuousModel | None, dict[str, str]]:
+) -> tuple[str, PurchaseModel | None, dict[str, str]]:
     """The first of the named models that fits every buyer, and why the others did not."""
     failures = {}
     for name in names:
         step(f"fitting {name}", 1, 3)
         try:
-            model = MODELS[name](penalizer=penalizer).fit(
+            model = PURCHASE_MODELS[name](penalizer=penalizer).fit(
                 fit["frequency"], fit["recency"], fit["T"], weights=fit["n"]
             )
         except ModelError as err:
@@ -332,65 +309,12 @@ def _fit_first(
     return "", None, failures
 
 
-def _clv_factor(
-    model: _ContinuousModel,
-    x: np.ndarray,
-    tx: np.ndarray,
-    T: np.ndarray,
-    horizon_t: float,
-    unit: float,
-    yearly_rate: float,
-) -> np.ndarray:
-    """Σ over months of the month's expected purchases, discounted to today: multiplied by
-    the expected spend it is the CLV. Months are 30.4375 days, converted to the time unit."""
-    month_t = DAYS_PER["months"] / unit
-    steps = max(1, int(np.ceil(horizon_t / month_t - 1e-9)))
-    monthly = (1 + yearly_rate) ** (1 / 12) - 1
-    ends = [min(k * month_t, horizon_t) for k in range(1, steps + 1)]
-    cumulative = model.expected_purchases_over(ends, x, tx, T)
-    per_month = np.diff(cumulative, axis=0, prepend=0.0)
-    discount = (1 + monthly) ** -np.arange(1, steps + 1)
-    return discount @ per_month
-
-
-def _clv_factor_interval(
-    model: _ContinuousModel,
-    x: np.ndarray,
-    tx: np.ndarray,
-    T: np.ndarray,
-    horizon_t: float,
-    unit: float,
-    yearly_rate: float,
-    draws: int,
-) -> dict[str, np.ndarray]:
-    """5th and 95th percentiles of the CLV factor over parameter draws from the fit's
-    covariance (normal on the parameters, non-positive draws rejected); NaN when off."""
-    if draws <= 0 or not np.all(np.isfinite(model.covariance_)):
-        nan = np.full_like(x, np.nan)
-        return {"factor_low": nan, "factor_high": nan}
-    rng = np.random.default_rng(0)
-    mean = np.array([model.params_[k] for k in model.param_names])
-    sample = rng.multivariate_normal(mean, model.covariance_, size=4 * draws)
-    sample = sample[np.all(sample > 0, axis=1)][:draws]
-    factors = []
-    for row in sample:
-        m = type(model)()
-        m.params_ = dict(zip(model.param_names, (float(v) for v in row), strict=True))
-        with np.errstate(all="ignore"):
-            factors.append(_clv_factor(m, x, tx, T, horizon_t, unit, yearly_rate))
-    stacked = np.vstack(factors)
-    return {
-        "factor_low": np.nanpercentile(stacked, 5, axis=0),
-        "factor_high": np.nanpercentile(stacked, 95, axis=0),
-    }
-
-
 def _score(
     engine: Engine,
     config: Config,
     buyers: ir.Table,
     run_id: str,
-    model: _ContinuousModel,
+    model: PurchaseModel,
     gg: GammaGamma | MeanSpend,
     fit: dict[str, np.ndarray],
     horizon_t: float,
@@ -409,10 +333,10 @@ def _score(
                 "T": T,
                 "expected_purchases": model.expected_purchases(horizon_t, x, tx, T),
                 "p_alive": model.prob_alive(x, tx, T),
-                "clv_factor": _clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
+                "clv_factor": clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
                 **{  # NaN (intervals off) is stored as NULL
                     k: pa.array(v, from_pandas=True)
-                    for k, v in _clv_factor_interval(
+                    for k, v in clv_factor_interval(
                         model, x, tx, T, horizon_t, unit, cfg.discount_rate, cfg.clv_interval_draws
                     ).items()
                 },
@@ -512,12 +436,22 @@ def _fallback(
     )
 
 
-def _write_evaluation(store: Store, run_id: str, rows: list[tuple[Any, ...]]) -> None:
-    store.con.execute("""CREATE TABLE IF NOT EXISTS model_evaluations (
-        run_id VARCHAR, model VARCHAR, metric VARCHAR, key VARCHAR, predicted DOUBLE,
-        actual DOUBLE)""")
+def _write_evaluation(ctx: RunContext, rows: list[tuple[Any, ...]]) -> None:
     if rows:  # none when every model failed on the calibration period
-        store.con.executemany(
-            "INSERT INTO model_evaluations VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, *r) for r in rows],
+        ctx.store.con.executemany(
+            "INSERT INTO model_evaluations (model, metric, key, predicted, actual, run_id, "
+            "as_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(*r, ctx.run_id, ctx.as_of) for r in rows],
         )
+
+
+STAGE = Stage(
+    name="predict",
+    description="Purchase and spend models on the traits run's buyers: expected purchases, "
+    "P(alive), churn risk, expected spend and CLV.",
+    parents=("traits",),
+    reads=("traits", "orders"),
+    outputs=("predictions", "model_evaluations"),
+    compute=predict,
+    uses_engine=True,
+)

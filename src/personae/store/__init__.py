@@ -1,13 +1,21 @@
-"""The store: one DuckDB file holding canonical tables, rejects and the run ledger.
+"""The store: one DuckDB file holding canonical tables, stage outputs, rejects and the run
+ledger, and the read-only snapshots that readers open.
 
-One process holds the file for writing at a time (DuckDB's model). Readers that must not block a
-writer (the server, later) will read a snapshot published at the end of each run.
+DuckDB lets one process hold a file for writing, and then no other process can open it. So the
+writer (a stage run) works on `personae.duckdb`, and at the end of each `personae run` /
+stage command it publishes an immutable copy (`published/<name>.duckdb`, named in
+`published/CURRENT`). Readers (`status`, `export`, `funnel`, the server to come) open the
+current snapshot read-only: they never wait for a writer and always see the last published
+runs. See docs/architecture.md for why.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,25 +23,52 @@ from typing import Any
 import duckdb
 
 from personae.errors import StoreError
-from personae.store.schemas import TABLES, create_sql, rejects_sql
+from personae.store.schemas import TABLES, create_sql, output_tables, rejects_sql
 
-__all__ = ["Store", "LEDGER_SQL"]
+__all__ = ["Store", "LEDGER_SQL", "RUN_STATUSES"]
+log = logging.getLogger(__name__)
+
+RUN_STATUSES = {
+    "running": "A process is running the stage now (or was killed; see interrupted).",
+    "ok": "Finished; its outputs are what readers see until a later ok run of the stage.",
+    "failed": "Stopped on an error; it wrote nothing (the error says why).",
+    "interrupted": "The process running it stopped before it finished; it wrote nothing.",
+}
 
 LEDGER_SQL = (
     """CREATE TABLE IF NOT EXISTS runs (
         run_id VARCHAR PRIMARY KEY, stage VARCHAR, as_of DATE, config_hash VARCHAR,
         status VARCHAR, error VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
-        seconds DOUBLE, details JSON)""",
+        seconds DOUBLE, details JSON, seq BIGINT, parents JSON, engine VARCHAR, "rows" JSON)""",
     """CREATE TABLE IF NOT EXISTS sources (
         source_id VARCHAR PRIMARY KEY, name VARCHAR, location VARCHAR, kind VARCHAR,
         content_hash VARCHAR, table_name VARCHAR, rows_read BIGINT, rows_loaded BIGINT,
         rows_rejected BIGINT, values_nulled BIGINT, run_id VARCHAR, ingested_at TIMESTAMP,
         summary JSON)""",
 )
+# Columns the ledger gained after stores were first written; added on open.
+LEDGER_MIGRATIONS = (
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS seq BIGINT",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS parents JSON",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS engine VARCHAR",
+    'ALTER TABLE runs ADD COLUMN IF NOT EXISTS "rows" JSON',
+)
+PUBLISHED = "published"
+CURRENT = "CURRENT"
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _connect(path: Path, read_only: bool, settings: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=settings)
+    except duckdb.IOException as err:
+        raise StoreError(
+            f"Cannot open the store {path}: {err}. Another personae process may hold it for "
+            "writing; wait for it to finish."
+        ) from None
 
 
 class Store:
@@ -48,28 +83,53 @@ class Store:
         read_only: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"No store at {self.path}. Run `personae ingest` first.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as err:
-            raise StoreError(
-                f"Cannot open the store {self.path}: {err}. Another personae process may hold "
-                "it for writing; wait for it to finish."
-            ) from None
-        self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        settings: dict[str, Any] = {"memory_limit": memory_limit}  # values, never SQL text
         if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
+            settings["threads"] = int(threads)
+        self.con = _connect(self.path, read_only, settings)
         if not read_only:
             self.ensure_schema()
+            self.mark_interrupted()
+
+    @classmethod
+    def published(cls, path: Path, **kwargs: Any) -> Store:
+        """The last published snapshot of the store at `path`, read-only: what readers see
+        while a writer holds the store. Stores never published are opened read-only."""
+        folder = Path(path).parent / PUBLISHED
+        for _ in range(3):  # a writer may prune the named snapshot between read and open
+            try:
+                name = (folder / CURRENT).read_text().strip()
+            except FileNotFoundError:
+                return cls(path, read_only=True, **kwargs)
+            try:
+                return cls(folder / name, read_only=True, **kwargs)
+            except StoreError:
+                if (folder / name).exists():
+                    raise
+        raise StoreError(f"Cannot open the published snapshot in {folder}; try again.")
 
     def ensure_schema(self) -> None:
-        for sql in LEDGER_SQL:
+        for sql in (*LEDGER_SQL, *LEDGER_MIGRATIONS):
             self.con.execute(sql)
         for table in TABLES.values():
             self.con.execute(create_sql(table))
             self.con.execute(rejects_sql(table))
+        for table in output_tables().values():
+            self.ensure_table(table)
+
+    def ensure_table(self, table: Any) -> None:
+        """Create a declared output table, or add the declared columns an older store lacks."""
+        self.con.execute(create_sql(table, lineage=False))
+        have = {r[0] for r in self.con.execute(f'DESCRIBE "{table.name}"').fetchall()}
+        for col in table.columns:
+            if col.name not in have:
+                self.con.execute(
+                    f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {col.sql_type}'
+                )
 
     def close(self) -> None:
         self.con.close()
@@ -81,31 +141,100 @@ class Store:
         self.close()
 
     # -- run ledger -------------------------------------------------------------------------
-    def start_run(self, stage: str, *, as_of: str | None = None, config_hash: str = "") -> str:
+    def start_run(
+        self,
+        stage: str,
+        *,
+        as_of: str | None = None,
+        config_hash: str = "",
+        parents: dict[str, str] | None = None,
+        engine: str | None = None,
+    ) -> str:
         """Record a run as started; its results count only once `finish_run` marks it ok."""
         run_id = f"{stage}-{_now():%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
         self.con.execute(
-            "INSERT INTO runs (run_id, stage, as_of, config_hash, status, started_at) "
-            "VALUES (?, ?, ?, ?, 'running', ?)",
-            [run_id, stage, as_of, config_hash, _now()],
+            "INSERT INTO runs (run_id, seq, stage, parents, as_of, engine, config_hash, status, "
+            "started_at) SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ?, 'running', ? "
+            "FROM runs",
+            [run_id, stage, json.dumps(parents or {}), as_of, engine, config_hash, _now()],
         )
         return run_id
 
     def finish_run(
-        self, run_id: str, *, error: str | None = None, details: dict[str, Any] | None = None
+        self,
+        run_id: str,
+        *,
+        error: str | None = None,
+        status: str | None = None,
+        as_of: str | None = None,
+        rows: dict[str, int] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         self.con.execute(
-            "UPDATE runs SET status = ?, error = ?, finished_at = ?, details = ?, "
-            "seconds = epoch(? - started_at) WHERE run_id = ?",
+            "UPDATE runs SET status = ?, error = ?, finished_at = ?, as_of = coalesce(?, as_of), "
+            '"rows" = ?, details = ?, seconds = epoch(? - started_at) WHERE run_id = ?',
             [
-                "failed" if error else "ok",
+                status or ("failed" if error else "ok"),
                 error,
                 _now(),
-                json.dumps(details) if details is not None else None,
+                as_of,
+                json.dumps(rows) if rows is not None else None,
+                json.dumps(details, default=str) if details is not None else None,
                 _now(),
                 run_id,
             ],
         )
+
+    def mark_interrupted(self) -> None:
+        """Runs still `running` when a writer opens the store were left by a killed process
+        (the store admits one writer): they wrote nothing, since a run commits at its end."""
+        self.con.execute(
+            "UPDATE runs SET status = 'interrupted', error = 'the process running it stopped "
+            "before it finished; nothing it wrote was kept' WHERE status = 'running'"
+        )
+
+    def run_info(self, run_id: str) -> dict[str, Any]:
+        rows = self.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise StoreError(f"No run '{run_id}' in the ledger of {self.path}.")
+        row = rows[0]
+        row["parents"] = json.loads(row["parents"]) if row.get("parents") else {}
+        return row
+
+    def lineage(self, run_id: str) -> list[dict[str, Any]]:
+        """The run and every run it read, transitively, nearest first."""
+        seen: list[dict[str, Any]] = []
+        todo = [run_id]
+        while todo:
+            info = self.run_info(todo.pop(0))
+            if any(r["run_id"] == info["run_id"] for r in seen):
+                continue
+            seen.append(info)
+            todo.extend(info["parents"].values())
+        return seen
+
+    # -- publishing -------------------------------------------------------------------------
+    def publish(self) -> Path:
+        """Copy the store, as committed now, to a new immutable snapshot and make it the one
+        readers open; older snapshots go (a reader that has one open keeps reading it)."""
+        folder = self.path.parent / PUBLISHED
+        folder.mkdir(exist_ok=True)
+        self.con.execute("CHECKPOINT")
+        name = f"{_now():%Y%m%dT%H%M%S%f}-{secrets.token_hex(3)}.duckdb"
+        partial = folder / f".{name}.partial"
+        shutil.copyfile(self.path, partial)
+        os.replace(partial, folder / name)
+        pointer = folder / f".{CURRENT}.partial"
+        pointer.write_text(name + "\n")
+        os.replace(pointer, folder / CURRENT)
+        keep = {name}
+        for old in sorted(folder.glob("*.duckdb"), key=lambda p: p.stat().st_mtime)[-2:]:
+            keep.add(old.name)  # the one before stays for readers that just read CURRENT
+        for old in folder.iterdir():
+            if old.name not in keep and old.name != CURRENT:
+                old.unlink(missing_ok=True)
+        log.info("published %s", folder / name)
+        return folder / name
 
     # -- reading ----------------------------------------------------------------------------
     def count(self, table: str) -> int:
@@ -123,7 +252,7 @@ class Store:
         """The id of the stage's last successful run: what readers see."""
         rows = self.con.execute(
             "SELECT run_id FROM runs WHERE stage = ? AND status = 'ok' "
-            "ORDER BY finished_at DESC LIMIT 1",
+            "ORDER BY seq DESC NULLS LAST, finished_at DESC LIMIT 1",
             [stage],
         ).fetchall()
         return rows[0][0] if rows else None
@@ -137,7 +266,7 @@ class Store:
         return (
             f'SELECT * FROM "{table}" WHERE run_id = (SELECT run_id FROM runs WHERE status = '
             f"'ok' AND run_id IN (SELECT DISTINCT run_id FROM \"{table}\") "
-            "ORDER BY finished_at DESC LIMIT 1)",
+            "ORDER BY seq DESC NULLS LAST, finished_at DESC LIMIT 1)",
             [],
         )
 

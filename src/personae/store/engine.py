@@ -1,10 +1,11 @@
 """The engine rule: table work is written once as Ibis expressions and runs on DuckDB (the
 store itself) or on Spark.
 
-`engine_for(store, config)` gives an `Engine` with `table(name)` (an Ibis table of the store)
-and `write(table, expr, run_id)` (materialise an expression into a store table, stamped with
-the run). On Spark the canonical tables are handed over as Parquet files exported from the
-store, and results come back as Parquet; nothing passes through Python rows.
+`engine_for(store, config, ingest_run)` gives an `Engine` with `table(name)` (an Ibis table
+of the store; canonical tables as they were after `ingest_run`) and `write(table, expr,
+stamp)` (materialise an expression into a declared output table, stamped with the run). On
+Spark the tables are handed over as Parquet files exported from the store, and results come
+back as Parquet; nothing passes through Python rows. `close()` removes every exchange file.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from personae.config import StoreConfig
 from personae.errors import StoreError
 from personae.store import Store
+from personae.store.schemas import TABLES
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +41,37 @@ class Engine(Protocol):
 
     def upload(self, name: str, table: pa.Table) -> ir.Table: ...
 
+    def close(self) -> None: ...
+
+
+def sources_as_of(store: Store, ingest_run: str | None) -> list[str] | None:
+    """The sources whose rows the canonical tables held right after `ingest_run`, or None
+    when no source has been loaded since (every row counts)."""
+    if ingest_run is None:
+        return None
+    rows = store.con.execute(
+        "SELECT s.source_id, coalesce(r.seq > (SELECT seq FROM runs WHERE run_id = ?), false) "
+        "FROM sources s LEFT JOIN runs r ON r.run_id = s.run_id",
+        [ingest_run],
+    ).fetchall()
+    if not any(later for _, later in rows):
+        return None
+    return sorted(sid for sid, later in rows if not later)
+
 
 def _insert_by_name(store: Store, target: str, select_sql: str, extra: dict[str, str]) -> int:
-    """Append rows to `target` (created from the first result), adding any new columns."""
+    """Append rows to the declared table `target`, with the stamp columns in `extra`."""
     cols = ", ".join(f"'{v}' AS {k}" for k, v in extra.items())
     source = f"SELECT *, {cols} FROM ({select_sql})" if extra else select_sql
     store.con.execute(f"CREATE OR REPLACE TEMP VIEW _result AS {source}")
-    if target not in store.table_names():
-        store.con.execute(f'CREATE TABLE "{target}" AS SELECT * FROM _result LIMIT 0')
     have = {r[0] for r in store.con.execute(f'DESCRIBE "{target}"').fetchall()}
-    for name, dtype, *_ in store.con.execute("DESCRIBE _result").fetchall():
-        if name not in have:
-            store.con.execute(f'ALTER TABLE "{target}" ADD COLUMN "{name}" {dtype}')
+    extra_cols = [r[0] for r in store.con.execute("DESCRIBE _result").fetchall()]
+    undeclared = [c for c in extra_cols if c not in have]
+    if undeclared:
+        raise StoreError(
+            f"The result for '{target}' has columns its declaration lacks: "
+            f"{', '.join(undeclared)}. Declare them in personae/store/schemas.py."
+        )
     before = store.count(target)
     store.con.execute(f'INSERT INTO "{target}" BY NAME SELECT * FROM _result')
     store.con.execute("DROP VIEW _result")
@@ -62,12 +83,17 @@ class DuckDBEngine:
 
     name = "duckdb"
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, sources: list[str] | None = None) -> None:
         self.store = store
+        self.sources = sources
         self.backend = ibis.duckdb.from_connection(store.con)
+        self._uploaded: list[str] = []
 
     def table(self, name: str) -> ir.Table:
-        return self.backend.table(name)
+        t = self.backend.table(name)
+        if self.sources is not None and name in TABLES:
+            return t.filter(t.source_id.isin(self.sources))
+        return t
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:
         sql = ibis.to_sql(expr, dialect="duckdb")
@@ -82,7 +108,13 @@ class DuckDBEngine:
     def upload(self, name: str, table: pa.Table) -> ir.Table:
         """A small Arrow table (model scores) as a table that expressions can join."""
         self.store.con.register(name, table)
+        self._uploaded.append(name)
         return self.backend.table(name)
+
+    def close(self) -> None:
+        for name in self._uploaded:
+            self.store.con.unregister(name)
+        self._uploaded.clear()
 
 
 @cache
@@ -116,26 +148,32 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, store: Store, master: str) -> None:
+    def __init__(self, store: Store, master: str, sources: list[str] | None = None) -> None:
         self.store = store
+        self.sources = sources
         self.session = spark_session(master)
         self.backend = ibis.pyspark.connect(self.session)
         self.exchange = store.path.parent / "spark"
         self.exchange.mkdir(parents=True, exist_ok=True)
-        self._loaded: set[str] = set()
+        self._views: set[str] = set()
 
     def table(self, name: str) -> ir.Table:
-        if name not in self._loaded:
+        if name not in self._views:
             path = self.exchange / f"{name}.parquet"
-            self.store.con.execute(f"COPY \"{name}\" TO '{path}' (FORMAT parquet)")
+            query, params = f'SELECT * FROM "{name}"', []
+            if self.sources is not None and name in TABLES:
+                query += " WHERE list_contains(?, source_id)"
+                params = [self.sources]
+            self.store.con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)", params)
             self.session.read.parquet(str(path)).createOrReplaceTempView(name)
-            self._loaded.add(name)
+            self._views.add(name)
         return self.backend.table(name)
 
     def temp(self, expr: ir.Table, name: str) -> ir.Table:
         """Compute `expr` once into a cached Spark view that later expressions read."""
         frame = self.session.sql(str(ibis.to_sql(expr, dialect="pyspark"))).cache()
         frame.createOrReplaceTempView(name)
+        self._views.add(name)
         return self.backend.table(name)
 
     def upload(self, name: str, table: pa.Table) -> ir.Table:
@@ -143,6 +181,7 @@ class SparkEngine:
         path = self.exchange / f"upload_{name}.parquet"
         pq.write_table(table, path)
         self.session.read.parquet(str(path)).cache().createOrReplaceTempView(name)
+        self._views.add(name)
         return self.backend.table(name)
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:
@@ -155,11 +194,30 @@ class SparkEngine:
         shutil.rmtree(out)
         return n
 
+    def close(self) -> None:
+        """Forget the views and remove every exchange file: they hold copies of customer
+        data that nothing else tracks (erasure would miss them)."""
+        for name in self._views:
+            self.session.catalog.dropTempView(name)
+        self._views.clear()
+        self.session.catalog.clearCache()
+        shutil.rmtree(self.exchange, ignore_errors=True)
 
-def engine_for(store: Store, config: StoreConfig) -> Engine:
+
+def engine_for(store: Store, config: StoreConfig, ingest_run: str | None = None) -> Engine:
+    """The configured engine over the store, reading the canonical tables as they were right
+    after `ingest_run` (all rows when None or when nothing was ingested since)."""
+    sources = sources_as_of(store, ingest_run)
     if config.engine == "spark":
-        return SparkEngine(store, config.spark_master)
-    return DuckDBEngine(store)
+        return SparkEngine(store, config.spark_master, sources)
+    return DuckDBEngine(store, sources)
 
 
-__all__ = ["Engine", "DuckDBEngine", "SparkEngine", "engine_for", "spark_session"]
+__all__ = [
+    "Engine",
+    "DuckDBEngine",
+    "SparkEngine",
+    "engine_for",
+    "sources_as_of",
+    "spark_session",
+]

@@ -605,9 +605,86 @@ REJECT_REASONS: dict[str, str] = {
 }
 
 
-def create_sql(table: Table) -> str:
-    """DDL for a canonical table (columns, then lineage)."""
-    cols = [f'"{c.name}" {c.sql_type}' for c in (*table.columns, *LINEAGE)]
+RUN_COLUMNS = (
+    Column("run_id", "id", "The stage run that wrote the row (see `runs`)."),
+    Column("as_of", "date", "The date the run describes."),
+)
+
+
+def output_tables() -> dict[str, Table]:
+    """The tables the stages write, each row stamped with its run: declared here like the
+    canonical ones (the traits columns come from the trait catalog)."""
+    from personae.traits.catalog import TRAITS  # here: personae.traits imports the store
+
+    def out(name: str, row: str, *columns: Column, key: tuple[str, ...] = ()) -> Table:
+        return Table(name, row, (*columns, *RUN_COLUMNS), key)
+
+    customer = Column("customer_id", "id", "The customer.")
+    spend = Column("spend", "float", "Purchase value.")
+    share = Column("share", "float", "Share of the customer's purchase value; NULL when it is 0.")
+    tables = (
+        out(
+            "traits",
+            "customer per traits run",
+            customer,
+            *(Column(t.name, t.dtype, t.definition) for t in TRAITS),
+            key=("customer_id",),
+        ),
+        out(
+            "occasion_calendar",
+            "occasion window per traits run",
+            Column("occasion", "text", "Occasion name."),
+            Column("start", "date", "First day of the window."),
+            Column("end", "date", "Last day of the window."),
+        ),
+        out(
+            "occasion_spend",
+            "customer and occasion per traits run",
+            customer,
+            Column("occasion", "text", "Occasion name."),
+            spend,
+            share,
+        ),
+        out(
+            "category_spend",
+            "customer and category per traits run",
+            customer,
+            Column("category", "text", "Product category."),
+            spend,
+            share,
+        ),
+        out(
+            "predictions",
+            "buyer per predict run",
+            customer,
+            Column("model", "text", "The purchase model used, or rfm_fallback."),
+            Column("horizon", "text", "How far ahead, e.g. '12 months'."),
+            Column("time_unit", "text", "Time unit of the traits the model read."),
+            Column("expected_purchases", "float", "Expected purchases over the horizon."),
+            Column("p_alive", "float", "Probability the customer is still active."),
+            Column("churn_risk", "text", "high, medium or low (from P(alive))."),
+            Column("expected_spend", "float", "Expected value of one transaction."),
+            Column("clv", "float", "Discounted value over the horizon."),
+            Column("clv_low", "float", "5th percentile of CLV over parameter draws."),
+            Column("clv_high", "float", "95th percentile of CLV over parameter draws."),
+            key=("customer_id",),
+        ),
+        out(
+            "model_evaluations",
+            "model, metric and key per predict run",
+            Column("model", "text", "Purchase model."),
+            Column("metric", "text", "holdout_total, mae, mean_by_frequency, ..."),
+            Column("key", "text", "Group of the metric (all, a frequency bucket, a week)."),
+            Column("predicted", "float", "Model value."),
+            Column("actual", "float", "Observed value in the holdout."),
+        ),
+    )
+    return {t.name: t for t in tables}
+
+
+def create_sql(table: Table, lineage: bool = True) -> str:
+    """DDL for a canonical table (columns, then lineage) or a stage output (lineage=False)."""
+    cols = [f'"{c.name}" {c.sql_type}' for c in (*table.columns, *(LINEAGE if lineage else ()))]
     return f'CREATE TABLE IF NOT EXISTS "{table.name}" ({", ".join(cols)})'
 
 

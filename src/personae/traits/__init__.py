@@ -1,14 +1,13 @@
 """The traits stage: one row per customer per run, computed in the engine (DuckDB or Spark).
 
-`compute_traits(store, config, as_of)` is the one entry point; `personae traits` and
-`Project.traits` call it. Every column it writes is declared in `personae.traits.catalog`.
+`compute_traits(ctx)` is the one entry point, run by the pipeline runner (`personae traits`,
+`Project.traits`, `personae run`). Every column it writes is declared in `personae.traits.catalog`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -16,8 +15,10 @@ import ibis.expr.types as ir
 
 from personae.config import Config
 from personae.errors import StoreError
+from personae.purchases import join_on_customer, purchase_lines, purchase_summary
+from personae.stage import RunContext, Stage
 from personae.store import Store
-from personae.store.engine import Engine, engine_for
+from personae.store.engine import Engine
 from personae.traits.catalog import TRAITS
 from personae.traits.moments import (
     journey_traits,
@@ -32,12 +33,6 @@ from personae.traits.profile import (
     demographic_traits,
     engagement_traits,
 )
-from personae.traits.purchase import (
-    join_on_customer,
-    known_customers,
-    purchase_lines,
-    purchase_traits,
-)
 from personae.traits.rfm import rfm_traits
 
 __all__ = [
@@ -45,12 +40,10 @@ __all__ = [
     "TraitsSummary",
     "traits_expr",
     "default_as_of",
-    "UNIT_DAYS",
-    "purchase_summary",
     "purchase_and_rfm",
+    "STAGE",
 ]
 log = logging.getLogger(__name__)
-UNIT_DAYS = {"days": 1.0, "weeks": 7.0}
 
 
 @dataclass
@@ -78,14 +71,6 @@ def default_as_of(store: Store) -> date:
     return row[0]
 
 
-def _write_calendar(store: Store, rows: list[tuple[str, date, date]]) -> None:
-    """The occasion windows the traits read, as a table (both engines can join it)."""
-    store.con.execute(
-        'CREATE OR REPLACE TABLE occasion_calendar (occasion VARCHAR, "start" DATE, "end" DATE)'
-    )
-    store.con.executemany("INSERT INTO occasion_calendar VALUES (?, ?, ?)", rows)
-
-
 def _first_year(store: Store, as_of: date) -> int:
     row = store.con.execute("SELECT min(ordered_at) FROM orders").fetchall()[0]
     return min(row[0].year, as_of.year) if row[0] else as_of.year
@@ -102,32 +87,23 @@ def main_currency(store: Store, config: Config) -> str | None:
     return rows[0][0] if rows else None
 
 
-def purchase_summary(
-    engine: Engine, config: Config, as_of: date, currency: str | None = None
-) -> ir.Table:
-    """The purchase summary, computed once and cached in the engine: RFM, lifecycle and
-    journey all read it, and compiled inline it would be computed again for each."""
-    orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
-    lines = purchase_lines(orders, as_of, currency)
-    base = known_customers(customers, orders, events)
-    summary = purchase_traits(base, lines, as_of, UNIT_DAYS[config.traits.time_unit], engine.temp)
-    return engine.temp(summary, "_trait_purchase")
-
-
 def purchase_and_rfm(engine: Engine, config: Config, as_of: date) -> ir.Table:
     """The purchase summary with RFM scores (what the traits benchmark times)."""
-    purchase = purchase_summary(engine, config, as_of)
+    purchase = purchase_summary(engine, as_of, config.traits.time_unit)
     return join_on_customer(purchase, rfm_traits(purchase, config.rfm))
 
 
 def traits_expr(
-    engine: Engine, config: Config, as_of: date, currency: str | None = None
+    engine: Engine,
+    config: Config,
+    as_of: date,
+    calendar: ir.Table,
+    currency: str | None = None,
 ) -> ir.Table:
     """Every trait as one Ibis expression over the engine's canonical tables."""
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
     lines = purchase_lines(orders, as_of, currency)
-    purchase = purchase_summary(engine, config, as_of, currency)
-    calendar = engine.table("occasion_calendar")
+    purchase = purchase_summary(engine, as_of, config.traits.time_unit, currency)
     joined = join_on_customer(
         purchase,
         rfm_traits(purchase, config.rfm),
@@ -145,66 +121,63 @@ def traits_expr(
     return joined.select(*[joined[n] for n in names])
 
 
-def compute_traits(
-    store: Store,
-    config: Config,
-    as_of: date | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
-) -> TraitsSummary:
-    """Compute and store the traits of every customer as of a date."""
+def compute_traits(ctx: RunContext) -> TraitsSummary:
+    """Compute and store the traits of every customer as of a date (`ctx.as_of`, else
+    [traits] as_of, else the last order date)."""
     started = time.perf_counter()
-    as_of = as_of or config.traits.as_of or default_as_of(store)
-    run_id = store.start_run("traits", as_of=str(as_of))
-    try:
-        if progress:
-            progress(f"starting the {config.store.engine} engine", 0, 2)
-        calendar = occasion_calendar(config.traits, as_of, _first_year(store, as_of))
-        _write_calendar(store, calendar)
-        engine = engine_for(store, config.store)
-        if progress:
-            progress("computing", 1, 2)
-        stamp = {"run_id": run_id, "as_of": str(as_of)}
-        currency = main_currency(store, config)
-        n = engine.write("traits", traits_expr(engine, config, as_of, currency), stamp)
-        lines = purchase_lines(engine.table("orders"), as_of, currency)
-        engine.write(
-            "occasion_spend", occasion_spend(lines, engine.table("occasion_calendar")), stamp
-        )
-        engine.write("category_spend", category_spend(lines), stamp)
-        row = store.con.execute(
-            "SELECT count(*) FILTER (WHERE purchase_days > 0) FROM traits WHERE run_id = ?",
-            [run_id],
-        ).fetchall()[0]
-        segments = dict(
-            store.con.execute(
-                "SELECT rfm_segment, count(*) FROM traits WHERE run_id = ? AND rfm_segment IS NOT "
-                "NULL GROUP BY 1 ORDER BY 2 DESC",
-                [run_id],
-            ).fetchall()
-        )
-        later = store.con.execute(
-            "SELECT count(*) FROM orders WHERE ordered_at::DATE > ?", [as_of]
+    store, config = ctx.store, ctx.config
+    as_of = ctx.as_of = ctx.as_of or config.traits.as_of or default_as_of(store)
+    ctx.progress(f"starting the {config.store.engine} engine", 0, 2)
+    stamp = {"run_id": ctx.run_id, "as_of": str(as_of)}
+    store.con.executemany(
+        "INSERT INTO occasion_calendar VALUES (?, ?, ?, ?, ?)",
+        [
+            (*row, ctx.run_id, as_of)
+            for row in occasion_calendar(config.traits, as_of, _first_year(store, as_of))
+        ],
+    )
+    engine = ctx.engine()
+    calendar = engine.table("occasion_calendar")
+    calendar = calendar.filter(calendar.run_id == ctx.run_id).drop("run_id", "as_of")
+    ctx.progress("computing", 1, 2)
+    currency = main_currency(store, config)
+    n = engine.write("traits", traits_expr(engine, config, as_of, calendar, currency), stamp)
+    lines = purchase_lines(engine.table("orders"), as_of, currency)
+    engine.write("occasion_spend", occasion_spend(lines, calendar), stamp)
+    engine.write("category_spend", category_spend(lines), stamp)
+    row = store.con.execute(
+        "SELECT count(*) FILTER (WHERE purchase_days > 0) FROM traits WHERE run_id = ?",
+        [ctx.run_id],
+    ).fetchall()[0]
+    segments = dict(
+        store.con.execute(
+            "SELECT rfm_segment, count(*) FROM traits WHERE run_id = ? AND rfm_segment IS NOT "
+            "NULL GROUP BY 1 ORDER BY 2 DESC",
+            [ctx.run_id],
+        ).fetchall()
+    )
+    later = store.con.execute(
+        "SELECT count(*) FROM orders WHERE ordered_at::DATE > ?", [as_of]
+    ).fetchall()[0][0]
+    other = (
+        store.con.execute(
+            "SELECT count(*) FROM orders WHERE ordered_at::DATE <= ? AND currency <> ?",
+            [as_of, currency],
         ).fetchall()[0][0]
-        other = (
-            store.con.execute(
-                "SELECT count(*) FROM orders WHERE ordered_at::DATE <= ? AND currency <> ?",
-                [as_of, currency],
-            ).fetchall()[0][0]
-            if currency
-            else 0
+        if currency
+        else 0
+    )
+    if other:
+        log.warning(
+            "%d order lines are not in %s: their amounts are left out of the "
+            "money traits (set [traits] currency to choose)",
+            other,
+            currency,
         )
-        if other:
-            log.warning(
-                "%d order lines are not in %s: their amounts are left out of the "
-                "money traits (set [traits] currency to choose)",
-                other,
-                currency,
-            )
-    except Exception as err:
-        store.finish_run(run_id, error=str(err))
-        raise
-    summary = TraitsSummary(
-        run_id,
+    ctx.details.update(customers=n, engine=engine.name)
+    ctx.progress("done", 2, 2)
+    return TraitsSummary(
+        ctx.run_id,
         str(as_of),
         engine.name,
         n,
@@ -215,7 +188,15 @@ def compute_traits(
         int(other),
         segments,
     )
-    store.finish_run(run_id, details={"customers": n, "engine": engine.name})
-    if progress:
-        progress("done", 2, 2)
-    return summary
+
+
+STAGE = Stage(
+    name="traits",
+    description="One row of traits per customer as of a date, on DuckDB or Spark.",
+    parents=("ingest",),
+    reads=("customers", "orders", "events"),
+    outputs=("traits", "occasion_calendar", "occasion_spend", "category_spend"),
+    compute=compute_traits,
+    uses_engine=True,
+    takes_as_of=True,
+)

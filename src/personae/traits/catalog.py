@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 Kind = Literal["computed", "predicted"]
+DType = Literal["text", "int", "float", "bool", "date"]
 
 
 @dataclass(frozen=True)
 class Trait:
+    """One trait: `dtype` is its column kind in the `traits` table (store/schemas.py)."""
+
     name: str
     family: str
     definition: str
     unit: str
     kind: Kind = "computed"
+    dtype: DType = "float"
 
 
 TU = "time unit ([traits] time_unit: days, or weeks = days / 7)"
@@ -28,12 +32,14 @@ TRAITS: tuple[Trait, ...] = (
         "purchase",
         "Date of the first purchase on or before the as-of date.",
         "date",
+        dtype="date",
     ),
     Trait(
         "last_purchase",
         "purchase",
         "Date of the last purchase on or before the as-of date.",
         "date",
+        dtype="date",
     ),
     Trait(
         "purchase_days",
@@ -41,13 +47,21 @@ TRAITS: tuple[Trait, ...] = (
         "Distinct days with at least one purchase line "
         "(returns and non-product lines do not count).",
         "count",
+        dtype="int",
     ),
-    Trait("orders", "purchase", "Distinct orders with at least one purchase line.", "count"),
+    Trait(
+        "orders",
+        "purchase",
+        "Distinct orders with at least one purchase line.",
+        "count",
+        dtype="int",
+    ),
     Trait(
         "frequency",
         "purchase",
         "Repeat purchases: purchase days minus one (the x of the buy-till-you-die models).",
         "count",
+        dtype="int",
     ),
     Trait(
         "recency",
@@ -83,15 +97,24 @@ TRAITS: tuple[Trait, ...] = (
         "mean) of the days between purchase days; needs two repeats.",
         "ratio",
     ),
-    Trait("second_purchase", "purchase", "Date of the second purchase day.", "date"),
-    Trait("last_interval", "purchase", "Days between the last two purchase days.", "days"),
-    Trait("days_since_last", "purchase", "Days from the last purchase to the as-of date.", "days"),
+    Trait("second_purchase", "purchase", "Date of the second purchase day.", "date", dtype="date"),
+    Trait(
+        "last_interval", "purchase", "Days between the last two purchase days.", "days", dtype="int"
+    ),
+    Trait(
+        "days_since_last",
+        "purchase",
+        "Days from the last purchase to the as-of date.",
+        "days",
+        dtype="int",
+    ),
     Trait(
         "tenure_days",
         "purchase",
         "Days from acquisition (the earlier of the customer's "
         "created_at and first purchase) to the as-of date.",
         "days",
+        dtype="int",
     ),
     # RFM -------------------------------------------------------------------------------
     Trait(
@@ -100,16 +123,24 @@ TRAITS: tuple[Trait, ...] = (
         "Recency score 1..5: quantile bin of days_since_last (fewer days "
         "scores higher). Ties share a score.",
         "score",
+        dtype="int",
     ),
-    Trait("f_score", "rfm", "Frequency score 1..5: quantile bin of purchase_days.", "score"),
+    Trait(
+        "f_score",
+        "rfm",
+        "Frequency score 1..5: quantile bin of purchase_days.",
+        "score",
+        dtype="int",
+    ),
     Trait(
         "m_score",
         "rfm",
         "Monetary score 1..5: quantile bin of total_value "
         "(rounded to 1e-6, so equal sums tie on every engine).",
         "score",
+        dtype="int",
     ),
-    Trait("rfm_cell", "rfm", "The three scores as digits, e.g. '545'.", "label"),
+    Trait("rfm_cell", "rfm", "The three scores as digits, e.g. '545'.", "label", dtype="text"),
     Trait("rfm_score", "rfm", "Weighted mean of the three scores ([rfm] weights).", "score"),
     Trait(
         "rfm_segment",
@@ -118,6 +149,7 @@ TRAITS: tuple[Trait, ...] = (
         "Loyal, Potential Loyalist, New Customers, Promising, Need Attention, About to "
         "Sleep, At Risk, Cannot Lose Them, Hibernating, Lost ([rfm.segments] overrides).",
         "label",
+        dtype="text",
     ),
 )
 
@@ -129,28 +161,38 @@ TRAITS += (
         "Age in whole years on the as-of date, from birth_date, else "
         "birth_year (as-of year minus birth year), else the source's age.",
         "years",
+        dtype="int",
     ),
     Trait(
-        "age_band", "demographics", "under 18, 18-24, 25-34, 35-44, 45-54, 55-64 or 65+.", "label"
+        "age_band",
+        "demographics",
+        "under 18, 18-24, 25-34, 35-44, 45-54, 55-64 or 65+.",
+        "label",
+        dtype="text",
     ),
-    Trait("gender", "demographics", "female, male or other, as ingested.", "label"),
+    Trait("gender", "demographics", "female, male or other, as ingested.", "label", dtype="text"),
     Trait("income", "demographics", "Yearly income as ingested.", "currency"),
     Trait(
         "income_quintile",
         "demographics",
         "1..5: quantile bin of income among customers with an income (ties share a bin).",
         "score",
+        dtype="int",
     ),
-    Trait("household_size", "demographics", "People in the household.", "count"),
-    Trait("children", "demographics", "Children in the household.", "count"),
-    Trait("marital_status", "demographics", "As ingested.", "label"),
-    Trait("education", "demographics", "As ingested.", "label"),
-    Trait("occupation", "demographics", "As ingested.", "label"),
-    Trait("country", "demographics", "As ingested.", "label"),
-    Trait("region", "demographics", "As ingested.", "label"),
-    Trait("city", "demographics", "As ingested.", "label"),
+    Trait("household_size", "demographics", "People in the household.", "count", dtype="int"),
+    Trait("children", "demographics", "Children in the household.", "count", dtype="int"),
+    Trait("marital_status", "demographics", "As ingested.", "label", dtype="text"),
+    Trait("education", "demographics", "As ingested.", "label", dtype="text"),
+    Trait("occupation", "demographics", "As ingested.", "label", dtype="text"),
+    Trait("country", "demographics", "As ingested.", "label", dtype="text"),
+    Trait("region", "demographics", "As ingested.", "label", dtype="text"),
+    Trait("city", "demographics", "As ingested.", "label", dtype="text"),
     Trait(
-        "marketing_consent", "demographics", "Whether the customer agreed to marketing.", "yes/no"
+        "marketing_consent",
+        "demographics",
+        "Whether the customer agreed to marketing.",
+        "yes/no",
+        dtype="bool",
     ),
     # behaviour --------------------------------------------------------------------------
     Trait(
@@ -158,6 +200,7 @@ TRAITS += (
         "behaviour",
         "Category with the most purchase value (ties: alphabetical).",
         "label",
+        dtype="text",
     ),
     Trait(
         "top_category_share",
@@ -165,8 +208,10 @@ TRAITS += (
         "Share of categorised purchase value in the top category.",
         "share",
     ),
-    Trait("category_breadth", "behaviour", "Distinct categories bought.", "count"),
-    Trait("top_channel", "behaviour", "Channel with the most purchase value.", "label"),
+    Trait("category_breadth", "behaviour", "Distinct categories bought.", "count", dtype="int"),
+    Trait(
+        "top_channel", "behaviour", "Channel with the most purchase value.", "label", dtype="text"
+    ),
     Trait("top_channel_share", "behaviour", "Share of purchase value in the top channel.", "share"),
     Trait(
         "online_share",
@@ -187,6 +232,7 @@ TRAITS += (
         "bargain hunter (discounted_line_share >= "
         "[traits] bargain_hunter_share), full price (<= full_price_share) or mixed.",
         "label",
+        dtype="text",
     ),
     Trait("basket_lines", "behaviour", "Mean purchase lines per order.", "count"),
     Trait("basket_units", "behaviour", "Mean units per order.", "count"),
@@ -205,13 +251,31 @@ TRAITS += (
         "engagement_half_life_days before the as-of date.",
         "points",
     ),
-    Trait("events_90d", "technographics", "Events in the 90 days up to the as-of date.", "count"),
-    Trait("last_event", "technographics", "Date of the last event.", "date"),
+    Trait(
+        "events_90d",
+        "technographics",
+        "Events in the 90 days up to the as-of date.",
+        "count",
+        dtype="int",
+    ),
+    Trait("last_event", "technographics", "Date of the last event.", "date", dtype="date"),
     Trait("app_share", "technographics", "Share of events on the app platform.", "share"),
-    Trait("main_device", "technographics", "Most frequent device type in the events.", "label"),
-    Trait("main_os", "technographics", "Most frequent operating system.", "label"),
-    Trait("main_browser", "technographics", "Most frequent browser.", "label"),
-    Trait("main_platform", "technographics", "app or web, whichever is more frequent.", "label"),
+    Trait(
+        "main_device",
+        "technographics",
+        "Most frequent device type in the events.",
+        "label",
+        dtype="text",
+    ),
+    Trait("main_os", "technographics", "Most frequent operating system.", "label", dtype="text"),
+    Trait("main_browser", "technographics", "Most frequent browser.", "label", dtype="text"),
+    Trait(
+        "main_platform",
+        "technographics",
+        "app or web, whichever is more frequent.",
+        "label",
+        dtype="text",
+    ),
 )
 
 TRAITS += (
@@ -233,6 +297,7 @@ TRAITS += (
         "lapsed_factor), reactivated (bought again after a gap longer than lapsed_factor "
         "expected intervals).",
         "label",
+        dtype="text",
     ),
     # occasions -----------------------------------------------------------------------------
     Trait(
@@ -267,7 +332,9 @@ TRAITS += (
         "[traits.occasions] included (each line counted once).",
         "share",
     ),
-    Trait("top_occasion", "occasions", "Occasion with the most purchase value.", "label"),
+    Trait(
+        "top_occasion", "occasions", "Occasion with the most purchase value.", "label", dtype="text"
+    ),
     Trait(
         "weekend_share",
         "occasions",
@@ -283,6 +350,7 @@ TRAITS += (
         "occasions",
         "Month (1-12) with the most purchase value (ties: the earlier month).",
         "month",
+        dtype="int",
     ),
     Trait(
         "birthday_month_share",
@@ -298,31 +366,36 @@ TRAITS += (
         "information_search, evaluation, purchase, repeat_advocacy ([traits.journey] maps "
         "event types to stages).",
         "label",
+        dtype="text",
     ),
-    Trait("journey_stage_index", "journey", "The furthest stage as 1..5.", "index"),
+    Trait("journey_stage_index", "journey", "The furthest stage as 1..5.", "index", dtype="int"),
     Trait(
         "days_need_to_search",
         "journey",
         "Days from the first need-recognition event to the first information-search event.",
         "days",
+        dtype="int",
     ),
     Trait(
         "days_search_to_evaluation",
         "journey",
         "Days from the first search to the first evaluation event.",
         "days",
+        dtype="int",
     ),
     Trait(
         "days_evaluation_to_purchase",
         "journey",
         "Days from the first evaluation event to the first purchase.",
         "days",
+        dtype="int",
     ),
     Trait(
         "days_to_first_purchase",
         "journey",
         "Days from the first journey event to the first purchase.",
         "days",
+        dtype="int",
     ),
 )
 

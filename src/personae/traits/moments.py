@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from personae.config import LifecycleConfig, TraitsConfig
-from personae.traits.purchase import join_on_customer
+from personae.purchases import join_on_customer
 
 BUILT_IN_OCCASIONS = ("black_friday", "christmas", "valentines", "back_to_school")
 JOURNEY_STAGES = (

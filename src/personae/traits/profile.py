@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from personae.config import TraitsConfig
-from personae.traits.purchase import join_on_customer
+from personae.purchases import join_on_customer
 
 AGE_BANDS = (
     (18, "under 18"),

@@ -1,4 +1,5 @@
-"""Purchase summary traits, one row per customer, as Ibis expressions (DuckDB and Spark).
+"""Purchase expressions two stages share (traits and predict), as Ibis expressions for DuckDB
+and Spark: purchase lines, the purchase summary, time units and the calibration/holdout split.
 
 Definitions follow the buy-till-you-die literature at day grain (Fader, Hardie & Lee 2005):
 all lines of a customer on one calendar day are one purchase; frequency counts repeat purchase
@@ -9,10 +10,18 @@ as-of date are read, so nothing after it leaks in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import ibis
 import ibis.expr.types as ir
+
+if TYPE_CHECKING:
+    from personae.store.engine import Engine
+
+# Days in each time unit: traits measure recency and T in days or weeks, predict's horizon
+# may be in any of them (a month is the mean Gregorian month).
+DAYS_PER: dict[str, float] = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 
 
 def purchase_lines(orders: ir.Table, as_of: date, currency: str | None = None) -> ir.Table:
@@ -130,3 +139,33 @@ def join_on_customer(left: ir.Table, *rights: ir.Table) -> ir.Table:
         joined = left.left_join(right, left.customer_id == right[key])
         left = joined.drop(key)
     return left
+
+
+def purchase_summary(
+    engine: Engine,
+    as_of: date,
+    time_unit: str,
+    currency: str | None = None,
+    name: str = "_trait_purchase",
+) -> ir.Table:
+    """The purchase summary of every known customer as of a date, computed once and cached in
+    the engine: RFM, lifecycle, journey and the model comparison all read it, and compiled
+    inline it would be computed again for each."""
+    orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
+    lines = purchase_lines(orders, as_of, currency)
+    base = known_customers(customers, orders, events)
+    summary = purchase_traits(base, lines, as_of, DAYS_PER[time_unit], engine.temp)
+    return engine.temp(summary, name)
+
+
+def calibration_end(as_of: date, first_order: date, configured: date | None) -> date:
+    """End of the calibration period of a holdout comparison: the configured date, else the
+    as-of date minus a quarter of the history (at least 30 days)."""
+    return configured or (as_of - timedelta(days=max(30, (as_of - first_order).days // 4)))
+
+
+def holdout_purchases(orders: ir.Table, cal_end: date, as_of: date) -> ir.Table:
+    """Purchase days per customer after the calibration end, up to the as-of date."""
+    lines = purchase_lines(orders, as_of)
+    hold = lines.filter(lines.is_purchase & (lines.day > cal_end))
+    return hold.select("customer_id", "day").distinct()

@@ -1,0 +1,82 @@
+"""Customer lifetime value from a fitted purchase model and a spend model: the discounted
+expected purchases per month, the interval over parameter draws, and the mean-spend model used
+when Gamma-Gamma degenerates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from personae.models._purchase import PurchaseModel
+
+DAYS_PER_MONTH = 30.4375  # the mean Gregorian month, as in personae.purchases.DAYS_PER
+
+
+class MeanSpend:
+    """Expected spend when Gamma-Gamma cannot be fitted because customers' mean spends do not
+    differ more than their transactions do (q and gamma run off to infinity): the model's
+    limit, the mean repeat transaction value of all customers, for everyone."""
+
+    def __init__(self, frequency: np.ndarray, monetary_value: np.ndarray, n: np.ndarray) -> None:
+        transactions = float(np.sum(n * frequency))
+        value = float(np.sum(n * frequency * monetary_value))
+        self.mean = value / transactions if transactions else 0.0
+        self.params_ = {"mean_spend": self.mean}
+
+    def expected_spend(self, frequency: np.ndarray, monetary_value: np.ndarray) -> np.ndarray:
+        return np.full(len(np.asarray(frequency)), self.mean)
+
+
+def clv_factor(
+    model: PurchaseModel,
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    horizon_t: float,
+    unit: float,
+    yearly_rate: float,
+) -> np.ndarray:
+    """Σ over months of the month's expected purchases, discounted to today: multiplied by
+    the expected spend it is the CLV. Months are 30.4375 days, converted to the time unit."""
+    month_t = DAYS_PER_MONTH / unit
+    steps = max(1, int(np.ceil(horizon_t / month_t - 1e-9)))
+    monthly = (1 + yearly_rate) ** (1 / 12) - 1
+    ends = [min(k * month_t, horizon_t) for k in range(1, steps + 1)]
+    cumulative = model.expected_purchases_over(ends, x, tx, T)
+    per_month = np.diff(cumulative, axis=0, prepend=0.0)
+    discount = (1 + monthly) ** -np.arange(1, steps + 1)
+    return discount @ per_month
+
+
+def clv_factor_interval(
+    model: PurchaseModel,
+    x: np.ndarray,
+    tx: np.ndarray,
+    T: np.ndarray,
+    horizon_t: float,
+    unit: float,
+    yearly_rate: float,
+    draws: int,
+) -> dict[str, np.ndarray]:
+    """5th and 95th percentiles of the CLV factor over parameter draws from the fit's
+    covariance (normal on the parameters, non-positive draws rejected); NaN when off."""
+    if draws <= 0 or not np.all(np.isfinite(model.covariance_)):
+        nan = np.full_like(x, np.nan)
+        return {"factor_low": nan, "factor_high": nan}
+    rng = np.random.default_rng(0)
+    mean = np.array([model.params_[k] for k in model.param_names])
+    sample = rng.multivariate_normal(mean, model.covariance_, size=4 * draws)
+    sample = sample[np.all(sample > 0, axis=1)][:draws]
+    factors = []
+    for row in sample:
+        m = type(model)()
+        m.params_ = dict(zip(model.param_names, (float(v) for v in row), strict=True))
+        with np.errstate(all="ignore"):
+            factors.append(clv_factor(m, x, tx, T, horizon_t, unit, yearly_rate))
+    stacked = np.vstack(factors)
+    return {
+        "factor_low": np.nanpercentile(stacked, 5, axis=0),
+        "factor_high": np.nanpercentile(stacked, 95, axis=0),
+    }
+
+
+__all__ = ["MeanSpend", "clv_factor", "clv_factor_interval"]
