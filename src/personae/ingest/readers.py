@@ -9,11 +9,16 @@ the spreadsheet row in Excel, and the 1-based row elsewhere.
 
 from __future__ import annotations
 
+import atexit
+import codecs
 import csv
 import hashlib
 import io
 import logging
+import os
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -26,16 +31,28 @@ import pyarrow as pa
 from personae.config import SourceConfig
 from personae.errors import SourceError
 from personae.ingest.sniff import (
+    CHUNK,
+    NATIVE_ENCODINGS,
     FileFacts,
+    LineCounter,
     _open_bytes,
     _py_encoding,
     detect_format,
     file_facts,
+    sniff_dialect,
     whitespace_header,
 )
 
 log = logging.getLogger(__name__)
 STAGE = "_stage"
+BAD_ROWS = "_bad_rows"
+# DuckDB's reader puts the records it cannot read (wrong number of fields, an unclosed
+# quote, an overlong line) here; any at all hands the file to the Python reader.
+REJECTS = "_csv_rejects"
+SCANS = "_csv_scans"
+MAX_RECORD = 2 * 1024 * 1024  # characters in one record (DuckDB's max_line_size)
+RAW_SHOWN = 1000  # characters of a rejected line kept in rejects.raw
+BATCH = 100_000
 
 
 @dataclass
@@ -57,6 +74,13 @@ class Staged:
     relation: str = STAGE
     lines: int = -1
     path: Path | None = None
+    # Delimited text: the encoding the file is read in (UTF-8 after transcoding), records
+    # rejected as bad_row (in the temp table `_bad_rows`), blank lines skipped, and the
+    # physical lines the header, the records and the blank lines cover (-1: not counted).
+    read_encoding: str = "utf-8"
+    bad_rows: int = 0
+    blank_lines: int = 0
+    lines_accounted: int = -1
 
     def count(self, con: duckdb.DuckDBPyConnection) -> int:
         if self.rows is None:
@@ -135,21 +159,64 @@ def _finish(
     return Staged(cols, int(row[0]) if row else 0, kind, location, content_hash, **extra)
 
 
-def _read_csv_sql(
-    path: Path,
-    encoding: str,
-    delim: str | None,
-    header: bool | None,
-    names: list[str] | None = None,
-) -> str:
-    opts = [lit(str(path)), "all_varchar = true", f"encoding = {lit(encoding)}"]
-    if delim:
-        opts.append(f"delim = {lit(delim)}")
-    if header is not None:
-        opts.append(f"header = {str(header).lower()}")
-    if names:
-        opts.append("names = [" + ", ".join(lit(n) for n in names) + "]")
+def _read_csv_sql(path: Path, encoding: str, delim: str, header: bool, names: list[str]) -> str:
+    """DuckDB's reader with the dialect fixed (no sniffing: its sniffer skips good lines
+    when a late line is odd) and every record it cannot read stored in `_csv_rejects`."""
+    columns = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in names) + "}"
+    opts = [
+        lit(str(path)),
+        "auto_detect = false",
+        f"columns = {columns}",
+        f"delim = {lit(delim)}",
+        "quote = '\"'",
+        "escape = '\"'",
+        f"header = {str(header).lower()}",
+        "skip = 0",
+        f"encoding = {lit(encoding)}",
+        "store_rejects = true",
+        f"rejects_table = {lit(REJECTS)}",
+        f"rejects_scan = {lit(SCANS)}",
+    ]
     return f"read_csv({', '.join(opts)})"
+
+
+_TEMP_FILES: list[Path] = []
+
+
+@atexit.register
+def _remove_temp_files() -> None:
+    for path in _TEMP_FILES:
+        path.unlink(missing_ok=True)
+
+
+def _check_encoding(name: str, src: SourceConfig) -> str:
+    """The Python codec name of the source's encoding setting, or a SourceError."""
+    try:
+        return codecs.lookup(src.encoding).name
+    except LookupError:
+        raise SourceError(
+            f"Source '{name}': encoding = '{src.encoding}' is not a text encoding Python "
+            "knows. Use auto, utf-8, latin-1, cp1252, cp1250, iso-8859-15 or utf-16."
+        ) from None
+
+
+def transcode(path: Path, encoding: str) -> tuple[Path, LineCounter]:
+    """Copy a text file (gzip or not) to a temporary UTF-8 file in one streaming pass, for
+    encodings DuckDB's reader does not read itself; returns it and its line counts."""
+    fd, name = tempfile.mkstemp(prefix="personae-", suffix=".csv")
+    out_path = Path(name)
+    _TEMP_FILES.append(out_path)
+    counter = LineCounter()
+    decoder = codecs.getincrementaldecoder(_py_encoding(encoding))(errors="replace")
+    with _open_bytes(path) as raw, os.fdopen(fd, "wb") as out:
+        while chunk := raw.read(CHUNK):
+            data = decoder.decode(chunk).encode("utf-8")
+            counter.add(data)
+            out.write(data)
+        data = decoder.decode(b"", final=True).encode("utf-8")
+        counter.add(data)
+        out.write(data)
+    return out_path, counter
 
 
 def _stage_csv(
@@ -159,111 +226,248 @@ def _stage_csv(
     src: SourceConfig,
     facts: FileFacts,
 ) -> Staged:
-    """Delimited text is not copied: validation reads it in place, in parallel."""
-    encoding = facts.encoding if src.encoding == "auto" else src.encoding
+    """Delimited text is not copied: validation reads it in place, in parallel, with DuckDB.
+    Files DuckDB's reader cannot follow (mixed line ends) and files in which it finds a bad
+    record (see `transform.build_cells`) are read by `stage_csv_python` instead."""
+    encoding = facts.encoding if src.encoding == "auto" else _check_encoding(name, src)
+    codec = codecs.lookup(_py_encoding(encoding)).name
+    read_path, lines, mixed, read_encoding = path, facts.lines, facts.mixed_newlines, "utf-8"
+    if codec == "iso8859-1":
+        read_encoding = "latin-1"
+    elif codec not in ("utf-8", "utf-8-sig"):
+        read_path, counter = transcode(path, encoding)
+        lines, mixed = counter.lines, counter.mixed
+    assert read_encoding in NATIVE_ENCODINGS
+    with _open_bytes(read_path) as fh:
+        head = fh.read(1024 * 1024)
+        complete = not fh.read(1)
+    text = head.decode(_py_encoding(read_encoding), errors="replace")
     try:
-        sniff = con.execute(
-            f"SELECT Delimiter, HasHeader FROM sniff_csv({lit(str(path))}, "
-            f"encoding = {lit(encoding)})"
-        ).fetchall()[0]
-        delim = src.delimiter or sniff[0]
-        header = src.header if src.header is not None else bool(sniff[1])
-        relation = _read_csv_sql(path, encoding, delim, header)
-        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
-        if not header:
-            relation = _read_csv_sql(
-                path, encoding, delim, header, [f"column{i + 1}" for i in range(len(cols))]
-            )
-            cols = [f"column{i + 1}" for i in range(len(cols))]
-    except duckdb.Error as err:
+        dialect = sniff_dialect(text, complete, src.delimiter, src.header)
+    except ValueError as err:
         raise SourceError(
-            f"Source '{name}': cannot read {path} as delimited text: "
-            f"{' '.join(str(err).splitlines()[:2])}. Set `delimiter`, `encoding` or "
-            "`header` for this source in personae.toml."
+            f"Source '{name}': {path} does not look like a table: {err}. Point `path` at a "
+            "delimited text file (CSV, TSV), or set `delimiter` for this source."
         ) from None
-    return Staged(
-        cols,
+    staged = Staged(
+        dialect.columns,
         None,
         "csv",
         str(path),
         facts.sha256,
         encoding,
-        delim,
-        header,
+        dialect.delimiter,
+        dialect.header,
         row_expr=None,
-        relation=relation,
-        lines=facts.lines,
-        path=path,
+        relation=_read_csv_sql(
+            read_path, read_encoding, dialect.delimiter, dialect.header, dialect.columns
+        ),
+        lines=lines,
+        path=read_path,
+        read_encoding=read_encoding,
     )
+    if mixed:
+        stage_csv_python(con, staged)
+    return staged
+
+
+def duckdb_read_all(con: duckdb.DuckDBPyConnection, staged: Staged, rows: int) -> bool:
+    """Whether DuckDB's reader read every record of a delimited file, one record per line:
+    nothing in its rejects and every line a header or a record (no blank lines, no quoted
+    line breaks). Otherwise `stage_csv_python` reads the file."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [REJECTS]
+    ).fetchall()[0][0]
+    if exists and con.execute(f"SELECT count(*) FROM {REJECTS}").fetchall()[0][0]:
+        return False
+    header = 1 if staged.header else 0
+    if rows + header == staged.lines:
+        staged.lines_accounted = staged.lines
+        return True
+    return False
+
+
+def drop_csv_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    for table in (REJECTS, SCANS):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def with_rows(con: duckdb.DuckDBPyConnection, staged: Staged, inner: str) -> str:
     """SQL adding the line number `_row` to `inner`, a relation whose records carry their
-    0-based position `_i` in the file.
-
-    One record per line and no blank lines: the line follows from the position. Otherwise
-    (records spanning lines, blank lines) a pass of Python's csv module finds each record's
-    first line, and the mapping is a join on the temp table `_line_numbers`."""
+    0-based position `_i` in the file. DuckDB reads a file only when it has one record per
+    line and no blank lines (`duckdb_read_all`), so the line follows from the position."""
     offset = 2 if staged.header else 1
-    rows = staged.count(con)
-    if rows + offset - 1 == staged.lines:
-        return f"SELECT _i + {offset} AS _row, * EXCLUDE (_i) FROM ({inner})"
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_line_numbers'"
-    ).fetchall()[0][0]
-    if not exists:
-        assert staged.path is not None
-        _attach_line_numbers(
-            con,
-            staged.path,
-            staged.encoding or "utf-8",
-            staged.delimiter or ",",
-            bool(staged.header),
-            rows,
+    return f"SELECT _i + {offset} AS _row, * EXCLUDE (_i) FROM ({inner})"
+
+
+def _shown(text: str) -> str:
+    text = text.rstrip("\r\n")
+    if len(text) <= RAW_SHOWN:
+        return text
+    return f"{text[:RAW_SHOWN]}... ({len(text):,} characters)"
+
+
+def stage_csv_python(con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
+    """Read a delimited file with Python's csv module into `_stage` (with each record's
+    first physical line as `_row`), rejecting every record whose number of fields is not the
+    header's, or that is longer than MAX_RECORD, into `_bad_rows` with its line and raw text.
+
+    A record that spans several lines and has the wrong number of fields is usually an
+    unclosed quote that swallowed the lines after it: those lines are read again one by one,
+    so only the broken line is lost, and its message says what it swallowed. Blank lines are
+    skipped and counted. Every physical line ends up as header, record, reject or blank."""
+    assert staged.path is not None
+    reader = _PythonCsv(con, staged)
+    reader.read(staged.path)
+    staged.relation = STAGE
+    staged.row_expr = "_row"
+    staged.bad_rows = reader.bad_count
+    staged.blank_lines = reader.blank
+    staged.rows = None
+    staged.lines_accounted = reader.header_lines + reader.blank + reader.record_lines
+    if reader.seen != staged.lines:
+        raise SourceError(
+            f"{staged.location}: {staged.lines:,} lines counted in its bytes but "
+            f"{reader.seen:,} read as text; nothing was loaded from it. Check `encoding`."
         )
-    return f"SELECT n._row, t.* EXCLUDE (_i) FROM ({inner}) t JOIN _line_numbers n USING (_i)"
 
 
-def _attach_line_numbers(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    encoding: str,
-    delim: str,
-    header: bool,
-    rows: int,
-) -> None:
-    """Create `_line_numbers(_i, _row)`: the first physical line of every record.
+class _PythonCsv:
+    """The record-by-record reader behind `stage_csv_python`."""
 
-    Python's csv module reports the line each record ends on; the start line is the previous
-    record's end + 1 (blank lines skipped, as DuckDB does)."""
-    starts: list[int] = []
-    with _open_bytes(path) as raw:
-        text = io.TextIOWrapper(raw, encoding=_py_encoding(encoding), newline="")
-        reader = csv.reader(text, delimiter=delim)
-        prev_end = 0
-        first = True
-        for record in reader:
-            line_start = prev_end + 1
-            prev_end = reader.line_num
-            if not record or (len(record) <= 1 and not record[0]):
-                continue
-            if first and header:
-                first = False
-                continue
-            first = False
-            starts.append(line_start)
-    if len(starts) != rows:
-        log.warning(
-            "%s: could not match %d records to lines (%d); numbering records instead",
-            path,
-            rows,
-            len(starts),
+    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
+        self.con = con
+        self.staged = staged
+        self.width = len(staged.columns)
+        self.delim = staged.delimiter or ","
+        self.cols: list[list[str | None]] = [[] for _ in range(self.width)]
+        self.rows: list[int] = []
+        self.bad: list[tuple[int, str, str]] = []
+        self.pending_header = bool(staged.header)
+        self.header_lines = self.blank = self.record_lines = self.seen = self.bad_count = 0
+        self.buf: list[str] = []
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {STAGE} ("
+            + ", ".join(f"{q(c)} VARCHAR" for c in staged.columns)
+            + ", _row BIGINT)"
         )
-        starts = list(range(2 if header else 1, rows + (2 if header else 1)))
-    numbers = pa.table({"_i": pa.array(range(rows), pa.int64()), "_row": pa.array(starts)})
-    con.register("_line_numbers_arrow", numbers)
-    con.execute("CREATE OR REPLACE TEMP TABLE _line_numbers AS SELECT * FROM _line_numbers_arrow")
-    con.unregister("_line_numbers_arrow")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {BAD_ROWS} (_row BIGINT, raw VARCHAR, message VARCHAR)"
+        )
+
+    def read(self, path: Path) -> None:
+        csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
+        with _open_bytes(path) as raw:
+            text = io.TextIOWrapper(
+                raw,
+                encoding=_py_encoding(self.staged.read_encoding),
+                errors="replace",
+                newline="",
+            )
+            lines = self._lines(text)
+            while True:
+                try:
+                    for fields in csv.reader(lines, delimiter=self.delim, strict=False):
+                        self._record(fields, *self._take())
+                    break
+                except csv.Error as err:  # e.g. a field over the size limit
+                    start, taken = self._take()
+                    if taken:
+                        self._swallowed(start, taken, f"cannot be read as CSV ({err})")
+        self._flush()
+
+    def _lines(self, text: io.TextIOWrapper) -> Iterator[str]:
+        for line in text:
+            self.seen += 1
+            self.buf.append(line)
+            yield line
+
+    def _take(self) -> tuple[int, list[str]]:
+        """The lines of the record just read and the first one's number."""
+        taken = self.buf[:]
+        self.buf.clear()
+        return self.seen - len(taken) + 1, taken
+
+    def _wrong_width(self, found: int) -> str:
+        where = "the header has" if self.staged.header else "the other lines have"
+        return f"{found} fields where {where} {self.width}"
+
+    def _reject(self, line: int, lines: list[str], message: str) -> None:
+        self.bad.append((line, _shown("".join(lines)), message))
+        self.record_lines += len(lines)
+        if len(self.bad) >= BATCH:
+            self._flush()
+
+    def _record(self, fields: list[str], start: int, lines: list[str]) -> None:
+        if not fields or (len(fields) == 1 and not fields[0].strip() and self.width > 1):
+            self.blank += len(lines)
+            return
+        if self.pending_header:
+            self.pending_header = False
+            self.header_lines = len(lines)
+            return
+        size = sum(map(len, lines))
+        if size > MAX_RECORD:
+            self._reject(
+                start,
+                lines,
+                f"a record of {size:,} characters, more than the {MAX_RECORD:,} one "
+                "record may have",
+            )
+        elif len(fields) != self.width:
+            if len(lines) > 1:
+                self._swallowed(start, lines, self._wrong_width(len(fields)))
+            else:
+                self._reject(start, lines, self._wrong_width(len(fields)))
+        elif len(lines) > 2 and self._looks_swallowed(lines):
+            self._swallowed(start, lines, "a quoted value runs over several lines")
+        else:
+            for col, value in zip(self.cols, fields, strict=True):
+                col.append(value if value != "" else None)
+            self.rows.append(start)
+            self.record_lines += len(lines)
+            if len(self.rows) >= BATCH:
+                self._flush()
+
+    def _looks_swallowed(self, lines: list[str]) -> bool:
+        """True when most lines inside a multi-line record read as whole records on their
+        own: an unclosed quote took them in, not a text with line breaks."""
+        inner = lines[1:-1]
+        whole = sum(
+            len(next(csv.reader([line], delimiter=self.delim, strict=False), [])) == self.width
+            for line in inner
+        )
+        return self.width > 1 and whole >= 0.8 * len(inner)
+
+    def _swallowed(self, start: int, lines: list[str], why: str) -> None:
+        """A record over several lines that cannot be right: its first line is rejected,
+        the lines it swallowed are read again one by one."""
+        self._reject(
+            start,
+            lines[:1],
+            f"{why}; an unclosed quote on this line swallowed the next {len(lines) - 1} "
+            f"line{'s' if len(lines) > 2 else ''} (to line {start + len(lines) - 1}), "
+            "read again one by one",
+        )
+        for i, line in enumerate(lines[1:], start=1):
+            fields = next(csv.reader([line], delimiter=self.delim, strict=False), [])
+            self._record(fields, start + i, [line])
+
+    def _flush(self) -> None:
+        if self.rows:
+            arrays = [pa.array(c, pa.string()) for c in self.cols]
+            arrays.append(pa.array(self.rows, pa.int64()))
+            batch = pa.Table.from_arrays(arrays, names=[*self.staged.columns, "_row"])
+            self.con.register("_csv_batch", batch)
+            self.con.execute(f"INSERT INTO {STAGE} SELECT * FROM _csv_batch")
+            self.con.unregister("_csv_batch")
+            for col in self.cols:
+                col.clear()
+            self.rows.clear()
+        if self.bad:
+            self.con.executemany(f"INSERT INTO {BAD_ROWS} VALUES (?, ?, ?)", self.bad)
+            self.bad_count += len(self.bad)
+            self.bad.clear()
 
 
 def _stage_whitespace(

@@ -7,9 +7,12 @@ them; ingest re-sniffs only what the config leaves on auto.
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import hashlib
 import re
+import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,12 +51,29 @@ DATE_FORMATS = (
 
 @dataclass
 class FileFacts:
-    """What a pass over the bytes of a file tells: its hash, lines and text encoding."""
+    """What a pass over the bytes of a file tells: its hash, lines, text encoding and line ends.
+
+    `lines` counts physical lines as Python's universal newlines do (\\n, \\r\\n and a lone
+    \\r each end one); -1 when the encoding is UTF-16 (counted when the file is transcoded).
+    `mixed_newlines` is true when the file mixes line ends (or uses lone \\r), which DuckDB's
+    reader cannot follow."""
 
     sha256: str
     lines: int
     size: int
     encoding: str = "utf-8"
+    mixed_newlines: bool = False
+
+
+# Single-byte code pages told apart by what their non-ASCII bytes decode to; on a tie the
+# first wins (Latin-1 is read by DuckDB without a transcoding pass).
+SINGLE_BYTE = ("latin-1", "cp1252", "iso-8859-15", "cp1250")
+# DuckDB's CSV reader reads these itself; every other encoding is transcoded to UTF-8 first.
+NATIVE_ENCODINGS = ("utf-8", "latin-1")
+_WORD = re.compile(rb"[^\s,;|\t\"'()<>]*[\x80-\xff][^\s,;|\t\"'()<>]*")
+_TYPOGRAPHY = set(
+    "\u201c\u201d\u201e\u2018\u2019\u201a\u2013\u2014\u2026\u2022\u20ac\u2122\u00a3\u00b0"
+)
 
 
 def _open_bytes(path: Path):
@@ -62,41 +82,135 @@ def _open_bytes(path: Path):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else path.open("rb")
 
 
+def truncated(path: Path) -> SourceError:
+    return SourceError(
+        f"{path}: the compressed file ends early: truncated download? Download it again "
+        "(or check it with `gzip -t`)."
+    )
+
+
+def bom_encoding(head: bytes) -> str | None:
+    """UTF-16 from a byte-order mark, or from zero bytes in every other position."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    sample = head[:4096]
+    if len(sample) >= 8:
+        half = len(sample) // 2
+        odd = sample[1::2].count(0)
+        even = sample[0::2].count(0)
+        if odd > 0.4 * half and even < 0.05 * half:
+            return "utf-16-le"
+        if even > 0.4 * half and odd < 0.05 * half:
+            return "utf-16-be"
+    return None
+
+
+def _score(words: list[bytes], encoding: str) -> int:
+    """How plausible the non-ASCII characters of `words` are when decoded as `encoding`:
+    letters in words count for it, C1 control characters and symbols inside words against."""
+    import unicodedata
+
+    score = 0
+    for word in words:
+        try:
+            text = word.decode(encoding)
+        except UnicodeDecodeError:
+            score -= 10
+            continue
+        for i, ch in enumerate(text):
+            if ch.isascii():
+                continue
+            prev = text[i - 1] if i else " "
+            nxt = text[i + 1] if i + 1 < len(text) else " "
+            if ch.isalpha():
+                if prev.isdigit() or nxt.isdigit():
+                    score -= 2  # Ł20.00 is £20.00 in another code page
+                elif prev.isalpha() or nxt.isalpha():
+                    score += -2 if ch.isupper() and prev.isalpha() and prev.islower() else 2
+            elif unicodedata.category(ch) == "Cc":
+                score -= 10
+            elif ch in _TYPOGRAPHY:
+                score += 1
+            elif prev.isalpha() or nxt.isalpha() or ch == "\u00a4":
+                score -= 1
+    return score
+
+
+def guess_single_byte(words: list[bytes]) -> str:
+    """The single-byte code page under which the sampled non-ASCII words read best."""
+    scores = {enc: _score(words, enc) for enc in SINGLE_BYTE}
+    return max(SINGLE_BYTE, key=lambda enc: scores[enc])
+
+
 def file_facts(path: Path) -> FileFacts:
-    """SHA-256 of the file's bytes, its number of text lines and its encoding (UTF-8 when every
-    byte sequence is valid UTF-8, UTF-16 with a byte-order mark, else Latin-1)."""
+    """SHA-256 of the file's bytes, its number of text lines, its encoding (UTF-8 when every
+    byte sequence is valid UTF-8, UTF-16 with a byte-order mark or zero bytes in every other
+    position, else the single-byte code page its non-ASCII words read best in) and whether it
+    mixes line ends. A gzip file that ends early is a SourceError naming it."""
     digest = hashlib.sha256()
     gzipped = head_bytes_raw(path, 2) == b"\x1f\x8b"
     if gzipped:  # the hash is of the file's bytes, the lines of its content
         with path.open("rb") as raw:
             while chunk := raw.read(CHUNK):
                 digest.update(chunk)
-    lines = 0
-    last = b"\n"
+    counter = LineCounter()
     encoding = "utf-8"
+    words: list[bytes] = []
     decoder = codecs.getincrementaldecoder("utf-8")()
-    with _open_bytes(path) as fh:
-        first = True
-        while chunk := fh.read(CHUNK):
-            if not gzipped:
-                digest.update(chunk)
-            if first and chunk.startswith((b"\xff\xfe", b"\xfe\xff")):
-                encoding, lines = "utf-16", -1
-            first = False
-            if encoding == "utf-16":
-                continue
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-            if encoding == "utf-8" and not chunk.isascii():
-                try:
-                    decoder.decode(chunk)
-                except UnicodeDecodeError:
-                    encoding = "latin-1"
-    if encoding == "utf-16":
-        return FileFacts(digest.hexdigest(), -1, path.stat().st_size, encoding)
-    if last != b"\n":
-        lines += 1
-    return FileFacts(digest.hexdigest(), lines, path.stat().st_size, encoding)
+    try:
+        with _open_bytes(path) as fh:
+            first = True
+            while chunk := fh.read(CHUNK):
+                if not gzipped:
+                    digest.update(chunk)
+                if first:
+                    encoding = bom_encoding(chunk) or encoding
+                first = False
+                if encoding.startswith("utf-16"):
+                    continue
+                counter.add(chunk)
+                if encoding == "utf-8" and not chunk.isascii():
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        encoding = "single-byte"
+                if encoding == "single-byte" and len(words) < 3000:
+                    words += _WORD.findall(chunk, 0, 4 * 1024 * 1024)[:3000]
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise truncated(path) from None
+    size = path.stat().st_size
+    if encoding.startswith("utf-16"):
+        return FileFacts(digest.hexdigest(), -1, size, encoding)
+    if encoding == "single-byte":
+        encoding = guess_single_byte(words)
+    return FileFacts(digest.hexdigest(), counter.lines, size, encoding, counter.mixed)
+
+
+class LineCounter:
+    """Counts lines over chunks of bytes at C speed: \\n, \\r\\n and a lone \\r each end one."""
+
+    def __init__(self) -> None:
+        self.lf = self.cr = self.crlf = 0
+        self.last = b""
+
+    def add(self, chunk: bytes) -> None:
+        self.lf += chunk.count(b"\n")
+        if b"\r" in chunk:
+            self.cr += chunk.count(b"\r")
+            self.crlf += chunk.count(b"\r\n")
+        if self.last == b"\r" and chunk[:1] == b"\n":
+            self.crlf += 1
+        if chunk:
+            self.last = chunk[-1:]
+
+    @property
+    def lines(self) -> int:
+        return self.lf + self.cr - self.crlf + (self.last not in (b"\n", b"\r", b""))
+
+    @property
+    def mixed(self) -> bool:
+        """Lone \\r line ends, or \\r\\n and \\n mixed: DuckDB's reader cannot follow them."""
+        return self.cr > self.crlf or 0 < self.crlf < self.lf
 
 
 def head_bytes_raw(path: Path, size: int) -> bytes:
@@ -105,8 +219,11 @@ def head_bytes_raw(path: Path, size: int) -> bytes:
 
 
 def head_bytes(path: Path, size: int = 65536) -> bytes:
-    with _open_bytes(path) as fh:
-        data: bytes = fh.read(size)
+    try:
+        with _open_bytes(path) as fh:
+            data: bytes = fh.read(size)
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        raise truncated(path) from None
     return data
 
 
@@ -126,11 +243,12 @@ def detect_format(path: Path) -> str:
     head = head_bytes(path)
     if not head.strip():
         raise SourceError(f"{path}: the file is empty. Point the source at a file with data.")
-    if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    wide = bom_encoding(head)
+    if b"\x00" in head[:4096] and not wide:
         raise SourceError(
             f"{path}: this is a binary file, not text, Parquet or xlsx. Export it as CSV."
         )
-    text = head.decode("latin-1").lstrip("\ufeff\xef\xbb\xbf")
+    text = head.decode(wide or "latin-1", errors="replace").lstrip("\ufeff\xef\xbb\xbf")
     first = text.lstrip().splitlines()[0] if text.strip() else ""
     if first.startswith("{") and name.endswith((".json", ".jsonl", ".ndjson", ".json.gz")):
         return "jsonl"
@@ -165,7 +283,103 @@ def whitespace_header(path: Path, encoding: str) -> tuple[bool, int]:
 
 
 def _py_encoding(encoding: str) -> str:
-    return {"latin-1": "latin-1", "utf-16": "utf-16"}.get(encoding, "utf-8-sig")
+    """Python's codec for an encoding name of the config (UTF-8 drops a byte-order mark)."""
+    name = codecs.lookup(encoding).name if encoding != "auto" else "utf-8"
+    return "utf-8-sig" if name in ("utf-8", "utf-8-sig") else name
+
+
+@dataclass
+class Dialect:
+    """How a delimited text file is laid out: what `sniff_dialect` finds in its head."""
+
+    delimiter: str
+    header: bool
+    columns: list[str]
+
+
+_TYPED = re.compile(
+    r"[-+]?[£$€]?\s*\d[\d,. ]*%?|[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|inf|"
+    r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?.*|true|false",
+    re.IGNORECASE,
+)
+DELIMITERS = (",", "\t", ";", "|")
+
+
+def _typed(value: str) -> bool:
+    return bool(_TYPED.fullmatch(value.strip()))
+
+
+def column_names(header: list[str]) -> list[str]:
+    """Column names as DuckDB's reader makes them: trimmed, `column<i>` when empty, repeats
+    (compared case-insensitively) suffixed `_1`, `_2`, ..."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(header):
+        name = raw.strip() or f"column{i}"
+        key = name.lower()
+        if key in seen:
+            seen[key] += 1
+            name = f"{name}_{seen[key]}"
+        else:
+            seen[key] = 0
+        names.append(name)
+    return names
+
+
+def sniff_dialect(
+    text: str, complete: bool, delimiter: str | None = None, header: bool | None = None
+) -> Dialect:
+    """Delimiter, header and column names from the first lines of a text file.
+
+    The delimiter is the one that splits most records (at least half) into the same number
+    (above one) of fields; records of another width do not change the answer (they are rejected as bad_row
+    when the file is read). The first record is a header unless one of its values looks like
+    a number or a date, or a column whose other values are nearly all numbers or dates has a
+    word on top (then it is a header whatever the rest). Raises ValueError when no delimiter
+    gives a consistent width and lines are not single values: the text is not a table."""
+    lines = text.splitlines(keepends=True)
+    if not complete and len(lines) > 1:
+        lines = lines[:-1]
+    lines = lines[:5000]
+    best: tuple[int, int, str, list[list[str]]] | None = None
+    for d in [delimiter] if delimiter else DELIMITERS:
+        records = [r for r in csv.reader(lines, delimiter=d, strict=False) if r]
+        widths = Counter(len(r) for r in records)
+        if not widths:
+            continue
+        width, count = max(widths.items(), key=lambda wc: (wc[1], wc[0]))
+        score = count if width > 1 and count >= 0.5 * len(records) else 0
+        if best is None or score > best[0]:
+            best = (score, width, d, records)
+    if best is None:
+        return Dialect(delimiter or ",", bool(header), [] if header is False else ["column0"])
+    score, width, delim, records = best
+    if score == 0 and not delimiter:
+        plain = sum(1 for ln in lines if not any(ch in ln for ch in DELIMITERS))
+        if plain < 0.9 * len(lines):
+            raise ValueError(
+                "no delimiter (comma, semicolon, tab or |) splits its lines into the same "
+                "number of fields"
+            )
+        width = 1
+    first = records[0]
+    if header is None:
+        rest = records[1:]
+        header = not any(_typed(v) for v in first if v.strip())
+        for i, v in enumerate(first):
+            values = [r[i] for r in rest if len(r) == len(first) and r[i].strip()]
+            typed_below = values and sum(map(_typed, values)) >= 0.9 * len(values)
+            if v.strip() and not _typed(v) and typed_below:
+                header = True
+    if header:
+        if len(first) != width and len(records) > 2:
+            agree = sum(1 for r in records[1:] if len(r) == width)
+            if agree > 0.5 * (len(records) - 1):
+                raise ValueError(
+                    f"its first line has {len(first)} fields but most lines have {width}"
+                )
+        return Dialect(delim, True, column_names(first))
+    return Dialect(delim, False, [f"column{i + 1}" for i in range(width)])
 
 
 def guess_date_format(con: duckdb.DuckDBPyConnection, values: list[str]) -> str | None:

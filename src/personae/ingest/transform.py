@@ -12,12 +12,23 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import duckdb
 
 from personae.config import SourceConfig
 from personae.errors import SourceError, closest
-from personae.ingest.readers import Staged, lit, q, with_rows
+from personae.ingest.readers import (
+    BAD_ROWS,
+    Staged,
+    drop_csv_rejects,
+    duckdb_read_all,
+    lit,
+    q,
+    stage_csv_python,
+    with_rows,
+)
 from personae.store.schemas import LINEAGE, Column, Table
 
 NA_TOKENS = ("", "na", "n/a", "null", "none", "nan", "#n/a", "-", "?")
@@ -131,8 +142,17 @@ def _problem(
         cases.append(
             f"WHEN {text} IS NOT NULL AND {parsed} IS NULL AND NOT {is_na} THEN {lit(bad)}"
         )
+    if col.kind in ("int", "float"):
+        # NaN, inf and overflowing literals (1e309) cast to non-finite doubles: never stored
+        cases.append(f"WHEN NOT isfinite({parsed}) THEN 'bad_number'")
     if col.kind == "int":
         cases.append(f"WHEN {parsed} <> trunc({parsed}) THEN 'bad_number'")
+    if col.kind in ("timestamp", "date"):
+        first_day, last_day = date_window(col, src)
+        upper = f"{parsed} >= TIMESTAMP {lit(str(last_day + timedelta(days=1)))}"
+        if col.kind == "date":
+            upper = f"{parsed} > DATE {lit(str(last_day))}"
+        cases.append(f"WHEN {parsed} < DATE {lit(str(first_day))} OR {upper} THEN 'out_of_range'")
     if col.kind == "id" and src.id_pattern:
         cases.append(f"WHEN NOT regexp_full_match({text}, {lit(src.id_pattern)}) THEN 'bad_id'")
     if source_col and source_col in src.ranges:
@@ -145,6 +165,17 @@ def _problem(
         if col.high is not None:
             cases.append(f"WHEN {scaled} > {col.high} THEN 'out_of_range'")
     return f"(CASE {' '.join(cases)} END)" if cases else None
+
+
+def date_window(col: Column, src: SourceConfig) -> tuple[date, date]:
+    """The first and last plausible day of a date column: birth dates from
+    `earliest_birth_date` to the day of the ingest, other dates from `earliest_date` to
+    `latest_date` (by default one day after the day of the ingest, so that a file written
+    in another time zone still fits)."""
+    today = datetime.now(UTC).date()
+    if col.name == "birth_date":
+        return src.earliest_birth_date, today
+    return src.earliest_date, src.latest_date or today + timedelta(days=1)
 
 
 def _final(col: Column, parsed: str, src: SourceConfig, source_col: str | None) -> str:
@@ -224,7 +255,10 @@ def _message(col: str, reason: str, source_col: str | None) -> str:
         "bad_number": f"{shown}: not a number",
         "bad_bool": f"{shown}: not a yes/no value",
         "bad_category": f"{shown}: not a known {col} value",
-        "out_of_range": f"{shown}: outside the valid range of {col}",
+        "out_of_range": f"{shown}: outside the plausible dates of {col} (earliest_date, "
+        "latest_date, earliest_birth_date)"
+        if col.endswith("_at") or col.endswith("_date")
+        else f"{shown}: outside the valid range of {col}",
         "duplicate_id": f"{shown}: this {col} was already loaded from an earlier row or "
         'source (set mode = "update" to fill in existing rows instead)',
     }
@@ -302,6 +336,7 @@ def build_cells(
         low, high = src.ranges[source_col]
         level2.append(
             f"(CASE WHEN {text} IS NOT NULL AND {num} IS NULL THEN 'bad_number' "
+            f"WHEN NOT isfinite({num}) THEN 'bad_number' "
             f"WHEN {num} NOT BETWEEN {low} AND {high} THEN 'out_of_range' END) "
             f"AS {q('xa_' + source_col)}"
         )
@@ -334,7 +369,8 @@ def build_cells(
     if plan.key:
         extras.append(f"hash({', '.join(q('p_' + k) for k in plan.key)}) AS _kh")
     for i, column in enumerate(src.wide_spend):
-        extras.append(f"TRY_CAST({_na(q(column))} AS DOUBLE) AS ws_{i}")
+        spend = f"TRY_CAST({_na(q(column))} AS DOUBLE)"
+        extras.append(f"(CASE WHEN isfinite({spend}) THEN {spend} END) AS ws_{i}")
     for i, spec in enumerate(src.events):
         if spec.at not in staged.columns:
             raise SourceError(
@@ -347,15 +383,30 @@ def build_cells(
             if fmt
             else f"TRY_CAST({_na(q(spec.at))} AS TIMESTAMP)"
         )
-        extras.append(f"CAST({ts} AS TIMESTAMP) AS ev_{i}")
+        first_day, last_day = date_window(Column(spec.at, "timestamp", ""), src)
+        extras.append(
+            f"(CASE WHEN CAST({ts} AS TIMESTAMP) >= DATE {lit(str(first_day))} AND CAST({ts} "
+            f"AS TIMESTAMP) < DATE {lit(str(last_day + timedelta(days=1)))} THEN CAST({ts} AS "
+            f"TIMESTAMP) END) AS ev_{i}"
+        )
     keep = (["_row"] if staged.row_expr else []) + finals + extras
+    in_place = staged.kind == "csv" and staged.row_expr is None
+    if in_place:
+        drop_csv_rejects(con)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cells AS
         WITH l1 AS (SELECT {", ".join(level1)} FROM {staged.relation}),
              l2 AS (SELECT {", ".join(level2)} FROM l1)
         SELECT {", ".join(keep)} FROM l2"""
     )
-    staged.rows = int(con.execute("SELECT count(*) FROM _cells").fetchall()[0][0])
+    cells = int(con.execute("SELECT count(*) FROM _cells").fetchall()[0][0])
+    if in_place and not duckdb_read_all(con, staged, cells):
+        # A bad record, a blank line or a quoted line break: read the file again with
+        # Python's csv module, which accounts for every line (see readers.stage_csv_python).
+        drop_csv_rejects(con)
+        stage_csv_python(con, staged)
+        return build_cells(con, name, src, table, staged, source_id)
+    staged.rows = cells + staged.bad_rows
     # A new table's rowids are consecutive in insertion (= file) order, but a temp table's
     # start at a large offset: subtract the first one.
     first = con.execute("SELECT coalesce(min(rowid), 0) FROM _cells").fetchall()[0][0]
@@ -506,6 +557,13 @@ def write_rejects(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
                false
         FROM _bad WHERE _reason IS NOT NULL ORDER BY _row"""
     )
+    if plan.staged.bad_rows:
+        con.execute(
+            f"""INSERT INTO {target}
+            SELECT {lit(plan.source_id)}, _row, to_json(struct_pack(line := raw)), 'bad_row',
+                   NULL, message, false
+            FROM {BAD_ROWS} ORDER BY _row"""
+        )
     for c in plan.checked:
         con.execute(
             f"""INSERT INTO {target}
@@ -695,3 +753,32 @@ def insert_derived_events(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
             ORDER BY _row"""
         )
     return _count(con, "events") - before
+
+
+def reconcile(con: duckdb.DuckDBPyConnection, plan: Plan, summary: Any) -> None:
+    """The invariant of every ingest, per source: every line of a text file is the header, a
+    record or a skipped blank line, and every record read is loaded or rejected. Raises a
+    SourceError naming the source and the gap when either fails, so that the run fails and
+    publishes nothing; reports skipped blank lines in `summary.flags`."""
+    staged = plan.staged
+    problems = []
+    if staged.kind == "csv" and staged.lines_accounted != staged.lines:
+        problems.append(
+            f"the file has {staged.lines:,} lines but only {staged.lines_accounted:,} were "
+            "read as its header, records and blank lines"
+        )
+    gap = summary.rows_read - summary.rows_loaded - summary.rows_rejected
+    if gap:
+        problems.append(
+            f"{summary.rows_read:,} rows were read but {summary.rows_loaded:,} loaded and "
+            f"{summary.rows_rejected:,} rejected: {abs(gap):,} rows "
+            + ("unaccounted for" if gap > 0 else "counted twice")
+        )
+    if problems:
+        raise SourceError(
+            f"Source '{plan.name}' ({staged.location}): {'; '.join(problems)}. Nothing of this "
+            "run is kept. This is a bug in personae's reader: please report it with the file."
+        )
+    if staged.blank_lines:
+        summary.flags["blank lines skipped"] = staged.blank_lines
+    con.execute(f"DROP TABLE IF EXISTS {BAD_ROWS}")
