@@ -599,7 +599,10 @@ REJECT_REASONS: dict[str, str] = {
     "bad_number": "A number does not parse.",
     "bad_bool": "A yes/no value is not one of true/false/yes/no/y/n/1/0.",
     "bad_category": "A value is not one of the allowed categories.",
-    "out_of_range": "A number lies outside the column's valid range.",
+    "out_of_range": "A number lies outside the column's valid range, or a date outside the "
+    "plausible window (earliest_date, latest_date, earliest_birth_date).",
+    "bad_row": "A line of a text file that is not a record: the wrong number of fields, an "
+    "unclosed quote, or longer than 2 MiB (raw holds its text, cut to 1,000 characters).",
     "duplicate": "The row repeats an earlier row of the same source exactly.",
     "duplicate_id": "The row's key was already used by a different row.",
 }
