@@ -198,7 +198,8 @@ class Store:
         if not rows:
             raise StoreError(f"No run '{run_id}' in the ledger of {self.path}.")
         row = rows[0]
-        row["parents"] = json.loads(row["parents"]) if row.get("parents") else {}
+        for key in ("parents", "rows", "details"):  # JSON columns
+            row[key] = json.loads(row[key]) if row.get(key) else {}
         return row
 
     def lineage(self, run_id: str) -> list[dict[str, Any]]:
