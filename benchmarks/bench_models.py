@@ -49,7 +49,7 @@ s = time.perf_counter()
 scores = pa.table({"x": ux, "tx": utx, "T": uT,
                    "e": bg.expected_purchases(365.25, ux, utx, uT),
                    "a": bg.prob_alive(ux, utx, uT),
-                   "f": clv_factor(bg, ux, utx, uT, 365.25, 1.0, 0.10)})
+                   "f": clv_factor(bg, ux, utx, uT, 365.25, 30.4375, 0.10)})
 con.register("scores", scores)
 # as in the predict stage: every customer's scores by a join on the unique rows
 con.execute("CREATE TABLE per_customer AS SELECT * FROM customers JOIN scores "

@@ -19,6 +19,14 @@ from personae.errors import ConfigError, closest
 from personae.models import PURCHASE_MODELS
 
 CONFIG_NAME = "personae.toml"
+# The buying-journey stages, in order: [traits] journey maps event types to them.
+JOURNEY_STAGES = (
+    "need_recognition",
+    "information_search",
+    "evaluation",
+    "purchase",
+    "repeat_advocacy",
+)
 TableName = Literal["customers", "orders", "events", "responses", "feedback", "accounts"]
 FileFormat = Literal["auto", "csv", "whitespace", "parquet", "jsonl", "xlsx"]
 
@@ -178,16 +186,11 @@ class TraitsConfig(_Section):
         for name, days in self.occasions.items():
             if len(days) != 2 or not all(re.fullmatch(r"\d\d-\d\d", d) for d in days):
                 raise ValueError(f'occasions.{name} must be ["MM-DD", "MM-DD"], got {days}')
-        stages = (
-            "need_recognition",
-            "information_search",
-            "evaluation",
-            "purchase",
-            "repeat_advocacy",
-        )
-        unknown = set(self.journey) - set(stages)
+        unknown = set(self.journey) - set(JOURNEY_STAGES)
         if unknown:
-            raise ValueError(f"journey has unknown stages {sorted(unknown)}; use {stages}")
+            raise ValueError(
+                f"journey has unknown stages {sorted(unknown)}; use {', '.join(JOURNEY_STAGES)}"
+            )
         return self
 
     as_of: date | None = Field(

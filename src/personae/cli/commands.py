@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -514,7 +515,11 @@ def run(
     if as_json:
         print_json(results)
         return
-    printers = {"ingest": print_ingest, "traits": print_traits, "predict": print_predict}
+    printers: dict[str, Callable[[Any], None]] = {
+        "ingest": print_ingest,
+        "traits": print_traits,
+        "predict": print_predict,
+    }
     for stage in STAGES:
         if stage.name in results:
             printers[stage.name](results[stage.name])

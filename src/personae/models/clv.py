@@ -8,8 +8,6 @@ import numpy as np
 
 from personae.models._purchase import PurchaseModel
 
-DAYS_PER_MONTH = 30.4375  # the mean Gregorian month, as in personae.purchases.DAYS_PER
-
 
 class MeanSpend:
     """Expected spend when Gamma-Gamma cannot be fitted because customers' mean spends do not
@@ -32,12 +30,11 @@ def clv_factor(
     tx: np.ndarray,
     T: np.ndarray,
     horizon_t: float,
-    unit: float,
+    month_t: float,
     yearly_rate: float,
 ) -> np.ndarray:
     """Σ over months of the month's expected purchases, discounted to today: multiplied by
-    the expected spend it is the CLV. Months are 30.4375 days, converted to the time unit."""
-    month_t = DAYS_PER_MONTH / unit
+    the expected spend it is the CLV. `month_t` is one month in the model's time unit."""
     steps = max(1, int(np.ceil(horizon_t / month_t - 1e-9)))
     monthly = (1 + yearly_rate) ** (1 / 12) - 1
     ends = [min(k * month_t, horizon_t) for k in range(1, steps + 1)]
@@ -53,7 +50,7 @@ def clv_factor_interval(
     tx: np.ndarray,
     T: np.ndarray,
     horizon_t: float,
-    unit: float,
+    month_t: float,
     yearly_rate: float,
     draws: int,
 ) -> dict[str, np.ndarray]:
@@ -71,7 +68,7 @@ def clv_factor_interval(
         m = type(model)()
         m.params_ = dict(zip(model.param_names, (float(v) for v in row), strict=True))
         with np.errstate(all="ignore"):
-            factors.append(clv_factor(m, x, tx, T, horizon_t, unit, yearly_rate))
+            factors.append(clv_factor(m, x, tx, T, horizon_t, month_t, yearly_rate))
     stacked = np.vstack(factors)
     return {
         "factor_low": np.nanpercentile(stacked, 5, axis=0),

@@ -211,7 +211,7 @@ def predict(ctx: RunContext) -> PredictSummary:
     else:
         gg = _fit_spend(engine, buyers, cfg.penalizer, summary)
         ctx.progress("scoring every customer", 2, 3)
-        _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, unit)
+        _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, DAYS_PER["months"] / unit)
         summary.model = chosen
         summary.params = model.params_
         summary.spend_params = gg.params_
@@ -318,7 +318,7 @@ def _score(
     gg: GammaGamma | MeanSpend,
     fit: dict[str, np.ndarray],
     horizon_t: float,
-    unit: float,
+    month_t: float,
 ) -> None:
     """Score the unique (frequency, recency, T) rows and spend rows in numpy, then join the
     scores to every buyer in the engine."""
@@ -333,11 +333,18 @@ def _score(
                 "T": T,
                 "expected_purchases": model.expected_purchases(horizon_t, x, tx, T),
                 "p_alive": model.prob_alive(x, tx, T),
-                "clv_factor": clv_factor(model, x, tx, T, horizon_t, unit, cfg.discount_rate),
+                "clv_factor": clv_factor(model, x, tx, T, horizon_t, month_t, cfg.discount_rate),
                 **{  # NaN (intervals off) is stored as NULL
                     k: pa.array(v, from_pandas=True)
                     for k, v in clv_factor_interval(
-                        model, x, tx, T, horizon_t, unit, cfg.discount_rate, cfg.clv_interval_draws
+                        model,
+                        x,
+                        tx,
+                        T,
+                        horizon_t,
+                        month_t,
+                        cfg.discount_rate,
+                        cfg.clv_interval_draws,
                     ).items()
                 },
             }

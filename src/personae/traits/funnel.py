@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from personae.config import JOURNEY_STAGES
 from personae.errors import StoreError
 from personae.store import Store
 from personae.traits.catalog import BY_NAME
-from personae.traits.moments import JOURNEY_STAGES
 
 
 def funnel(store: Store, by: str | None = None) -> list[dict[str, Any]]:

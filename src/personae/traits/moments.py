@@ -9,17 +9,10 @@ from datetime import date, timedelta
 import ibis
 import ibis.expr.types as ir
 
-from personae.config import LifecycleConfig, TraitsConfig
+from personae.config import JOURNEY_STAGES, LifecycleConfig, TraitsConfig
 from personae.purchases import join_on_customer
 
 BUILT_IN_OCCASIONS = ("black_friday", "christmas", "valentines", "back_to_school")
-JOURNEY_STAGES = (
-    "need_recognition",
-    "information_search",
-    "evaluation",
-    "purchase",
-    "repeat_advocacy",
-)
 DAYPARTS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
 
 
