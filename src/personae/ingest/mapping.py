@@ -31,18 +31,37 @@ class Guess:
 
 
 def map_columns(columns: list[str], table: Table) -> dict[str, str]:
-    """Source column -> canonical column for one table, by synonyms; each target used once."""
+    """Source column -> canonical column for one table, by synonyms; each target used once.
+
+    Weak synonyms (a customer's name or e-mail as the customer key) apply only to a target no
+    column matched otherwise, and may take a column from an optional target (an `Email`
+    column becomes the key of a customers file without an id)."""
     mapping: dict[str, str] = {}
     used: set[str] = set()
+    keys = {col: normalize(_strip_units(col)) for col in columns}
     for col in columns:
-        key = normalize(_strip_units(col))
         for target in table.mappable:
             if target.name in used:
                 continue
-            if key == normalize(target.name) or key in target.synonyms:
+            if keys[col] == normalize(target.name) or keys[col] in target.synonyms:
                 mapping[col] = target.name
                 used.add(target.name)
                 break
+    for target in table.mappable:
+        if target.name in used or not target.weak_synonyms:
+            continue
+        ranked = sorted(
+            (target.weak_synonyms.index(keys[c]), i, c)
+            for i, c in enumerate(columns)
+            if keys[c] in target.weak_synonyms
+            and (c not in mapping or not table.column(mapping[c]).required)
+        )
+        if ranked:
+            col = ranked[0][2]
+            if col in mapping:
+                used.discard(mapping[col])
+            mapping[col] = target.name
+            used.add(target.name)
     return mapping
 
 

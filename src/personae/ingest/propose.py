@@ -17,6 +17,7 @@ from personae.errors import SourceError
 from personae.ingest.mapping import (
     guess_from_values,
     guess_table,
+    normalize,
     range_from_name,
     scale_from_name,
 )
@@ -150,13 +151,26 @@ def _guess(
                 f"{key_col}: {len(values) - digits} sampled ids are not all digits; "
                 "id_pattern rejects them"
             )
+    key_src = next((c for c, t in mapping.items() if t == "customer_id"), None)
+    if key_src and normalize(key_src) in table.column("customer_id").weak_synonyms:
+        notes.append(f"{key_src}: no customer id column; {key_src} is the customer key")
     if guess.table == "orders":
         order_col = next((c for c, t in mapping.items() if t == "order_id"), None)
         if order_col and any(re.fullmatch(r"C\d+", v) for v in samples[order_col]):
             settings["cancel_pattern"] = "^C"
             notes.append(f"{order_col}: ids starting with C read as cancellations")
         if not order_col:
-            notes.append("no order id column: each line becomes its own order")
+            notes.append(
+                "no order id column: lines of one customer with the same ordered_at form "
+                'one order (orders_without_id = "basket"; "line" makes each line an order)'
+            )
+        if "customer_id" not in mapping.values():
+            notes.append(
+                "NO CUSTOMER KEY: no column looks like a customer id, name or e-mail; map the "
+                'column that identifies the buyer as "customer_id" (ingest refuses orders '
+                f"without one). Columns: {', '.join(staged.columns)}"
+            )
+
     if guess.table == "customers":
         spend = {
             c: _category(c)

@@ -219,6 +219,14 @@ def check_mapping(name: str, src: SourceConfig, table: Table, columns: list[str]
                 f'mapped. Add a line `"<source column>" = "{col.name}"` under '
                 f"[sources.{name}.columns] (source columns: {', '.join(columns)})."
             )
+    if table.name == "orders" and "customer_id" not in targets and src.mode != "update":
+        raise SourceError(
+            f"Source '{name}': no column is mapped to customer_id, so every order would be "
+            "anonymous and no customer could be described. Add a line "
+            f'`"<source column>" = "customer_id"` under [sources.{name}.columns] naming the '
+            "column that identifies the buyer (an id, a customer name or an e-mail address); "
+            f"source columns: {', '.join(columns)}."
+        )
     for source_col in [*src.date_formats, *src.ranges, *src.scale, *src.wide_spend]:
         if source_col not in columns:
             raise SourceError(

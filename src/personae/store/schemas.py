@@ -36,6 +36,9 @@ class Column:
     low: float | None = None
     high: float | None = None
     synonyms: tuple[str, ...] = ()
+    # Names that mean this column only when no source column matches a synonym: a
+    # customer's name or e-mail address is the customer key of a file without an id.
+    weak_synonyms: tuple[str, ...] = ()
 
     @property
     def sql_type(self) -> str:
@@ -70,6 +73,22 @@ class Table:
 
 _YEAR = date.today().year
 
+# Names of a customer that serve as the customer key when a source has no id column.
+CUSTOMER_NAMES = (
+    "email",
+    "emailaddress",
+    "customeremail",
+    "mail",
+    "customername",
+    "clientname",
+    "buyername",
+    "membername",
+    "accountname",
+    "account",
+    "name",
+    "fullname",
+)
+
 # Lineage columns every canonical table carries after its own columns.
 LINEAGE = (
     Column("source_id", "text", "Which ingested source the row came from (see `sources`)."),
@@ -98,7 +117,17 @@ CUSTOMERS = Table(
                 "id",
                 "customer",
                 "client",
+                "clientno",
+                "clientnumber",
+                "membernumber",
+                "memberno",
+                "member",
+                "buyer",
+                "buyerid",
+                "customercode",
+                "accountnumber",
             ),
+            weak_synonyms=CUSTOMER_NAMES,
         ),
         Column(
             "account_id",
@@ -263,7 +292,21 @@ ORDERS = Table(
                 "userid",
                 "memberid",
                 "customer",
+                "customernumber",
+                "client",
+                "clientno",
+                "clientnumber",
+                "membernumber",
+                "memberno",
+                "member",
+                "buyer",
+                "buyerid",
+                "customercode",
+                "accountnumber",
+                "shopper",
+                "shopperid",
             ),
+            weak_synonyms=CUSTOMER_NAMES,
         ),
         Column(
             "ordered_at",
@@ -683,6 +726,18 @@ def output_tables() -> dict[str, Table]:
         ),
     )
     return {t.name: t for t in tables}
+
+
+def retired_table(table: Table) -> Table:
+    """Where a refresh moves a source's replaced rows while a published run still reads
+    them: the table's columns, lineage, and the ingest run that retired them."""
+    retired = Column("retired_run", "id", "The ingest run that replaced these rows.")
+    return Table(
+        f"retired_{table.name}",
+        f"replaced {table.row}",
+        (*table.columns, *LINEAGE, retired),
+        table.key,
+    )
 
 
 def create_sql(table: Table, lineage: bool = True) -> str:

@@ -14,7 +14,7 @@ from datetime import date
 import ibis.expr.types as ir
 
 from personae.config import Config
-from personae.errors import StoreError
+from personae.errors import PersonaeError, StoreError
 from personae.purchases import join_on_customer, purchase_lines, purchase_summary
 from personae.stage import RunContext, Stage
 from personae.store import Store
@@ -142,6 +142,8 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
     ctx.progress("computing", 1, 2)
     currency = main_currency(store, config)
     n = engine.write("traits", traits_expr(engine, config, as_of, calendar, currency), stamp)
+    if n == 0:
+        raise PersonaeError(_no_customers(store))
     lines = purchase_lines(engine.table("orders"), as_of, currency)
     engine.write("occasion_spend", occasion_spend(lines, calendar), stamp)
     engine.write("category_spend", category_spend(lines), stamp)
@@ -187,6 +189,28 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
         currency,
         int(other),
         segments,
+    )
+
+
+def _no_customers(store: Store) -> str:
+    """Why a traits run found nobody to describe, and what to do about it."""
+    counts = store.con.execute(
+        "SELECT (SELECT count(*) FROM orders), "
+        "(SELECT count(*) FROM orders WHERE customer_id IS NULL), "
+        "(SELECT count(*) FROM customers), (SELECT count(*) FROM events)"
+    ).fetchall()[0]
+    lines, anonymous, customers, events = (int(v) for v in counts)
+    if lines and anonymous == lines:
+        why = (
+            f"all {lines:,} order lines are anonymous (no customer_id), and there are no "
+            "customers or events"
+        )
+    else:
+        why = f"the store has {customers:,} customers, {lines:,} order lines, {events:,} events"
+    return (
+        f"Traits of 0 customers: {why}. Map the column that identifies the customer (an id, "
+        'a name or an e-mail) as "customer_id" under [sources.NAME.columns] in personae.toml, '
+        "then run `personae ingest` and `personae traits` again."
     )
 
 
