@@ -119,6 +119,7 @@ class Project:
         as_of: date | None = None,
         engine: str | None = None,
         sources: list[str] | None = None,
+        force: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> dict[str, Any]:
         """Run the pipeline's stages in order (all; `only` these; or from `start` on) and
@@ -128,15 +129,19 @@ class Project:
         config = self.with_settings(engine=engine)
         with self.store() as store:
             runner = Runner(store, config, self.root, progress)
-            return runner.run(stages, as_of, {"ingest": {"sources": sources}})
+            return runner.run(stages, as_of, {"ingest": {"sources": sources, "force": force}})
 
     def ingest(
         self,
         sources: list[str] | None = None,
+        force: bool = False,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> IngestSummary:
-        """Load the named sources (all by default) into the canonical tables."""
-        result: IngestSummary = self.run(["ingest"], sources=sources, progress=progress)["ingest"]
+        """Load the named sources (all by default) into the canonical tables; `force` reads
+        them again even when their files and settings are unchanged."""
+        result: IngestSummary = self.run(
+            ["ingest"], sources=sources, force=force, progress=progress
+        )["ingest"]
         return result
 
     def traits(
@@ -201,7 +206,8 @@ class Project:
             }
             sources = store.query(
                 "SELECT source_id, name, table_name, location, rows_read, rows_loaded, "
-                "rows_rejected, values_nulled, ingested_at FROM sources ORDER BY ingested_at"
+                "rows_rejected, values_nulled, ingested_at FROM sources "
+                "WHERE retired_run IS NULL ORDER BY ingested_at"
             )
             runs = store.query(
                 "SELECT run_id, stage, status, error, as_of, started_at, seconds, parents, "

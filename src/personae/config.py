@@ -162,8 +162,16 @@ class SourceConfig(_Section):
         "when the source has an id for the table's key, keep when it has none, since identical "
         "lines without an id can be separate purchases).",
     )
-    mode: Literal["append", "update"] = Field(
-        "append", description="append adds rows; update fills in columns of rows whose key exists."
+    mode: Literal["refresh", "append", "update"] | None = Field(
+        None,
+        description="refresh: when the file or these settings change, the source's rows are "
+        "replaced; append: each new file adds rows; update: fills in empty values of rows "
+        "whose key exists (other rows are added). Empty means refresh for a file or table and "
+        "append for a folder or glob.",
+    )
+    overwrite: bool = Field(
+        False,
+        description="With mode = update: replace existing values too, not only empty ones.",
     )
     events: list[DerivedEvent] = Field(
         default_factory=list, description="Events to derive from date columns of this source."

@@ -142,6 +142,7 @@ class Runner:
                 rows=self._rows_written(stage, run_id),
                 details=ctx.details,
             )
+            store.collect_retired()
             store.con.execute("COMMIT")
         except BaseException as err:
             _rollback(store)

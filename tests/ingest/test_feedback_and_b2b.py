@@ -156,4 +156,4 @@ def test_init_proposes_update_for_a_second_keyed_file(data_dir: Path, tmp_path: 
         [d / "olist_marketing_qualified_leads_dataset.csv", d / "olist_closed_deals_dataset.csv"],
         tmp_path,
     )
-    assert (leads.source.mode, deals.source.mode) == ("append", "update")
+    assert (leads.source.mode, deals.source.mode) == (None, "update")

@@ -105,15 +105,19 @@ def test_wrong_files_name_the_file(tmp_path: Path, content: bytes, message: str)
     assert "x.csv" in str(err.value)
 
 
-def test_a_new_file_appends_and_clashing_keys_are_rejected(tmp_path: Path) -> None:
-    (tmp_path / "a.csv").write_text("customer_id,city\n1,Oslo\n2,Rome\n")
-    (tmp_path / "b.csv").write_text("customer_id,city\n2,Rome\n3,Lima\n")
-    toml = '[sources.people]\ntable = "customers"\npath = "{}"\n'
-    (tmp_path / "personae.toml").write_text(toml.format("a.csv"))
+def test_a_new_file_in_a_folder_appends_and_clashing_keys_are_rejected(tmp_path: Path) -> None:
+    folder = tmp_path / "people"
+    folder.mkdir()
+    (folder / "a.csv").write_text("customer_id,city\n1,Oslo\n2,Rome\n")
+    (tmp_path / "personae.toml").write_text(
+        '[sources.people]\ntable = "customers"\npath = "people"\n'
+    )
     assert Project.open(tmp_path).ingest().tables["customers"] == 2
-    (tmp_path / "personae.toml").write_text(toml.format("b.csv"))
+    (folder / "b.csv").write_text("customer_id,city\n2,Rome\n3,Lima\n")
     summary = Project.open(tmp_path).ingest()
     assert summary.tables["customers"] == 3
-    assert summary.sources[0].rejected == {"duplicate_id": 1}
+    assert [(s.status, s.rejected) for s in summary.sources] == [
+        ("loaded", {"duplicate_id": 1})
+    ]
     status = Project.open(tmp_path).status()
     assert [s["rows_loaded"] for s in status["sources"]] == [2, 1]

@@ -53,8 +53,8 @@ def init(
     try:
         with progress_bar(as_json) as bar:
             proj, proposals = Project.init(files, project, step_callback(bar, "sniffing"))
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(
             [
@@ -86,6 +86,9 @@ def init(
     console.print(f"Wrote {proj.config_path}. Check the mappings, then run `personae ingest`.")
 
 
+CHANGES = ("added", "changed", "removed")
+
+
 def print_ingest(summary: IngestSummary) -> None:
     rows = [
         [
@@ -109,6 +112,12 @@ def print_ingest(summary: IngestSummary) -> None:
         detail += [[f"value nulled: {k}", v] for k, v in s.values_nulled.items()]
         detail += [[f"flagged: {k}", v] for k, v in s.flags.items()]
         detail += [[f"derived {k}", v] for k, v in s.derived.items()]
+        if s.replaced:
+            detail += [[f"{k} (vs {', '.join(s.replaced)})", getattr(s, k)] for k in CHANGES]
+            detail = [d for d in detail if d[1] is not None]
+        if s.updated is not None:
+            detail += [["existing rows updated", s.updated]]
+            detail += [["values filled in or changed", s.values_changed]]
         if detail:
             console.print(table_of(f"{s.name}", ["what", "rows"], detail))
         if s.attributes:
@@ -145,6 +154,13 @@ def ingest(
     sources: Annotated[
         list[str] | None, typer.Argument(help="Source names from personae.toml; all when omitted.")
     ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", "-s", help="A source to ingest (repeat for several)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Read the sources again even if nothing changed.")
+    ] = False,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:

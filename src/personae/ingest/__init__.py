@@ -1,12 +1,20 @@
 """The ingest stage: read every configured source into the canonical tables of the store.
 
 `ingest(ctx)` is the one entry point, run by the pipeline runner (`personae ingest`,
-`Project.ingest`, `personae run`). Re-ingesting a source whose content was ingested before
-adds nothing; a new file for the same table appends.
+`Project.ingest`, `personae run`).
+
+A source's identity is its content and its settings (mapping, options): re-ingesting it
+unchanged adds nothing. When either changed, a file or database source is refreshed: its
+previous rows are replaced (moved to `retired_<table>`, kept while a published run still
+reads them) and the summary says what was added, changed and removed. A glob or folder
+source, or `mode = "append"`, appends each new file; `mode = "update"` fills in rows of
+other sources by key. `force` re-reads a source whatever its identity.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import logging
 import time
@@ -19,7 +27,7 @@ from personae.config import SourceConfig
 from personae.errors import SourceError
 from personae.ingest import transform
 from personae.ingest.readers import STAGE as STAGED
-from personae.ingest.readers import Staged, stage_source
+from personae.ingest.readers import Staged, file_facts, resolve_path, stage_source
 from personae.stage import RunContext, Stage
 from personae.store import Store
 from personae.store.schemas import TABLES, Table
@@ -36,7 +44,7 @@ class SourceSummary:
     table: str
     location: str
     source_id: str = ""
-    status: str = "loaded"  # loaded | unchanged
+    status: str = "loaded"  # loaded | refreshed | unchanged
     rows_read: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
@@ -45,6 +53,12 @@ class SourceSummary:
     flags: dict[str, int] = field(default_factory=dict)
     derived: dict[str, int] = field(default_factory=dict)
     attributes: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # source ids this load replaced
+    added: int | None = None  # against the replaced rows (refresh only)
+    changed: int | None = None  # rows whose key stayed and values changed (keyed only)
+    removed: int | None = None
+    updated: int | None = None  # mode = update: existing rows filled in
+    values_changed: int | None = None  # mode = update: values filled in or overwritten
     seconds: float = 0.0
 
 
@@ -90,6 +104,7 @@ def ingest(ctx: RunContext) -> IngestSummary:
                 f"No source named '{n}' in personae.toml (sources: "
                 f"{', '.join(config.sources) or 'none'}). Add it with `personae init FILE`."
             )
+    force = bool(ctx.options.get("force"))
     results: list[SourceSummary] = []
     for i, name in enumerate(chosen):
 
@@ -97,7 +112,8 @@ def ingest(ctx: RunContext) -> IngestSummary:
             ctx.progress(f"{name}: {what}", i, len(chosen))
 
         step("reading")
-        results.append(_ingest_one(store, name, config.sources[name], ctx.root, ctx.run_id, step))
+        src = config.sources[name]
+        results.extend(_ingest_source(store, name, src, ctx.root, ctx.run_id, step, force))
     _link_feedback_to_customers(store)
     links = check_links(store)
     tables = {t: store.count(t) for t in TABLES}
@@ -106,34 +122,152 @@ def ingest(ctx: RunContext) -> IngestSummary:
     return IngestSummary(ctx.run_id, results, tables, links)
 
 
-def _ingest_one(
+def settings_hash(src: SourceConfig) -> str:
+    """What the source's settings say, hashed: an edited mapping or option changes it."""
+    return hashlib.sha256(src.model_dump_json().encode()).hexdigest()[:16]
+
+
+def source_files(name: str, src: SourceConfig, base: Path) -> tuple[list[Path | None], bool]:
+    """The files a source reads ([None] for a database) and whether it is a collection (a
+    glob or a folder: each file its own load)."""
+    if src.url:
+        return [None], False
+    path = resolve_path(src, base)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    elif glob.has_magic(str(path)):
+        files = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+    else:
+        return [path], False
+    if not files:
+        raise SourceError(
+            f"Source '{name}': no files in {path}. Fix `path` in personae.toml (a file, a "
+            "folder of files or a glob such as data/orders-*.csv)."
+        )
+    return list(files), True
+
+
+def _ingest_source(
     store: Store,
     name: str,
     src: SourceConfig,
     base: Path,
     run_id: str,
     step: Callable[[str], None],
+    force: bool,
+) -> list[SourceSummary]:
+    """Load a source's new content and replace or keep what it loaded before, by its mode."""
+    files, collection = source_files(name, src, base)
+    mode = src.mode or ("append" if collection else "refresh")
+    settings = settings_hash(src)
+    active = store.query(
+        "SELECT source_id, content_hash, settings_hash FROM sources WHERE name = ? AND "
+        "retired_run IS NULL ORDER BY ingested_at",
+        [name],
+    )
+    # a source ingested before settings were recorded counts as unedited
+    edited = any(a["settings_hash"] not in (None, settings) for a in active)
+    if edited:
+        log.info("source %s: its settings changed since its last ingest; reading it again", name)
+    known = set() if force or edited else {a["content_hash"] for a in active}
+    location = src.path or src.url or ""
+    unchanged = SourceSummary(name, src.table, location, status="unchanged")
+    if mode == "refresh" and collection:
+        hashes = {file_facts(f).sha256 for f in files if f is not None}
+        if hashes == known:
+            return [unchanged]
+        known = set()
+    replacing = mode == "refresh" or edited or force
+    to_replace = [a["source_id"] for a in active] if replacing else []
+    results = []
+    for f in files:
+        one = src if f is None else src.model_copy(update={"path": str(f)})
+        staged = stage_source(store.con, name, one, base, known)
+        if isinstance(staged, str):
+            continue
+        if staged.content_hash in known:  # a database table is hashed once staged
+            store.con.execute(f"DROP TABLE IF EXISTS {STAGED}")
+            continue
+        if to_replace:  # first new content: the old rows go before the new are checked
+            retire_sources(store, to_replace, run_id)
+        summary = _ingest_one(store, name, src, staged, run_id, step, settings)
+        if to_replace:
+            summary.status = "refreshed"
+            summary.replaced = to_replace
+            diff_sources(store, summary, src)
+            to_replace = []
+        known.add(staged.content_hash)
+        results.append(summary)
+    if not results:
+        log.info("source %s: content and settings unchanged since its last ingest", name)
+    return results or [unchanged]
+
+
+def retire_sources(store: Store, source_ids: list[str], run_id: str) -> None:
+    """Move the rows of `source_ids` out of the canonical tables into `retired_<table>`
+    (a run that read them may still need them; `Store.collect_retired` drops them after),
+    drop their rejects, and mark the sources retired by `run_id`."""
+    con = store.con
+    for t in TABLES:
+        con.execute(
+            f'INSERT INTO "retired_{t}" BY NAME SELECT *, ? AS retired_run FROM "{t}" '
+            "WHERE list_contains(?, source_id)",
+            [run_id, source_ids],
+        )
+        con.execute(f'DELETE FROM "{t}" WHERE list_contains(?, source_id)', [source_ids])
+        con.execute(f'DELETE FROM "rejects_{t}" WHERE list_contains(?, source_id)', [source_ids])
+    con.execute(
+        "UPDATE sources SET retired_run = ? WHERE list_contains(?, source_id)",
+        [run_id, source_ids],
+    )
+
+
+def diff_sources(store: Store, summary: SourceSummary, src: SourceConfig) -> None:
+    """Rows added, changed and removed against the rows the load replaced: by key when the
+    source gives the table's key, else by content (then a change is a removal and an add)."""
+    table = TABLES[summary.table]
+    mapped = set(src.columns.values())
+    keyed = any(k in mapped for k in table.key)
+    values = [c.name for c in table.columns if c.name not in table.key]
+    content = "hash(" + ", ".join(f'"{c}"' for c in values) + ")"
+    ident = ", ".join(f'"{k}"' for k in table.key) if keyed else content
+    old = (
+        f'SELECT {ident} AS k, {content} AS h FROM "retired_{table.name}" '
+        "WHERE list_contains(?, source_id)"
+    )
+    new = f'SELECT {ident} AS k, {content} AS h FROM "{table.name}" WHERE source_id = ?'
+    if keyed:
+        row = store.con.execute(
+            f"""SELECT count(*) FILTER (WHERE o.k IS NULL), count(*) FILTER (WHERE o.h <> n.h),
+                       count(*) FILTER (WHERE n.k IS NULL)
+                FROM ({old}) o FULL JOIN ({new}) n ON o.k = n.k""",
+            [summary.replaced, summary.source_id],
+        ).fetchall()[0]
+    else:  # multisets of row contents
+        row = store.con.execute(
+            f"""SELECT coalesce(sum(greatest(coalesce(n.c, 0) - coalesce(o.c, 0), 0)), 0), 0,
+                       coalesce(sum(greatest(coalesce(o.c, 0) - coalesce(n.c, 0), 0)), 0)
+                FROM (SELECT k, count(*) AS c FROM ({old}) GROUP BY k) o
+                FULL JOIN (SELECT k, count(*) AS c FROM ({new}) GROUP BY k) n ON o.k = n.k""",
+            [summary.replaced, summary.source_id],
+        ).fetchall()[0]
+    summary.added, summary.changed, summary.removed = (int(v) for v in row)
+
+
+def _ingest_one(
+    store: Store,
+    name: str,
+    src: SourceConfig,
+    staged: Staged,
+    run_id: str,
+    step: Callable[[str], None],
+    settings: str,
 ) -> SourceSummary:
+    """Parse, check and load one staged file or table as a new source id."""
     started = time.perf_counter()
     con = store.con
     table = TABLES[src.table]
-    known = {
-        r[0]
-        for r in con.execute(
-            "SELECT content_hash FROM sources WHERE table_name = ? AND name = ?",
-            [src.table, name],
-        ).fetchall()
-    }
-    location = src.path or src.url or ""
-    staged = stage_source(con, name, src, base, known)
-    if isinstance(staged, str):
-        log.info("source %s: content unchanged since its last ingest; nothing added", name)
-        return SourceSummary(name, src.table, location, f"{name}@{staged[:8]}", "unchanged")
-    if staged.content_hash in known:
-        return SourceSummary(
-            name, src.table, staged.location, f"{name}@{staged.content_hash[:8]}", "unchanged"
-        )
-    source_id = f"{name}@{staged.content_hash[:8]}"
+    source_id = _new_source_id(store, f"{name}@{staged.content_hash[:8]}")
     src = with_identity_mapping(src, table, staged.columns)
     summary = SourceSummary(name, src.table, staged.location, source_id)
     try:  # inside the run's transaction: a failure anywhere keeps nothing of the run
@@ -144,6 +278,8 @@ def _ingest_one(
         if table.name == "orders":
             summary.flags = transform.order_flags(con, plan)
         summary.rows_loaded = transform.insert_rows(con, plan)
+        if src.mode == "update":
+            summary.updated, summary.values_changed = plan.updated, plan.values_changed
         step("writing rejects")
         transform.write_rejects(con, plan)
         if src.wide_spend:
@@ -154,7 +290,7 @@ def _ingest_one(
         transform.reconcile(con, plan, summary)
         summary.attributes = plan.unmapped
         summary.seconds = round(time.perf_counter() - started, 3)
-        _record_source(store, summary, staged, run_id)
+        _record_source(store, summary, staged, run_id, settings)
     finally:
         for view in ("_rows_c", "_rows"):
             con.execute(f"DROP VIEW IF EXISTS {view}")
@@ -165,7 +301,6 @@ def _ingest_one(
             "_cands",
             "_cand_raw",
             "_new",
-            "_line_numbers",
         ):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
     log.info(
@@ -205,9 +340,30 @@ def _count_problems(store: Store, table: str, source_id: str, summary: SourceSum
     summary.rows_rejected = sum(summary.rejected.values())
 
 
-def _record_source(store: Store, s: SourceSummary, staged: Staged, run_id: str) -> None:
+def _new_source_id(store: Store, wanted: str) -> str:
+    """`name@hash`, or `name@hash~N` when that id names a retired load (same content read
+    again with other settings): ids stay unique, so lineage can tell the loads apart."""
+    taken = {
+        r["source_id"]
+        for r in store.query(
+            "SELECT source_id FROM sources WHERE source_id = ? OR source_id LIKE ?",
+            [wanted, wanted + "~%"],
+        )
+    }
+    n, candidate = 1, wanted
+    while candidate in taken:
+        n += 1
+        candidate = f"{wanted}~{n}"
+    return candidate
+
+
+def _record_source(
+    store: Store, s: SourceSummary, staged: Staged, run_id: str, settings: str
+) -> None:
     store.con.execute(
-        "INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sources (source_id, name, location, kind, content_hash, table_name, "
+        "rows_read, rows_loaded, rows_rejected, values_nulled, run_id, ingested_at, summary, "
+        "settings_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             s.source_id,
             s.name,
@@ -233,6 +389,7 @@ def _record_source(store: Store, s: SourceSummary, staged: Staged, run_id: str) 
                     "header": staged.header,
                 }
             ),
+            settings,
         ],
     )
 

@@ -365,7 +365,7 @@ def build_cells(
         src.duplicates == "auto" and table.key[0] in plan.by_target
     )
     key = [k for k in table.key if k in plan.present]
-    plan.key = key if len(key) == len(table.key) and src.mode == "append" else []
+    plan.key = key if len(key) == len(table.key) and src.mode != "update" else []
     extras = [
         f"(CASE {reason or 'WHEN false THEN NULL'} END) AS _cell_reason",
         f"(CASE {reason_col or 'WHEN false THEN NULL'} END) AS _cell_col",
@@ -610,7 +610,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
     select = ", ".join(f"{values[n]} AS {q(n)}" for n in names)
     rows = f"({typed_rows(plan)}) WHERE _reason IS NULL"
     if src.mode == "update":
-        return _upsert(con, table, names, select, rows)
+        return _upsert(con, plan, names, select, rows)
     before = _count(con, table.name)
     con.execute(
         f"INSERT INTO {q(table.name)} ({', '.join(q(n) for n in names)}) "
@@ -657,11 +657,25 @@ def _upsert(
     con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {select} FROM {rows}")
     key = table.key
     on = " AND ".join(f"t.{q(k)} = n.{q(k)}" for k in key)
+    cols = [n for n in names if n not in key and n not in ("source_id", "source_row", "attributes")]
+    wins = [n for n in cols if plan.src.overwrite or n in plan.src.constants]
     sets = ", ".join(
         f"{q(n)} = coalesce(n.{q(n)}, t.{q(n)})"
-        for n in names
-        if n not in key and n not in ("source_id", "source_row", "attributes")
+        if n in wins
+        else f"{q(n)} = coalesce(t.{q(n)}, n.{q(n)})"
+        for n in cols
     )
+    takes = [
+        f"(n.{q(n)} IS NOT NULL AND n.{q(n)} IS DISTINCT FROM t.{q(n)})"
+        if n in wins
+        else f"(t.{q(n)} IS NULL AND n.{q(n)} IS NOT NULL)"
+        for n in cols
+    ]
+    changed = " + ".join(f"{t}::INT" for t in takes) or "0"
+    row = con.execute(
+        f"SELECT count(*), coalesce(sum({changed}), 0) FROM {q(table.name)} t JOIN _new n ON {on}"
+    ).fetchall()[0]
+    plan.updated, plan.values_changed = int(row[0]), int(row[1])
     con.execute(
         f"""UPDATE {q(table.name)} t SET {sets},
             attributes = CASE WHEN t.attributes IS NULL THEN n.attributes

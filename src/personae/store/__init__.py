@@ -23,7 +23,14 @@ from typing import Any
 import duckdb
 
 from personae.errors import StoreError
-from personae.store.schemas import TABLES, create_sql, output_tables, rejects_sql
+from personae.store.schemas import (
+    LINEAGE,
+    TABLES,
+    create_sql,
+    output_tables,
+    rejects_sql,
+    retired_table,
+)
 
 __all__ = ["Store", "LEDGER_SQL", "RUN_STATUSES"]
 log = logging.getLogger(__name__)
@@ -52,6 +59,8 @@ LEDGER_MIGRATIONS = (
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS parents JSON",
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS engine VARCHAR",
     'ALTER TABLE runs ADD COLUMN IF NOT EXISTS "rows" JSON',
+    "ALTER TABLE sources ADD COLUMN IF NOT EXISTS settings_hash VARCHAR",
+    "ALTER TABLE sources ADD COLUMN IF NOT EXISTS retired_run VARCHAR",
 )
 PUBLISHED = "published"
 CURRENT = "CURRENT"
@@ -65,10 +74,58 @@ def _connect(path: Path, read_only: bool, settings: dict[str, Any]) -> duckdb.Du
     try:
         return duckdb.connect(str(path), read_only=read_only, config=settings)
     except duckdb.IOException as err:
+        if "lock" not in str(err).lower():
+            raise StoreError(damaged_message(path, err), hint=readable_hint(path)) from None
         raise StoreError(
             f"Cannot open the store {path}: {err}. Another personae process may hold it for "
             "writing; wait for it to finish."
         ) from None
+
+
+def damaged_message(path: Path, err: BaseException) -> str:
+    """What to say about a store file DuckDB cannot read: damaged or truncated, and which
+    other copy `personae export` can still read."""
+    size = path.stat().st_size if path.exists() else 0
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return (
+        f"The store {path} is damaged or truncated ({size:,} bytes; DuckDB says: {detail}). "
+        f"personae changed nothing. {readable_hint(path)}"
+    )
+
+
+def readable_hint(path: Path) -> str:
+    """Which other copy of the store opens (the writer's store and its published snapshots
+    back each other up), and how to use it."""
+    path = Path(path)
+    if path.parent.name == PUBLISHED:
+        others = [
+            *sorted(path.parent.glob("*.duckdb"), reverse=True),
+            *path.parent.parent.glob("*.duckdb"),
+        ]
+    else:
+        others = sorted((path.parent / PUBLISHED).glob("*.duckdb"), reverse=True)
+    for other in others:
+        if other == path:
+            continue
+        try:
+            duckdb.connect(str(other), read_only=True).close()
+        except duckdb.Error:
+            continue
+        if path.parent.name == PUBLISHED or not (path.parent / PUBLISHED / CURRENT).exists():
+            return (
+                f"{other} opens: copy it over {path} to read it again (`personae export` "
+                "reads the published snapshot), or move the damaged file aside and run "
+                "`personae run` to rebuild from the sources."
+            )
+        return (
+            f"`personae export` and `personae status` still read the published snapshot "
+            f"{other}; to write again, copy it over {path} or move the damaged file aside and "
+            "run `personae run` to rebuild from the sources."
+        )
+    return (
+        "No intact copy was found: move the damaged file aside and run `personae run` to "
+        "rebuild the store from the sources."
+    )
 
 
 class Store:
@@ -116,16 +173,17 @@ class Store:
         for sql in (*LEDGER_SQL, *LEDGER_MIGRATIONS):
             self.con.execute(sql)
         for table in TABLES.values():
-            self.con.execute(create_sql(table))
+            self.ensure_table(table, lineage=True)
             self.con.execute(rejects_sql(table))
+            self.ensure_table(retired_table(table))
         for table in output_tables().values():
             self.ensure_table(table)
 
-    def ensure_table(self, table: Any) -> None:
-        """Create a declared output table, or add the declared columns an older store lacks."""
-        self.con.execute(create_sql(table, lineage=False))
+    def ensure_table(self, table: Any, lineage: bool = False) -> None:
+        """Create a declared table, or add the declared columns an older store lacks."""
+        self.con.execute(create_sql(table, lineage=lineage))
         have = {r[0] for r in self.con.execute(f'DESCRIBE "{table.name}"').fetchall()}
-        for col in table.columns:
+        for col in (*table.columns, *(LINEAGE if lineage else ())):
             if col.name not in have:
                 self.con.execute(
                     f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {col.sql_type}'
@@ -213,6 +271,34 @@ class Store:
             seen.append(info)
             todo.extend(info["parents"].values())
         return seen
+
+    def collect_retired(self) -> int:
+        """Drop retired rows no published run can read any more: a retired load is kept only
+        while the latest ok run of some stage reads an ingest run it was part of."""
+        needed = {
+            r["seq"]
+            for stage in {r["stage"] for r in self.query("SELECT DISTINCT stage FROM runs")}
+            if (run := self.latest_run(stage))
+            for r in self.lineage(run)
+            if r["stage"] == "ingest" and r["seq"] is not None
+        }
+        rows = self.query(
+            "SELECT s.source_id, l.seq AS loaded, r.seq AS retired FROM sources s "
+            "JOIN runs l ON l.run_id = s.run_id JOIN runs r ON r.run_id = s.retired_run "
+            "WHERE s.retired_run IS NOT NULL"
+        )
+        gone = [
+            r["source_id"] for r in rows if not any(r["loaded"] <= z < r["retired"] for z in needed)
+        ]
+        dropped = 0
+        if gone:
+            for t in TABLES:
+                dropped += int(
+                    self.con.execute(
+                        f'DELETE FROM "retired_{t}" WHERE list_contains(?, source_id)', [gone]
+                    ).fetchall()[0][0]
+                )
+        return dropped
 
     # -- publishing -------------------------------------------------------------------------
     def publish(self) -> Path:

@@ -45,18 +45,21 @@ class Engine(Protocol):
 
 
 def sources_as_of(store: Store, ingest_run: str | None) -> list[str] | None:
-    """The sources whose rows the canonical tables held right after `ingest_run`, or None
-    when no source has been loaded since (every row counts)."""
+    """The sources whose rows the canonical tables held right after `ingest_run` (loaded by
+    then, not yet replaced), or None when that is what they hold now."""
     if ingest_run is None:
         return None
     rows = store.con.execute(
-        "SELECT s.source_id, coalesce(r.seq > (SELECT seq FROM runs WHERE run_id = ?), false) "
-        "FROM sources s LEFT JOIN runs r ON r.run_id = s.run_id",
+        "SELECT s.source_id, s.retired_run IS NULL, coalesce(l.seq <= z.seq, true) AND "
+        "coalesce(r.seq > z.seq, true) FROM sources s "
+        "CROSS JOIN (SELECT seq FROM runs WHERE run_id = ?) z "
+        "LEFT JOIN runs l ON l.run_id = s.run_id LEFT JOIN runs r ON r.run_id = s.retired_run",
         [ingest_run],
     ).fetchall()
-    if not any(later for _, later in rows):
+    wanted = sorted(sid for sid, _, then in rows if then)
+    if wanted == sorted(sid for sid, now, _ in rows if now):
         return None
-    return sorted(sid for sid, later in rows if not later)
+    return wanted
 
 
 def _insert_by_name(store: Store, target: str, select_sql: str, extra: dict[str, str]) -> int:
@@ -92,7 +95,9 @@ class DuckDBEngine:
     def table(self, name: str) -> ir.Table:
         t = self.backend.table(name)
         if self.sources is not None and name in TABLES:
-            return t.filter(t.source_id.isin(self.sources))
+            old = self.backend.table(f"retired_{name}")
+            old = old.filter(old.source_id.isin(self.sources)).select(*t.columns)
+            return t.filter(t.source_id.isin(self.sources)).union(old)
         return t
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:
@@ -162,8 +167,11 @@ class SparkEngine:
             path = self.exchange / f"{name}.parquet"
             query, params = f'SELECT * FROM "{name}"', []
             if self.sources is not None and name in TABLES:
-                query += " WHERE list_contains(?, source_id)"
-                params = [self.sources]
+                query += (
+                    " WHERE list_contains(?, source_id) UNION ALL BY NAME SELECT * EXCLUDE "
+                    f'(retired_run) FROM "retired_{name}" WHERE list_contains(?, source_id)'
+                )
+                params = [self.sources, self.sources]
             self.store.con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)", params)
             self.session.read.parquet(str(path)).createOrReplaceTempView(name)
             self._views.add(name)

@@ -1,0 +1,211 @@
+"""Re-ingest does what the user meant: an edited personae.toml takes effect, a changed file
+replaces its rows instead of doubling them, update sources fill in, `--force` re-reads, and
+a run that read the replaced rows keeps reading them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from personae import Project
+
+from ..conftest import write_toml
+
+ORDERS = "when,who,total,note\n"
+
+
+def _orders(path: Path, rows: list[tuple[str, str, float]]) -> Path:
+    path.write_text(ORDERS + "".join(f"{d},{c},{t},x\n" for d, c, t in rows))
+    return path
+
+
+def _config(folder: Path, file: Path, extra: str = "") -> Project:
+    write_toml(
+        folder,
+        f"""
+[sources.shop]
+table = "orders"
+path = "{file}"
+date_formats = {{ when = "%Y-%m-%d" }}
+{extra}
+[sources.shop.columns]
+when = "ordered_at"
+who = "customer_id"
+total = "amount"
+""",
+    )
+    return Project.open(folder)
+
+
+ROWS = [(f"2024-0{1 + i % 9}-{10 + i % 18}", f"c{i % 40}", 10.0 + i % 13) for i in range(300)]
+
+
+def test_editing_the_mapping_reads_the_source_again_and_replaces_its_rows(
+    tmp_path: Path,
+) -> None:
+    file = _orders(tmp_path / "orders.csv", ROWS)
+    first = _config(tmp_path, file).ingest()
+    assert (first.sources[0].status, first.tables["orders"]) == ("loaded", 300)
+    assert _config(tmp_path, file).ingest().sources[0].status == "unchanged"
+
+    # the user maps `note` too: same file, new settings
+    project = _config(tmp_path, file, 'constants = { channel = "web" }')
+    summary = project.ingest()
+    s = summary.sources[0]
+    assert s.status == "refreshed"
+    assert s.replaced == [first.sources[0].source_id]
+    assert summary.tables["orders"] == 300  # replaced, never doubled
+    with project.store(read_only=True) as store:
+        channels = store.query("SELECT channel, count(*) AS n FROM orders GROUP BY 1")
+        assert channels == [{"channel": "web", "n": 300}]
+        live = store.query("SELECT count(*) AS n FROM sources WHERE retired_run IS NULL")
+        assert live[0]["n"] == 1
+
+
+def test_a_changed_file_without_order_ids_is_refreshed_not_appended(tmp_path: Path) -> None:
+    file = _orders(tmp_path / "orders.csv", ROWS)
+    project = _config(tmp_path, file)
+    project.ingest()
+    revenue = project.status()["tables"]["orders"]
+    # the next export of the same shop: 5 lines gone, 20 new, the rest identical
+    _orders(file, ROWS[5:] + [("2024-10-01", f"c{i}", 99.0) for i in range(20)])
+    summary = project.ingest()
+    s = summary.sources[0]
+    assert (s.status, s.added, s.changed, s.removed) == ("refreshed", 20, 0, 5)
+    assert summary.tables["orders"] == revenue - 5 + 20 == 315
+    with project.store(read_only=True) as store:
+        total = store.query("SELECT sum(amount) AS t FROM orders")[0]["t"]
+    assert total == sum(t for _, _, t in ROWS[5:]) + 20 * 99.0
+
+
+def test_a_keyed_refresh_reports_changed_rows(tmp_path: Path) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("id,city\n1,Oslo\n2,Rome\n3,Lima\n")
+    write_toml(
+        tmp_path,
+        f'[sources.people]\ntable = "customers"\npath = "{people}"\n'
+        'columns = { id = "customer_id", city = "city" }\n',
+    )
+    project = Project.open(tmp_path)
+    project.ingest()
+    people.write_text("id,city\n1,Oslo\n2,Milan\n4,Pune\n")
+    s = project.ingest().sources[0]
+    assert (s.added, s.changed, s.removed) == (1, 1, 1)
+    with project.store(read_only=True) as store:
+        cities = dict(store.con.execute("SELECT customer_id, city FROM customers").fetchall())
+    assert cities == {"1": "Oslo", "2": "Milan", "4": "Pune"}
+
+
+def test_update_fills_in_empty_values_unless_told_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "crm.csv").write_text("id,city,age\n1,Oslo,\n2,,40\n3,Lima,33\n")
+    (tmp_path / "survey.csv").write_text("id,city,age\n1,Bergen,51\n2,Rome,41\n5,Kyiv,28\n")
+    base = """
+[sources.crm]
+table = "customers"
+path = "crm.csv"
+columns = {{ id = "customer_id", city = "city", age = "age" }}
+
+[sources.survey]
+table = "customers"
+path = "survey.csv"
+mode = "update"
+{overwrite}
+columns = {{ id = "customer_id", city = "city", age = "age" }}
+"""
+    write_toml(tmp_path, base.format(overwrite=""))
+    project = Project.open(tmp_path)
+    survey = project.ingest().sources[1]
+    # rows 1 and 2 exist: 1 gets its age, 2 its city; 5 is new; nothing is overwritten
+    assert (survey.updated, survey.values_changed, survey.rows_loaded) == (2, 2, 3)
+    with project.store(read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT customer_id, city, age FROM customers ORDER BY 1"
+        ).fetchall()
+    assert rows == [("1", "Oslo", 51), ("2", "Rome", 40), ("3", "Lima", 33), ("5", "Kyiv", 28)]
+
+    write_toml(tmp_path, base.format(overwrite="overwrite = true"))
+    project = Project.open(tmp_path)
+    survey = project.ingest(["crm", "survey"], force=True).sources[1]
+    assert (survey.updated, survey.values_changed) == (2, 4)
+    with project.store(read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT customer_id, city, age FROM customers ORDER BY 1"
+        ).fetchall()
+    assert rows == [("1", "Bergen", 51), ("2", "Rome", 41), ("3", "Lima", 33), ("5", "Kyiv", 28)]
+
+
+def test_force_reads_one_source_again_from_the_cli(tmp_path: Path) -> None:
+    file = _orders(tmp_path / "orders.csv", ROWS)
+    (tmp_path / "people.csv").write_text("id,city\nc1,Oslo\n")
+    project = _config(tmp_path, file)
+    write_toml(
+        tmp_path,
+        (tmp_path / "personae.toml").read_text()
+        + '\n[sources.people]\ntable = "customers"\npath = "people.csv"\n'
+        'columns = { id = "customer_id", city = "city" }\n',
+    )
+    Project.open(tmp_path).ingest()
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "personae.cli",
+            "ingest",
+            "--source",
+            "shop",
+            "--force",
+            "-p",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [(s["name"], s["status"]) for s in out["sources"]] == [("shop", "refreshed")]
+    assert (out["sources"][0]["added"], out["sources"][0]["removed"]) == (0, 0)
+    assert out["tables"]["orders"] == 300 and out["tables"]["customers"] == 1
+    assert project.status()["tables"]["orders"] == 300
+
+
+def test_a_glob_source_appends_each_new_file(tmp_path: Path) -> None:
+    _orders(tmp_path / "orders-1.csv", ROWS[:100])
+    project = _config(tmp_path, tmp_path / "orders-*.csv")
+    assert project.ingest().tables["orders"] == 100
+    _orders(tmp_path / "orders-2.csv", ROWS[100:])
+    summary = project.ingest()
+    assert [s.status for s in summary.sources] == ["loaded"]
+    assert summary.tables["orders"] == 300
+    assert project.ingest().sources[0].status == "unchanged"
+
+
+def test_a_run_that_read_replaced_rows_keeps_reading_them_until_no_run_needs_them(
+    tmp_path: Path,
+) -> None:
+    rows = [(f"2023-{1 + i % 12:02d}-{1 + i % 28:02d}", f"c{i % 60}", 20.0) for i in range(900)]
+    file = _orders(tmp_path / "orders.csv", rows)
+    project = _config(tmp_path, file, "")
+    write_toml(
+        tmp_path,
+        (tmp_path / "personae.toml").read_text()
+        + "\n[predict]\nmin_repeat_buyers = 1\nmin_history_days = 30\n"
+        "calibration_end = 2023-09-30\n",
+    )
+    project = Project.open(tmp_path)
+    project.run(only=["ingest", "traits"])
+    baseline = project.predict()
+    _orders(file, rows[:450])  # half the orders are gone in the new export
+    project.ingest()
+    with project.store(read_only=True) as store:
+        kept = store.count("retired_orders")
+    assert kept == 900  # the latest traits run still reads them
+    again = project.predict()
+    assert again.customers == baseline.customers
+    assert [again.churn_bands, again.total_clv] == [baseline.churn_bands, baseline.total_clv]
+    project.run(start="traits")  # now every latest run reads the new export
+    with project.store(read_only=True) as store:
+        assert store.count("retired_orders") == 0
+        assert store.count("orders") == 450
