@@ -23,6 +23,7 @@ from personae.ingest.mapping import (
 )
 from personae.ingest.readers import Staged, q, stage_source
 from personae.ingest.sniff import guess_date_format
+from personae.ingest.transform import CANCEL_STATUSES
 from personae.store.schemas import TABLES
 
 SAMPLE_ROWS = 5000
@@ -116,6 +117,9 @@ def _guess(
         guess = guess_table(staged.columns)
     table = TABLES[guess.table]
     mapping = guess.mapping
+    extra: dict[str, object] = {}
+    if guess.table == "orders":
+        extra = _order_columns(mapping, samples, notes)
     for col in list(mapping):
         kind = table.column(mapping[col]).kind
         if kind in ("timestamp", "date") and col not in date_formats:
@@ -140,7 +144,16 @@ def _guess(
     ranges = {c: list(r) for c in staged.columns if (r := range_from_name(c))}
     scale = {c: s for c in mapping if (s := scale_from_name(c))}
     settings["ranges"] = ranges
-    settings["scale"] = scale
+    settings["scale"] = {**scale, **extra.pop("scale", {})}  # type: ignore[dict-item]
+    settings.update(extra)
+    key = table.key[0]
+    if guess.table in ("customers", "accounts") and key not in mapping.values():
+        settings["row_ids"] = True
+        notes.append(
+            f"WARNING: no {key} column: row_ids = true numbers the rows as ids "
+            f"({name}-<line>); they join no other source and change if rows are added above. "
+            f'Map a column as "{key}" instead if the file has one.'
+        )
     key_col = next((c for c, t in mapping.items() if t == table.key[0]), None)
     if key_col:
         values = samples[key_col]
@@ -190,6 +203,105 @@ def _guess(
     src_dict = src.model_dump(exclude_defaults=True)
     src_dict.update({k: v for k, v in settings.items() if v not in (None, {}, [])})
     return Proposal(name, SourceConfig.model_validate(src_dict), staged, notes)
+
+
+# Values of an order status column (lower case); a column most of whose values are among
+# them is proposed as `status`.
+STATUS_WORDS = {
+    "shipped",
+    "delivered",
+    "cancelled",
+    "canceled",
+    "pending",
+    "processing",
+    "in process",
+    "on hold",
+    "disputed",
+    "resolved",
+    "returned",
+    "refunded",
+    "completed",
+    "complete",
+    "paid",
+    "unpaid",
+    "open",
+    "closed",
+    "failed",
+    "invoiced",
+    "dispatched",
+    "approved",
+    "created",
+    "unavailable",
+}
+
+
+def _order_columns(
+    mapping: dict[str, str], samples: dict[str, list[str]], notes: list[str]
+) -> dict[str, object]:
+    """Order status and discount-rate columns: found by their values, said in notes.
+    Returns settings to add (scale of a discount rate given in percent points)."""
+    settings: dict[str, object] = {}
+    status = next((c for c, t in mapping.items() if t == "status"), None)
+    if status is None:
+        for col, values in samples.items():
+            seen = {v.strip().lower() for v in values if v.strip()}
+            if col not in mapping and seen and len(seen) <= 30:
+                hits = sum(v.strip().lower() in STATUS_WORDS for v in values)
+                if hits >= 0.8 * len(values):
+                    mapping[col] = "status"
+                    status = col
+                    break
+    if status is not None:
+        distinct = sorted({v.strip() for v in samples[status] if v.strip()})
+        cancels = [v for v in distinct if v.lower() in CANCEL_STATUSES]
+        notes.append(
+            f"{status}: order status ({', '.join(distinct[:12])}); "
+            + (
+                f"{', '.join(cancels)} make a line a cancellation (is_return)"
+                if cancels
+                else "no value is a built-in cancellation word"
+            )
+            + "; list the values that mean cancelled or returned in cancel_statuses"
+        )
+    money = next((c for c, t in mapping.items() if t == "discount"), None)
+    if money is not None:
+        values = [v.strip() for v in samples[money] if v.strip()]
+        numbers = [_number(v.rstrip("%")) for v in values]
+        amounts = [
+            _number(v)
+            for c, t in mapping.items()
+            if t in ("amount", "unit_price")
+            for v in samples[c]
+        ]
+        typical = sorted(a for a in amounts if a is not None)
+        percent = any(v.endswith("%") for v in values)
+        fractions = all(n is not None and 0 <= n <= 1 for n in numbers) and any(
+            n is not None and 0 < n < 1 for n in numbers
+        )
+        named = bool(re.search(r"%|pct|percent", money, flags=re.I))
+        if values and (
+            named or percent or (fractions and typical and typical[len(typical) // 2] > 1)
+        ):
+            mapping[money] = "discount_rate"
+            notes.append(
+                f"{money}: read as a discount rate (values like {values[0]}), not money; "
+                "discount in money is derived as amount * rate / (1 - rate)"
+            )
+    rate = next((c for c, t in mapping.items() if t == "discount_rate"), None)
+    if rate is not None:
+        values = [v.strip() for v in samples[rate] if v.strip()]
+        plain = [n for v in values if not v.endswith("%") and (n := _number(v)) is not None]
+        if plain and not any(v.endswith("%") for v in values) and max(plain) > 1:
+            settings["scale"] = {rate: 0.01}
+            notes.append(f"{rate}: discount in percent points (up to {max(plain):g}): scale 0.01")
+    return settings
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value.strip().replace(",", ""))
+    except ValueError:
+        return None
 
 
 def _category(column: str) -> str:

@@ -10,6 +10,7 @@ silently.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +32,7 @@ from personae.ingest.readers import (
 )
 from personae.store.schemas import LINEAGE, Column, Table
 
+log = logging.getLogger(__name__)
 NA_TOKENS = ("", "na", "n/a", "null", "none", "nan", "#n/a", "-", "?")
 TRUE_TOKENS = ("true", "t", "yes", "y", "1", "1.0")
 FALSE_TOKENS = ("false", "f", "no", "n", "0", "0.0")
@@ -63,6 +65,23 @@ NON_PRODUCT_CODES = (
     "SHIPPING",
 )
 
+# Order status values that mean the line was cancelled or returned (cancel_statuses overrides).
+CANCEL_STATUSES = (
+    "cancelled",
+    "canceled",
+    "cancel",
+    "cancellation",
+    "returned",
+    "return",
+    "refunded",
+    "refund",
+    "voided",
+    "void",
+    "rejected",
+    "reversed",
+    "chargeback",
+)
+
 
 def _na(raw: str) -> str:
     return f"(CASE WHEN {_in(f'trim({raw})', NA_TOKENS)} THEN NULL ELSE trim({raw}) END)"
@@ -89,10 +108,16 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
     if col.kind == "text":
         return text, text
     if col.kind in ("int", "float"):
-        return text, (
+        number = (
             f"coalesce(TRY_CAST({text} AS DOUBLE), "
             f"TRY_CAST(regexp_replace({text}, '[£$€\\s]', '', 'g') AS DOUBLE))"
         )
+        if col.name == "discount_rate":  # '20%' is 0.2
+            number = (
+                f"(CASE WHEN suffix({text}, '%') THEN "
+                f"TRY_CAST(rtrim(rtrim({text}, '%')) AS DOUBLE) / 100 ELSE {number} END)"
+            )
+        return text, number
     if col.kind == "bool":
         return text, (
             f"(CASE WHEN {_in(text, TRUE_TOKENS)} THEN true "
@@ -214,6 +239,8 @@ def check_mapping(name: str, src: SourceConfig, table: Table, columns: list[str]
         if col.required and col.name not in targets and col.name not in generated:
             if src.mode == "update" and col.name not in table.key:
                 continue
+            if src.row_ids and col.name == table.key[0]:
+                continue
             raise SourceError(
                 f"Source '{name}': required column '{col.name}' of table {table.name} is not "
                 f'mapped. Add a line `"<source column>" = "{col.name}"` under '
@@ -288,6 +315,7 @@ class Plan:
     unmapped: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)  # columns whose cells can have a problem
     dedupe: bool = False
+    row_ids: bool = False  # the key is numbered from the rows (src.row_ids, no key column)
     key: list[str] = field(default_factory=list)
     conflicts: int = 0
 
@@ -310,6 +338,9 @@ def build_cells(
     check_mapping(name, src, table, staged.columns)
     plan = Plan(name, src, table, staged, source_id)
     plan.by_target = {t: s for s, t in src.columns.items()}
+    plan.row_ids = (
+        src.row_ids and table.key[0] not in plan.by_target and table.key[0] not in src.constants
+    )
     plan.checked = checked_attributes(src)
     plan.unmapped = [c for c in staged.columns if c not in src.columns and c not in src.wide_spend]
     level1 = [q(c) for c in staged.columns]
@@ -599,6 +630,14 @@ def insert_rows(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
         c.name: (q("v_" + c.name) if c.name in plan.present else f"NULL::{c.sql_type}")
         for c in table.columns
     }
+    if plan.row_ids:
+        values[table.key[0]] = key_value(plan)
+        log.warning(
+            "source %s: no %s column; row_ids = true numbers the rows as ids (%s-<row>)",
+            plan.name,
+            table.key[0],
+            plan.name,
+        )
     if table.name == "orders":
         _order_columns(values, plan.present, src, plan.source_id)
     if table.key == ("event_id",) and "event_id" not in plan.present:
@@ -619,15 +658,42 @@ def insert_rows(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
     return _count(con, table.name) - before
 
 
+def key_value(plan: Plan) -> str:
+    """SQL of the row's key: its parsed value, or the numbered row with row_ids."""
+    key = plan.table.key[0]
+    if plan.row_ids:
+        return f"({lit(plan.name + '-')} || _row)"
+    return q("v_" + key)
+
+
 def _order_columns(
     values: dict[str, str], present: list[str], src: SourceConfig, source_id: str
 ) -> None:
     if "order_id" not in present:
-        values["order_id"] = f"({lit(source_id + ':')} || _row)"
+        # One order per basket (a customer's lines at one timestamp), or per line; anonymous
+        # lines cannot be grouped and stay one order each.
+        line_id = f"({lit(source_id + ':')} || _row)"
+        if src.orders_without_id == "basket" and "customer_id" in present:
+            basket = (
+                f"({lit(source_id + ':')} || {values['customer_id']} || ':' || "
+                f"strftime({values['ordered_at']}, '%Y-%m-%dT%H:%M:%S'))"
+            )
+            values["order_id"] = (
+                f"(CASE WHEN {values['customer_id']} IS NULL OR {values['ordered_at']} IS NULL "
+                f"THEN {line_id} ELSE {basket} END)"
+            )
+        else:
+            values["order_id"] = line_id
     if "line_no" not in present:
         values["line_no"] = f"row_number() OVER (PARTITION BY {values['order_id']} ORDER BY _row)"
     if "amount" not in present and {"quantity", "unit_price"} <= set(present):
         values["amount"] = f"({values['quantity']} * {values['unit_price']})"
+    if "discount" not in present and "discount_rate" in present:
+        # amount is what was paid: the list price is amount / (1 - rate)
+        rate = values["discount_rate"]
+        values["discount"] = (
+            f"(CASE WHEN {rate} < 1 THEN {values['amount']} * {rate} / (1 - {rate}) END)"
+        )
     if "currency" not in present and src.currency:
         values["currency"] = lit(src.currency)
     if "is_return" not in present:
@@ -647,7 +713,15 @@ def return_expr(values: dict[str, str], src: SourceConfig) -> str:
         parts.append(
             f"coalesce(regexp_matches({values['order_id']}, {lit(src.cancel_pattern)}), false)"
         )
+    if values.get("status", "NULL") != "NULL" and not values["status"].startswith("NULL::"):
+        parts.append(f"coalesce({_in(values['status'], cancel_statuses(src))}, false)")
     return "(" + " OR ".join(parts) + ")"
+
+
+def cancel_statuses(src: SourceConfig) -> tuple[str, ...]:
+    """Status values (lower case) that make a line a cancellation or return."""
+    given = src.cancel_statuses
+    return tuple(v.strip().lower() for v in given) if given is not None else CANCEL_STATUSES
 
 
 def _upsert(
@@ -699,7 +773,15 @@ def order_flags(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, int]:
     removed, so they match counts taken on the raw file)."""
     v = {
         c: (q("v_" + c) if c in plan.present else "NULL")
-        for c in ("customer_id", "quantity", "unit_price", "amount", "order_id", "product_id")
+        for c in (
+            "customer_id",
+            "quantity",
+            "unit_price",
+            "amount",
+            "order_id",
+            "product_id",
+            "status",
+        )
     }
     src = plan.src
     codes = tuple(c.lower() for c in (src.non_product_codes or NON_PRODUCT_CODES))
@@ -715,6 +797,10 @@ def order_flags(con: duckdb.DuckDBPyConnection, plan: Plan) -> dict[str, int]:
     if src.cancel_pattern:
         exprs["cancelled orders (lines)"] = (
             f"regexp_matches({v['order_id']}, {lit(src.cancel_pattern)})"
+        )
+    if "status" in plan.present:
+        exprs["cancelled or returned status (cancel_statuses)"] = _in(
+            v["status"], cancel_statuses(src)
         )
     exprs["returns and cancellations (is_return)"] = return_expr(v, src)
     select = ", ".join(f"count(*) FILTER (WHERE {e})" for e in exprs.values())
@@ -736,7 +822,8 @@ def insert_wide_spend(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
     parts = []
     for i, (column, category) in enumerate(src.wide_spend.items()):
         parts.append(
-            f"SELECT v_customer_id || ':spend' AS order_id, {i + 1} AS line_no, v_customer_id, "
+            f"SELECT {key_value(plan)} || ':spend' AS order_id, {i + 1} AS line_no, "
+            f"{key_value(plan)} AS v_customer_id, "
             f"{lit(category)} AS category, ws_{i} AS amount, _row, "
             f'to_json(struct_pack(aggregate := true, "column" := {lit(column)})) '
             f"AS attributes FROM ({typed_rows(plan)}) WHERE _reason IS NULL AND ws_{i} > 0"
@@ -770,7 +857,8 @@ def insert_derived_events(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
             f"""INSERT INTO events (event_id, {who}, occurred_at, event_type, source_id,
                     source_row)
             SELECT {lit(plan.source_id + ":")} || _row || {lit(":" + spec.event_type)},
-                   {q("v_" + who)}, ev_{i}, {lit(spec.event_type)}, {lit(plan.source_id)}, _row
+                   {key_value(plan)}, ev_{i}, {lit(spec.event_type)}, {lit(plan.source_id)},
+                   _row
             FROM ({typed_rows(plan)}) WHERE _reason IS NULL AND ev_{i} IS NOT NULL
             ORDER BY _row"""
         )
@@ -803,4 +891,8 @@ def reconcile(con: duckdb.DuckDBPyConnection, plan: Plan, summary: Any) -> None:
         )
     if staged.blank_lines:
         summary.flags["blank lines skipped"] = staged.blank_lines
+    if plan.row_ids:
+        summary.flags[f"ids numbered from rows (row_ids): {plan.table.key[0]}"] = (
+            summary.rows_loaded
+        )
     con.execute(f"DROP TABLE IF EXISTS {BAD_ROWS}")

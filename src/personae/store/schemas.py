@@ -278,7 +278,7 @@ ORDERS = Table(
             "int",
             "Line number within the order (1, 2, ... in source order).",
             required=True,
-            synonyms=("lineno", "linenumber", "orderitemid", "itemno"),
+            synonyms=("lineno", "linenumber", "orderitemid", "itemno", "orderlinenumber"),
         ),
         Column(
             "customer_id",
@@ -341,16 +341,19 @@ ORDERS = Table(
             "category",
             "text",
             "Product category.",
-            synonyms=("category", "productcategory", "categoryname", "department"),
+            synonyms=("category", "productcategory", "categoryname", "department", "productline"),
         ),
         Column(
             "quantity",
             "float",
             "Units (negative on returns).",
-            synonyms=("quantity", "qty", "units", "numberofcds", "count"),
+            synonyms=("quantity", "qty", "units", "numberofcds", "count", "quantityordered"),
         ),
         Column(
-            "unit_price", "float", "Price per unit.", synonyms=("unitprice", "price", "itemprice")
+            "unit_price",
+            "float",
+            "Price per unit.",
+            synonyms=("unitprice", "price", "itemprice", "priceeach"),
         ),
         Column(
             "amount",
@@ -372,8 +375,41 @@ ORDERS = Table(
         Column(
             "discount",
             "float",
-            "Discount on the line, in money.",
-            synonyms=("discount", "discountamount"),
+            "Discount on the line, in money; derived from discount_rate and amount when only "
+            "the rate is given (amount * rate / (1 - rate): amount is what was paid).",
+            synonyms=("discount", "discountamount", "discountvalue"),
+        ),
+        Column(
+            "discount_rate",
+            "float",
+            "Discount as a share of the list price, 0-1 ('20%' and 0.2 both read as 0.2).",
+            low=0,
+            high=1,
+            synonyms=(
+                "discountrate",
+                "discountpct",
+                "discountpercent",
+                "discountpercentage",
+                "discountperc",
+                "pctdiscount",
+                "percentdiscount",
+                "discountshare",
+            ),
+        ),
+        Column(
+            "status",
+            "text",
+            "Order or line status as given (Shipped, Cancelled, ...); values listed in the "
+            "source's cancel_statuses (default: cancelled, returned, refunded, ...) make the "
+            "line a return (is_return).",
+            synonyms=(
+                "status",
+                "orderstatus",
+                "transactionstatus",
+                "deliverystatus",
+                "shipmentstatus",
+                "linestatus",
+            ),
         ),
         Column(
             "currency", "text", "ISO 4217 currency code.", synonyms=("currency", "currencycode")
