@@ -94,7 +94,8 @@ def test_discount_rates(
 ) -> None:
     rows = [("o1", "ann", "80.00"), ("o2", "ann", "30.00"), ("o3", "bob", "50.00")]
     text = f"Order ID,Customer ID,Order Date,Sales,{header}\n" + "".join(
-        f"{o},{c},2024-0{i + 1}-10,{a},{v}\n" for i, ((o, c, a), v) in enumerate(zip(rows, values))
+        f"{o},{c},2024-0{i + 1}-10,{a},{v}\n"
+        for i, ((o, c, a), v) in enumerate(zip(rows, values, strict=True))
     )
     (tmp_path / "orders.csv").write_text(text)
     project, (p,) = Project.init([tmp_path / "orders.csv"], tmp_path)
