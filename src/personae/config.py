@@ -46,8 +46,31 @@ class StoreConfig(_Section):
         "duckdb", description="Engine for table work: duckdb (embedded, default) or spark."
     )
     spark_master: str = Field("local[*]", description="Spark master URL when engine = spark.")
-    memory_limit: str = Field("4GB", description="DuckDB memory limit; larger work spills to disk.")
+    memory_limit: str = Field(
+        "4GB",
+        description="DuckDB memory limit, a size (4GB, 512MB, 1.5GiB; at least 64MB) or a "
+        "share of the machine's memory (80%); larger work spills to disk.",
+    )
     threads: int | None = Field(None, description="DuckDB threads; empty means all cores.")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        """A size DuckDB reads, checked here so that a bad value is an error naming the
+        setting (it is passed to DuckDB as a configuration value, never as SQL text)."""
+        size = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt])(ib|b)?\s*", value, re.I)
+        share = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", value)
+        if size:
+            power = "kmgt".index(size[2].lower()) + 1
+            nbytes = float(size[1]) * (1024 if (size[3] or "").lower() == "ib" else 1000) ** power
+            if nbytes >= 64e6:
+                return value
+        elif share and 0 < float(share[1]) <= 100:
+            return value
+        raise ValueError(
+            f"memory_limit must be a size of at least 64MB such as 4GB, 512MB or 1.5GiB, or a "
+            f"percentage of the machine's memory from 1% to 100% such as 80%, not '{value}'"
+        )
 
 
 class DerivedEvent(_Section):

@@ -41,21 +41,29 @@ def purchase_lines(orders: ir.Table, as_of: date, currency: str | None = None) -
     )
 
 
-def known_customers(customers: ir.Table, orders: ir.Table, events: ir.Table) -> ir.Table:
-    """Everyone the data knows by id (customers, orders, events), with the earliest
-    `created_at` given for them."""
+def known_customers(
+    customers: ir.Table, orders: ir.Table, events: ir.Table, as_of: date
+) -> ir.Table:
+    """Everyone the data knows by id (customers, orders, events) who existed on the as-of
+    date, with the earliest `created_at` given for them. A customer whose first sign (created,
+    first order, first event) is after the as-of date did not exist yet and is left out; one
+    with no date at all is kept."""
     stamp = customers.created_at.type()
     ids = [
-        customers.select("customer_id", "created_at"),
+        customers.select("customer_id", "created_at", seen=customers.created_at),
         orders.filter(orders.customer_id.notnull()).select(
-            "customer_id", created_at=ibis.null(stamp)
+            "customer_id", created_at=ibis.null(stamp), seen=orders.ordered_at.cast(stamp)
         ),
         events.filter(events.customer_id.notnull()).select(
-            "customer_id", created_at=ibis.null(stamp)
+            "customer_id", created_at=ibis.null(stamp), seen=events.occurred_at.cast(stamp)
         ),
     ]
     known = ids[0].union(ids[1]).union(ids[2])
-    return known.group_by("customer_id").aggregate(created=known.created_at.min())
+    first = known.group_by("customer_id").aggregate(
+        created=known.created_at.min(), _seen=known.seen.min()
+    )
+    existed = first._seen.isnull() | (first._seen.date() <= ibis.date(as_of))
+    return first.filter(existed).drop("_seen")
 
 
 def purchase_traits(
@@ -153,7 +161,7 @@ def purchase_summary(
     inline it would be computed again for each."""
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
     lines = purchase_lines(orders, as_of, currency)
-    base = known_customers(customers, orders, events)
+    base = known_customers(customers, orders, events, as_of)
     summary = purchase_traits(base, lines, as_of, DAYS_PER[time_unit], engine.temp)
     return engine.temp(summary, name)
 

@@ -57,6 +57,7 @@ class PredictSummary:
     holdout: dict[str, dict[str, float]] = field(default_factory=dict)
     model_notes: dict[str, str] = field(default_factory=dict)  # model -> what went wrong
     fallback_reason: str | None = None
+    holdout_note: str | None = None  # why models were not compared on a holdout
     spend_fallback_reason: str | None = None
     churn_bands: dict[str, int] = field(default_factory=dict)
     total_clv: float = 0.0
@@ -83,13 +84,24 @@ def _bucket(x: np.ndarray) -> np.ndarray:
 
 def evaluate(
     engine: Engine, config: Config, as_of: date, models: list[str]
-) -> tuple[dict[str, dict[str, float]], list[tuple[Any, ...]], dict[str, str]]:
+) -> tuple[dict[str, dict[str, float]], list[tuple[Any, ...]], dict[str, str], str | None]:
     """Fit each model on the calibration period and compare it with the holdout; also says
-    why a model could not be fitted there."""
+    why a model could not be fitted there, or why there is no holdout to compare on."""
     unit = DAYS_PER[config.traits.time_unit]
     cfg = config.predict
-    first = _first_order(engine) or as_of
-    cal_end = calibration_end(as_of, first, cfg.calibration_end)
+    first, last = _order_range(engine)
+    cal_end = calibration_end(as_of, first or as_of, cfg.calibration_end)
+    if last is None or last <= cal_end:
+        return (
+            {},
+            [],
+            {},
+            f"no holdout comparison: there are no orders between the calibration end "
+            f"{cal_end} and the as-of date {as_of} (the last order is on {last}; the as-of "
+            "date is after the data, or [predict] calibration_end is after the last order). "
+            f"Models were tried in the order {', '.join(models)}; give an as-of date within "
+            "the data, or an earlier calibration_end, to compare them.",
+        )
     horizon_t = (as_of - cal_end).days / unit
     cal = purchase_summary(engine, cal_end, config.traits.time_unit, name="_calibration")
     hold_days = holdout_purchases(engine.table("orders"), cal_end, as_of)
@@ -160,7 +172,7 @@ def evaluate(
             evaluation.append(
                 (name, "cumulative_by_week", str(int(w["week"]) + 1), float(cum_pred), cum_actual)
             )
-    return results, evaluation, failures
+    return results, evaluation, failures, None
 
 
 def predict(ctx: RunContext) -> PredictSummary:
@@ -188,7 +200,7 @@ def predict(ctx: RunContext) -> PredictSummary:
         f"{cfg.horizon:g} {cfg.horizon_unit}",
         unit_name,
     )
-    first = _first_order(engine)
+    first, _ = _order_range(engine)
     history = (as_of - first).days if first else 0
     if repeaters < cfg.min_repeat_buyers:
         summary.fallback_reason = (
@@ -228,12 +240,14 @@ def predict(ctx: RunContext) -> PredictSummary:
     return summary
 
 
-def _first_order(engine: Engine) -> date | None:
-    """The first order date of the orders this run reads."""
+def _order_range(engine: Engine) -> tuple[date | None, date | None]:
+    """The first and last order dates of the orders this run reads."""
     orders = engine.table("orders")
-    value = engine.backend.to_pyarrow(orders.aggregate(first=orders.ordered_at.min()))
-    first = value.column("first")[0].as_py()
-    return first.date() if first is not None else None
+    row = engine.backend.to_pyarrow(
+        orders.aggregate(first=orders.ordered_at.min(), last=orders.ordered_at.max())
+    ).to_pylist()[0]
+    first, last = (row[k].date() if row[k] is not None else None for k in ("first", "last"))
+    return first, last
 
 
 def _choose_and_fit(
@@ -248,7 +262,11 @@ def _choose_and_fit(
     on all buyers; notes in `summary` why the others were not compared or not used."""
     cfg = config.predict
     candidates: list[str] = list(PURCHASE_MODELS) if cfg.model == "auto" else [cfg.model]
-    results, evaluation, summary.model_notes = evaluate(engine, config, as_of, candidates)
+    results, evaluation, summary.model_notes, summary.holdout_note = evaluate(
+        engine, config, as_of, candidates
+    )
+    if summary.holdout_note:
+        log.info(summary.holdout_note)
     _write_evaluation(ctx, evaluation)
     summary.holdout = results
     # the best on the holdout first; models that failed there may still fit all data

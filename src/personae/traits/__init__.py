@@ -58,6 +58,7 @@ class TraitsSummary:
     currency: str | None = None
     other_currency_lines: int = 0
     rfm_segments: dict[str, int] = field(default_factory=dict)
+    not_yet_customers: int = 0  # first seen after the as-of date: left out
 
 
 def default_as_of(store: Store) -> date:
@@ -69,6 +70,28 @@ def default_as_of(store: Store) -> date:
             "give --as-of."
         )
     return row[0]
+
+
+def customers_after(store: Store, as_of: date) -> int:
+    """How many customers the data first show after the as-of date (they are left out);
+    an error when the as-of date is before all of the data, with the data's range."""
+    row = store.con.execute(
+        """WITH seen AS (
+            SELECT customer_id, created_at AS d FROM customers
+            UNION ALL SELECT customer_id, ordered_at FROM orders WHERE customer_id IS NOT NULL
+            UNION ALL SELECT customer_id, occurred_at FROM events WHERE customer_id IS NOT NULL),
+          first AS (SELECT customer_id, min(d)::DATE AS d FROM seen GROUP BY 1)
+        SELECT count(*) FILTER (WHERE d > ?), count(*) FILTER (WHERE d IS NOT NULL),
+               min(d), max(d) FROM first""",
+        [as_of],
+    ).fetchall()[0]
+    later, dated, first, last = row
+    if dated and later == dated:
+        raise StoreError(
+            f"The as-of date {as_of} is before all of the data: customers first appear from "
+            f"{first} to {last}. Give --as-of (or [traits] as_of) on or after {first}."
+        )
+    return int(later or 0)
 
 
 def _first_year(store: Store, as_of: date) -> int:
@@ -127,6 +150,7 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
     started = time.perf_counter()
     store, config = ctx.store, ctx.config
     as_of = ctx.as_of = ctx.as_of or config.traits.as_of or default_as_of(store)
+    not_yet = customers_after(store, as_of)
     ctx.progress(f"starting the {config.store.engine} engine", 0, 2)
     stamp = {"run_id": ctx.run_id, "as_of": str(as_of)}
     store.con.executemany(
@@ -189,6 +213,7 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
         currency,
         int(other),
         segments,
+        not_yet,
     )
 
 

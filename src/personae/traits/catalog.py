@@ -205,14 +205,20 @@ TRAITS += (
     Trait(
         "top_category_share",
         "behaviour",
-        "Share of categorised purchase value in the top category.",
+        "Share of categorised purchase value in the top category; NULL when that value is 0 "
+        "(every amount 0 or missing).",
         "share",
     ),
     Trait("category_breadth", "behaviour", "Distinct categories bought.", "count", dtype="int"),
     Trait(
         "top_channel", "behaviour", "Channel with the most purchase value.", "label", dtype="text"
     ),
-    Trait("top_channel_share", "behaviour", "Share of purchase value in the top channel.", "share"),
+    Trait(
+        "top_channel_share",
+        "behaviour",
+        "Share of purchase value in the top channel; NULL when that value is 0.",
+        "share",
+    ),
     Trait(
         "online_share",
         "behaviour",

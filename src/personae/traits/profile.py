@@ -27,7 +27,8 @@ def _top(t: ir.Table, key: str, value: str, weight: str, prefix: str) -> ir.Tabl
     w = ibis.window(group_by="customer_id", order_by=[t[weight].desc(), t[key].asc()])
     ranked = t.mutate(
         _rank=ibis.row_number().over(w),
-        _share=t[weight] / t[weight].sum().over(group_by="customer_id"),
+        # NULL, not NaN, when the customer's total is 0 (e.g. every amount is 0)
+        _share=t[weight] / t[weight].sum().over(group_by="customer_id").nullif(0),
     )
     top = ranked.filter(ranked._rank == 0)
     return top.select("customer_id", **{f"{prefix}": top[key], f"{prefix}_share": top._share})
@@ -44,6 +45,7 @@ def demographic_traits(customers: ir.Table, as_of: date) -> ir.Table:
         - ((c.birth_date.month() * 100 + c.birth_date.day()) > md).cast("int64")
     )
     age = ibis.coalesce(from_date, as_of.year - c.birth_year, c.age).cast("int64")
+    age = ibis.cases((age < 0, ibis.null("int64")), else_=age)  # born after the as-of date
     with_age = c.mutate(_age=age)
     band = ibis.cases(*[(with_age._age < upper, label) for upper, label in AGE_BANDS], else_="65+")
     with_income = with_age.filter(with_age.income.notnull())
