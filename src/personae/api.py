@@ -8,11 +8,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
+import shutil
 from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+
+import duckdb
 
 from personae.config import (
     CONFIG_NAME,
@@ -22,7 +28,7 @@ from personae.config import (
     load_config,
     parse_config,
 )
-from personae.errors import PersonaeError, StoreError
+from personae.errors import OutputError, PersonaeError, StoreError
 from personae.ingest import IngestSummary
 from personae.ingest.propose import Proposal, propose
 from personae.pipeline import STAGES, Runner, select_stages
@@ -248,22 +254,131 @@ class Project:
             "attributes": {t: a for t, a in attributes.items() if a},
         }
 
-    def export(self, table: str, out: str | Path, fmt: ExportFormat = "csv") -> int:
-        """Write a table of the store to a CSV or Parquet file; returns the row count."""
+    def export(
+        self,
+        table: str,
+        out: str | Path,
+        fmt: ExportFormat | None = None,
+        *,
+        raw: bool = False,
+    ) -> int:
+        """Write a table of the store to a CSV or Parquet file; returns the row count.
+
+        The format follows the file name (.csv, .parquet) unless `fmt` is given; a name with
+        another extension (.xlsx, .json, ...) is refused rather than written in a format it
+        does not say. In CSV, text cells that start with =, +, -, @, a tab or a carriage
+        return get a leading single quote so that a spreadsheet shows them instead of
+        running them as formulas; `raw=True` writes them as stored. Parquet is written as
+        stored. The file appears whole or not at all (written beside it, then renamed)."""
         out = Path(out)
+        fmt = export_format(out, fmt)
+        check_output(out)
         with self.reader() as store:
             if table not in store.table_names():
                 raise StoreError(
                     f"No table '{table}' in {self.store_path} (tables: "
                     f"{', '.join(store.table_names())})."
                 )
-            out.parent.mkdir(parents=True, exist_ok=True)
-            opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
-            target = str(out).replace("'", "''")
             source, params = store.latest_rows(table)
+            if fmt == "csv" and not raw:
+                source = _formula_guard(store, source, params)
+            opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
             n = store.con.execute(f"SELECT count(*) FROM ({source})", params).fetchall()[0][0]
-            store.con.execute(f"COPY ({source}) TO '{target}' ({opts})", params)
+            partial = out.with_name(f".{out.name}.partial")
+            target = str(partial).replace("'", "''")
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                store.con.execute(f"COPY ({source}) TO '{target}' ({opts})", params)
+                os.replace(partial, out)
+            except (OSError, duckdb.Error) as err:
+                partial.unlink(missing_ok=True)
+                raise write_error(out, err) from None
             return int(n)
+
+
+EXPORT_SUFFIXES: dict[str, ExportFormat] = {".csv": "csv", ".parquet": "parquet"}
+# A text cell starting with one of these is read as a formula by spreadsheets (a regular
+# expression for DuckDB: =, +, -, @, tab, carriage return).
+FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def export_format(out: Path, fmt: str | None) -> ExportFormat:
+    """The format to write `out` in: `fmt`, else from the name; never one the name
+    contradicts (no CSV under .xlsx)."""
+    if fmt is not None and fmt not in ("csv", "parquet"):
+        raise OutputError(f"--format must be csv or parquet, not '{fmt}'.")
+    suffix = out.suffix.lower()
+    named = EXPORT_SUFFIXES.get(suffix)
+    if suffix and not named:
+        raise OutputError(
+            f"{out}: personae writes CSV (.csv) and Parquet (.parquet), not '{suffix}'. "
+            f"Name the file {out.stem}.csv (spreadsheets open it) or {out.stem}.parquet."
+        )
+    if fmt and named and fmt != named:
+        raise OutputError(f"{out}: the name says {named} but --format says {fmt}; make them agree.")
+    chosen = named or fmt or "csv"
+    return "parquet" if chosen == "parquet" else "csv"
+
+
+def check_output(out: Path) -> None:
+    """A clear error when `out` cannot be a file: it is a folder, or a folder on its way is
+    a file."""
+    if out.is_dir():
+        raise OutputError(f"{out} is a folder; give a file name, e.g. --out {out / 'export.csv'}.")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(
+                    f"Cannot write {out}: {parent} is a file, not a folder. Choose another path."
+                )
+            break
+
+
+def write_error(out: Path, err: BaseException) -> PersonaeError:
+    """A PersonaeError for a failed write of `out`. A full disk says how much had been
+    written when it filled up and how much space is left."""
+    text = str(err)
+    if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in text:
+        folder = next((p for p in (out.parent, *out.parents) if p.exists()), Path("."))
+        free = shutil.disk_usage(folder).free
+        written = [int(a) + int(b) for a, b in re.findall(r"offset=(\d+), size=(\d+)", text)]
+        needed = f"more than {human_size(max(written))}" if written else "more than is free"
+        return OutputError(
+            f"The disk holding {out} is full: writing it needed {needed}, and "
+            f"{human_size(free)} is free. Nothing was written; free some space or choose "
+            "another --out. The store is unchanged."
+        )
+    if isinstance(err, PermissionError) or "Permission denied" in text:
+        return OutputError(f"Cannot write {out}: permission denied. Choose another --out.")
+    first = text.splitlines()[0] if text else repr(err)
+    return OutputError(f"Cannot write {out}: {first}.")
+
+
+def human_size(n: float) -> str:
+    """Bytes as a short size in powers of 1000 (what `df -H` prints)."""
+    if n < 1000:
+        return f"{n:,.0f} bytes"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:,.1f} {unit}"
+    return f"{n / 1000:,.1f} TB"
+
+
+def _formula_guard(store: Store, source: str, params: list[Any]) -> str:
+    """`source` with every text cell that a spreadsheet would run as a formula prefixed by a
+    single quote. Only text columns: a negative number stays a number."""
+    cols = []
+    for name, sql_type, *_ in store.con.execute(f"DESCRIBE ({source})", params).fetchall():
+        col = '"' + str(name).replace('"', '""') + '"'
+        if sql_type == "VARCHAR":
+            cols.append(
+                f"CASE WHEN regexp_matches({col}, '{FORMULA_START}') "
+                f"THEN concat(chr(39), {col}) ELSE {col} END AS {col}"
+            )
+        else:
+            cols.append(col)
+    return f"SELECT {', '.join(cols)} FROM ({source})"
 
 
 def _key_column(src: SourceConfig) -> str | None:

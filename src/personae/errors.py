@@ -10,7 +10,12 @@ from collections.abc import Iterable
 
 
 class PersonaeError(Exception):
-    """Base class of every error personae raises on purpose."""
+    """Base class of every error personae raises on purpose. `hint`, when given, is what to
+    do about it (`--json` prints it apart from the message)."""
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ConfigError(PersonaeError):
@@ -23,6 +28,11 @@ class SourceError(PersonaeError):
 
 class StoreError(PersonaeError):
     """The store is missing, locked or lacks a table a stage needs."""
+
+
+class OutputError(PersonaeError):
+    """A file personae was asked to write (an export) cannot be written: its name, its
+    folder, permissions or a full disk."""
 
 
 def closest(name: str, choices: Iterable[str]) -> str:

@@ -91,6 +91,7 @@ def test_bad_url_names_the_source(tmp_path: Path) -> None:
     )
     with pytest.raises(SourceError, match="Source 'crm': unsupported database URL scheme"):
         Project.open(tmp_path).ingest()
+    sqlite3.connect(tmp_path / "none.db").close()  # an empty database: no table "missing"
     (tmp_path / "personae.toml").write_text(
         f'[sources.crm]\ntable = "customers"\nurl = "sqlite:///{tmp_path}/none.db"\n'
         'source_table = "missing"\n'

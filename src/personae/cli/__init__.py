@@ -6,23 +6,34 @@ personae.toml. Errors from personae print one clear message and exit with status
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import re
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from personae.api import Project
-from personae.errors import PersonaeError
+from personae.api import Project, human_size
+from personae.errors import (
+    ConfigError,
+    OutputError,
+    PersonaeError,
+    SourceError,
+    StoreError,
+)
+from personae.store import readable_hint
 
 app = typer.Typer(
     name="personae",
@@ -58,8 +69,72 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
 
 
-def fail(err: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+# What a command catches and turns into a message (fail): personae's own errors, and the
+# operating system's and DuckDB's that a user can act on (a full disk, a damaged store).
+HANDLED = (PersonaeError, OSError, duckdb.Error)
+GENERIC_HINTS = {
+    ConfigError: "Fix the setting the message names in personae.toml (docs/configuration.md).",
+    SourceError: "Fix the source or its settings in personae.toml (docs/loading-real-files.md).",
+    StoreError: "See `personae status` for what the store holds.",
+    OutputError: "Choose another --out.",
+}
+
+
+def as_personae_error(err: BaseException, store: Path | None = None) -> PersonaeError | None:
+    """`err` as a PersonaeError a user can act on, or None when it is a bug to report."""
+    if isinstance(err, PersonaeError):
+        return err
+    text = str(err)
+    named = re.search(r'file "([^"]+)"', text)
+    filename = getattr(err, "filename", None)
+    path = Path(named[1]) if named else Path(filename) if filename else store
+    if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in text:
+        where = path or Path(".")
+        folder = next((p for p in (where, *where.parents) if p.exists()), Path("."))
+        free = human_size(shutil.disk_usage(folder).free)
+        return StoreError(
+            f"The disk is full: writing {where} needed more space than the {free} left on "
+            "it. The command stopped and kept nothing it wrote; the store is as it was "
+            "before it.",
+            hint=f"Free some space on the disk holding {where} (or move the store: [store] "
+            "path), then run the command again.",
+        )
+    if isinstance(err, duckdb.Error) and re.search(
+        r"Corrupt database file|not a valid DuckDB database|Could not read enough bytes", text
+    ):
+        where = path or Path("the store")
+        return StoreError(
+            f"The store {where} is damaged: {text.splitlines()[0]}. Tables stored in intact "
+            "parts of it can still be exported one at a time (`personae export TABLE --out "
+            "FILE.csv`).",
+            hint=readable_hint(where) if where.suffix == ".duckdb" else None,
+        )
+    if isinstance(err, OSError):
+        what = f"{err.strerror or text}" + (f": {err.filename}" if err.filename else "")
+        return PersonaeError(f"{what}.", hint="Check the path and its permissions.")
+    return None
+
+
+def error_code(err: PersonaeError) -> str:
+    """config_error, source_error, store_error, output_error or personae_error."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(err).__name__).lower()
+
+
+def fail(err: BaseException, as_json: bool = False, store: Path | None = None) -> NoReturn:
+    """Print an error a user can act on and exit with status 1: one JSON object on stdout
+    with --json (code, message, hint), a message on stderr always. Anything that is not such
+    an error is a bug and raises with its traceback."""
+    known = as_personae_error(err, store)
+    if known is None:
+        raise err
+    hint = known.hint or next(
+        (h for cls, h in GENERIC_HINTS.items() if isinstance(known, cls)), None
+    )
+    if as_json:
+        print_json({"error": {"code": error_code(known), "message": str(known), "hint": hint}})
+    err_console.print(f"[bold red]error:[/] {escape(str(known))}", highlight=False, soft_wrap=True)
+    if known.hint:
+        err_console.print(f"[bold]hint:[/] {escape(known.hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -116,9 +191,8 @@ def table_of(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return t
 
 
-def open_project(project: Path) -> Project:
+def open_project(project: Path, as_json: bool = False) -> Project:
     try:
         return Project.open(project)
-    except PersonaeError as err:
-        fail(err)
-        raise  # unreachable
+    except HANDLED as err:
+        fail(err, as_json)

@@ -10,8 +10,9 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from personae.api import Project
+from personae.api import Project, export_format
 from personae.cli import (
+    HANDLED,
     EngineOpt,
     JsonOpt,
     ProjectOpt,
@@ -170,12 +171,12 @@ def ingest(
     reason code; usable but special rows are flagged. Re-ingesting unchanged content adds
     nothing; a new file for the same source appends.
     """
-    proj = open_project(project)
+    proj = open_project(project, as_json)
     try:
         with progress_bar(as_json) as bar:
             summary = proj.ingest(sources, progress=step_callback(bar, "ingest"))
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(summary)
     else:
@@ -202,11 +203,11 @@ def synth(
     from personae.synth import generate
 
     if fmt not in ("csv", "parquet"):
-        fail(PersonaeError(f"--format must be csv or parquet, not '{fmt}'."))
+        fail(PersonaeError(f"--format must be csv or parquet, not '{fmt}'."), as_json)
     try:
         first, last = date.fromisoformat(start), date.fromisoformat(end)
     except ValueError as err:
-        fail(PersonaeError(f"--start/--end must be YYYY-MM-DD dates ({err})."))
+        fail(PersonaeError(f"--start/--end must be YYYY-MM-DD dates ({err})."), as_json)
     try:
         with progress_bar(as_json) as bar:
             task = bar.add_task("synth", total=7)
@@ -219,8 +220,8 @@ def synth(
                 fmt,
                 progress=lambda m: bar.update(task, description=f"synth {m}", advance=1),
             )
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(result)
         return
@@ -237,11 +238,11 @@ def synth(
 @app.command()
 def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Show what is in the store: sources, tables and row counts, rejects and recent runs."""
-    proj = open_project(project)
+    proj = open_project(project, as_json)
     try:
         info = proj.status()
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(info)
         return
@@ -313,26 +314,38 @@ def export(
         str,
         typer.Argument(help="Table to export, e.g. orders, customers, rejects_orders, sources."),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="File to write: a .csv or .parquet name.")
+    ],
     fmt: Annotated[
-        str, typer.Option("--format", help="csv or parquet; default from the file name.")
-    ] = "",
+        str | None, typer.Option("--format", help="csv or parquet; default from the file name.")
+    ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="CSV: write text cells as stored. By default a cell starting with =, +, -, @, "
+            "a tab or a carriage return gets a leading ' so spreadsheets do not run it.",
+        ),
+    ] = False,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a table of the store to a CSV or Parquet file."""
-    chosen = fmt or ("parquet" if out.suffix == ".parquet" else "csv")
-    if chosen not in ("csv", "parquet"):
-        fail(PersonaeError(f"--format must be csv or parquet, not '{chosen}'."))
-    proj = open_project(project)
+    """Write a table of the store to a CSV or Parquet file.
+
+    The format follows the name (.csv or .parquet); other extensions such as .xlsx are
+    refused. The file is written whole or not at all; the store is never changed.
+    """
+    proj = open_project(project, as_json)
     try:
-        n = proj.export(table, out, chosen)  # type: ignore[arg-type]
-    except PersonaeError as err:
-        fail(err)
+        chosen = export_format(out, fmt)
+        n = proj.export(table, out, chosen, raw=raw)
+    except HANDLED as err:
+        fail(err, as_json, proj.store_path)
     if as_json:
         print_json({"table": table, "out": str(out), "format": chosen, "rows": n})
     else:
-        console.print(f"Wrote {n:,} rows of {table} to {out}.")
+        console.print(f"Wrote {n:,} rows of {escape(table)} to {escape(str(out))}.")
 
 
 @app.command()
@@ -354,25 +367,24 @@ def traits(
     One row per customer per run in the `traits` table; `personae export traits` writes the
     latest run. Every trait is defined in docs/traits.md.
     """
-    day = parse_as_of(as_of)
-    proj = open_project(project)
+    day = parse_as_of(as_of, as_json)
+    proj = open_project(project, as_json)
     try:
         with progress_bar(as_json) as bar:
             summary = proj.traits(day, engine, step_callback(bar, "traits"))
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(summary)
         return
     print_traits(summary)
 
 
-def parse_as_of(as_of: str | None) -> date | None:
+def parse_as_of(as_of: str | None, as_json: bool = False) -> date | None:
     try:
         return date.fromisoformat(as_of) if as_of else None
     except ValueError:
-        fail(PersonaeError(f"--as-of must be a YYYY-MM-DD date, not '{as_of}'."))
-        raise  # unreachable
+        fail(PersonaeError(f"--as-of must be a YYYY-MM-DD date, not '{as_of}'."), as_json)
 
 
 def print_traits(summary: TraitsSummary) -> None:
@@ -383,6 +395,11 @@ def print_traits(summary: TraitsSummary) -> None:
     if summary.ignored_after_as_of:
         console.print(
             f"  {summary.ignored_after_as_of:,} order lines after the as-of date were not read."
+        )
+    if summary.not_yet_customers:
+        console.print(
+            f"  {summary.not_yet_customers:,} customers first appear after the as-of date: "
+            "left out (they did not exist yet)."
         )
     if summary.other_currency_lines:
         console.print(
@@ -407,11 +424,11 @@ def funnel_cmd(
 ) -> None:
     """Show the buying-journey funnel of the latest traits run: customers per stage and the
     conversion from the stage before, overall or by a trait."""
-    proj = open_project(project)
+    proj = open_project(project, as_json)
     try:
         rows = proj.funnel(by)
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(rows)
         return
@@ -444,12 +461,12 @@ def predict_cmd(
     `model_evaluations`. Horizon, time unit and discount rate are in [predict]. The table work
     (holdout counts, joining the scores to every customer) runs on the engine.
     """
-    proj = open_project(project)
+    proj = open_project(project, as_json)
     try:
         with progress_bar(as_json) as bar:
             summary = proj.predict(engine, step_callback(bar, "predict"))
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(summary)
         return
@@ -457,7 +474,7 @@ def predict_cmd(
 
 
 def print_predict(s: PredictSummary) -> None:
-    for warning in (s.fallback_reason, s.spend_fallback_reason):
+    for warning in (s.fallback_reason, s.holdout_note, s.spend_fallback_reason):
         if warning:
             console.print(f"[yellow]warning:[/] {escape(warning)}")
     if not s.fallback_reason:
@@ -521,13 +538,13 @@ def run(
     """
     from personae.pipeline import STAGES
 
-    day = parse_as_of(as_of)
-    proj = open_project(project)
+    day = parse_as_of(as_of, as_json)
+    proj = open_project(project, as_json)
     try:
         with progress_bar(as_json) as bar:
             results = proj.run(only, start, day, engine, progress=step_callback(bar, "run"))
-    except PersonaeError as err:
-        fail(err)
+    except HANDLED as err:
+        fail(err, as_json)
     if as_json:
         print_json(results)
         return

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import duckdb
 import pyarrow as pa
@@ -114,7 +114,11 @@ def stage_source(
     """Stage one source. Returns its content hash instead when that hash is in `known_hash`
     (the same content was ingested before, so nothing needs reading)."""
     if src.url:
-        return _stage_database(con, name, src, base)
+        staged_db = _stage_database(con, name, src, base)
+        # a database is read to know its content: the hash of what the query returned
+        if known_hash is not None and staged_db.content_hash in known_hash:
+            return staged_db.content_hash
+        return staged_db
     path = resolve_path(src, base)
     if not path.exists():
         raise SourceError(
@@ -563,43 +567,111 @@ def _stage_xlsx(
     return _finish(con, "xlsx", str(path), sha, header=header)
 
 
+# The sqlglot dialect of each database URL scheme a source may use.
+_SQL_DIALECTS = {"duckdb": "duckdb", "sqlite": "sqlite", "postgresql": "postgres"}
+
+
+def source_query(name: str, src: SourceConfig, scheme: str) -> str:
+    """The SQL to read a database source: `source_table` as quoted identifiers, or `query`
+    when it is exactly one read-only SELECT. Anything else is a SourceError naming the
+    setting, before any connection is opened."""
+    if not src.query:
+        assert src.source_table is not None
+        parts = src.source_table.split(".")
+        if not all(p.strip() for p in parts) or len(parts) > 3:
+            raise SourceError(
+                f"Source '{name}': source_table '{src.source_table}' is not a table name. "
+                "Give a table name, or schema.table."
+            )
+        return "SELECT * FROM " + ".".join(q(p) for p in parts)
+    query = src.query.strip().rstrip(";").strip()
+    why = _not_one_select(query, _SQL_DIALECTS[scheme])
+    if why:
+        raise SourceError(
+            f"Source '{name}': query must be exactly one read-only SELECT ({why}). "
+            "Settings cannot write, copy files, attach databases or change configuration; "
+            "see docs/security.md."
+        )
+    return query
+
+
+def _not_one_select(query: str, dialect: str) -> str | None:
+    """Why `query` is not exactly one read-only SELECT, or None when it is one."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        statements = [s for s in sqlglot.parse(query, read=dialect) if s is not None]
+    except sqlglot.errors.SqlglotError as err:
+        return f"it does not parse: {str(err).splitlines()[0]}"
+    if len(statements) != 1:
+        return f"found {len(statements)} statements"
+    (tree,) = statements
+    if not isinstance(tree, exp.Select | exp.SetOperation):
+        return f"found a {tree.key.upper()} statement"
+    forbidden = (
+        exp.Insert,
+        exp.Update,
+        exp.Delete,
+        exp.Merge,
+        exp.Create,
+        exp.Drop,
+        exp.Alter,
+        exp.Command,
+        exp.Copy,
+        exp.Into,
+        exp.Lock,
+        exp.Pragma,
+        exp.Set,
+        exp.Use,
+        exp.Attach,
+        exp.Detach,
+        exp.Install,
+    )
+    # Writes, DDL, COPY/ATTACH/INSTALL and friends, SELECT ... INTO (creates a table in
+    # PostgreSQL) and row locks (FOR UPDATE) are refused wherever they sit in the tree.
+    for node in tree.walk():
+        if isinstance(node, forbidden):
+            return f"it contains {type(node).__name__.upper()}"
+    if dialect == "duckdb":
+        # DuckDB's own parser has the last word on what it would run.
+        kinds = [s.type.name for s in duckdb.extract_statements(query)]
+        if kinds != ["SELECT"]:
+            return f"DuckDB reads it as {', '.join(kinds) or 'no statement'}"
+    return None
+
+
 def _stage_database(
     con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, base: Path
 ) -> Staged:
     assert src.url is not None
     url = src.url
-    query = src.query or f"SELECT * FROM {src.source_table}"
     scheme = urlparse(url).scheme.split("+")[0]
-    try:
-        if scheme == "duckdb":
-            db_path = _url_path(url, base)
-            other = duckdb.connect(db_path, read_only=True)
-            reader = other.sql(query).to_arrow_reader()
-        elif scheme == "sqlite":
-            import adbc_driver_sqlite.dbapi as sqlite_dbapi
-
-            db = sqlite_dbapi.connect(_url_path(url, base))
-            cur = db.cursor()
-            cur.execute(query)
-            reader = cur.fetch_record_batch()
-        elif scheme in ("postgresql", "postgres"):
-            import adbc_driver_postgresql.dbapi as pg_dbapi
-
-            db = pg_dbapi.connect(url.replace("postgresql+psycopg", "postgresql"))
-            cur = db.cursor()
-            cur.execute(query)
-            reader = cur.fetch_record_batch()
-        else:
-            raise SourceError(
-                f"Source '{name}': unsupported database URL scheme '{scheme}' in {url}. "
-                "Use duckdb:///file.duckdb, sqlite:///file.db or postgresql://user@host/db."
-            )
-        con.register("_db", reader)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, row_number() OVER () AS _row "
-            "FROM _db"
+    scheme = "postgresql" if scheme == "postgres" else scheme
+    if scheme not in _SQL_DIALECTS:
+        raise SourceError(
+            f"Source '{name}': unsupported database URL scheme '{scheme}' in {url}. "
+            "Use duckdb:///file.duckdb, sqlite:///file.db or postgresql://user@host/db."
         )
-        con.unregister("_db")
+    query = source_query(name, src, scheme)
+    if scheme in ("duckdb", "sqlite"):
+        db_path = Path(_url_path(url, base))
+        if not db_path.is_file():
+            raise SourceError(
+                f"Source '{name}': the database file {db_path} does not exist"
+                f"{' (it is a folder)' if db_path.is_dir() else ''}. Check `url`."
+            )
+    try:
+        reader, close = read_only_query(scheme, url, base, query)
+        try:
+            con.register("_db", reader)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT *, row_number() OVER () AS _row "
+                "FROM _db"
+            )
+            con.unregister("_db")
+        finally:
+            close()
     except SourceError:
         raise
     except Exception as err:
@@ -615,6 +687,59 @@ def _stage_database(
     text = f"{_safe_url(url)}\n{query}\n{fp}"
     staged.content_hash = hashlib.sha256(text.encode()).hexdigest()
     return staged
+
+
+# A DuckDB source is opened read-only, with every file, network and extension access
+# disabled (only its own file is open) and the configuration locked, so that no query can
+# switch that back on.
+DUCKDB_SOURCE_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "lock_configuration": True,
+}
+
+
+def read_only_query(
+    scheme: str, url: str, base: Path, query: str
+) -> tuple[pa.RecordBatchReader, Any]:
+    """Run `query` on a read-only connection to the source database; returns the Arrow
+    reader and the function that closes the connection. The connection itself refuses
+    writes (a second line of defence behind `source_query`):
+    DuckDB: read_only, no external access, locked configuration;
+    SQLite: opened with mode=ro and PRAGMA query_only;
+    PostgreSQL: every transaction of the session is READ ONLY."""
+    if scheme == "duckdb":
+        other = duckdb.connect(_url_path(url, base), read_only=True, config=DUCKDB_SOURCE_CONFIG)
+        try:
+            return other.sql(query).to_arrow_reader(), other.close
+        except Exception:
+            other.close()
+            raise
+    if scheme == "sqlite":
+        import adbc_driver_sqlite.dbapi as sqlite_dbapi
+
+        path = Path(_url_path(url, base)).resolve()
+        db = sqlite_dbapi.connect(f"file:{quote(str(path))}?mode=ro")
+    else:
+        import adbc_driver_postgresql.dbapi as pg_dbapi
+
+        db = pg_dbapi.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+    try:
+        cur = db.cursor()
+        if scheme == "sqlite":
+            cur.execute("PRAGMA query_only = ON")
+        else:
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cur.execute(query)
+        reader = cur.fetch_record_batch()
+    except Exception:
+        db.close()
+        raise
+
+    def close() -> None:  # the cursor lives as long as its reader; nothing is committed
+        cur.close()
+        db.close()
+
+    return reader, close
 
 
 def _url_path(url: str, base: Path) -> str:
