@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,21 @@ def data_dir() -> Path:
     if not DATA.is_dir():
         pytest.skip(f"real data sets not found at {DATA} (set PERSONAE_SHARED to shared/)")
     return DATA
+
+
+CLI_ENV = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
+
+
+def personae(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `personae` command line in a real process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "personae.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=CLI_ENV,
+        timeout=600,
+    )
 
 
 def write_toml(folder: Path, text: str) -> Path:

@@ -16,25 +16,29 @@ from personae.config import SECTIONS
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def assert_generated_page_is_current(script: str) -> None:
+    """The docs generator `scripts/<script>` finds its page up to date."""
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_every_command_has_a_current_page() -> None:
     names = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
     pages = {p.stem for p in (ROOT / "docs" / "commands").glob("*.md")}
     assert names <= pages, f"commands without a docs page: {sorted(names - pages)}"
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gen_command_docs.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert_generated_page_is_current("gen_command_docs.py")
+
+
+def test_the_architecture_page_shows_the_current_stage_graph() -> None:
+    assert_generated_page_is_current("gen_stage_graph.py")
 
 
 def test_every_setting_is_documented() -> None:
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gen_config_docs.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert_generated_page_is_current("gen_config_docs.py")
     page = (ROOT / "docs" / "configuration.md").read_text()
     for _title, model in SECTIONS:
         for name, field in model.model_fields.items():

@@ -19,7 +19,7 @@ from personae.pipeline import STAGES, Runner, select_stages
 from personae.stage import RunContext, Stage
 from personae.store.schemas import Column, Table
 
-from .conftest import cdnow_sample_source, write_toml
+from .conftest import cdnow_sample_source, personae, write_toml
 
 ORDERS = "order_id,customer_id,ordered_at,amount\n"
 TOY = Table(
@@ -227,22 +227,7 @@ def test_readers_see_the_last_published_run_while_a_run_writes(tmp_path: Path) -
             held = locked()
             out = tmp_path / "during.csv"
             if reads_while_locked == 0:  # once through the CLI, as a user would
-                res = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "personae.cli",
-                        "export",
-                        "traits",
-                        "--out",
-                        str(out),
-                        "-p",
-                        str(tmp_path),
-                        "--json",
-                    ],
-                    capture_output=True,
-                    text=True,
-                )
+                res = personae("export", "traits", "--out", str(out), "-p", str(tmp_path), "--json")
                 assert res.returncode == 0, res.stderr
                 rows = json.loads(res.stdout)["rows"]
             else:
@@ -267,11 +252,7 @@ def test_engine_overrides_are_validated(tmp_path: Path) -> None:
     project = _project(tmp_path, {"shop": _orders_csv(tmp_path / "orders.csv", 10)})
     with pytest.raises(ConfigError, match="--engine.*'duckdb' or 'spark'"):
         project.run(engine="sparkk")
-    res = subprocess.run(
-        [sys.executable, "-m", "personae.cli", "run", "--engine", "sparkk", "-p", str(tmp_path)],
-        capture_output=True,
-        text=True,
-    )
+    res = personae("run", "--engine", "sparkk", "-p", str(tmp_path))
     assert res.returncode == 1
     assert "'duckdb' or 'spark'" in res.stderr
     assert not project.store_path.exists()  # refused before anything was opened
@@ -299,22 +280,8 @@ def test_run_on_spark_with_as_of_leaves_no_exchange_files(tmp_path: Path) -> Non
         (tmp_path / "personae.toml").read_text()
         + "\n[predict]\nmin_repeat_buyers = 1\nmin_history_days = 30\n",
     )
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "personae.cli",
-            "run",
-            "--as-of",
-            "2024-08-31",
-            "--engine",
-            "spark",
-            "-p",
-            str(tmp_path),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    res = personae(
+        "run", "--as-of", "2024-08-31", "--engine", "spark", "-p", str(tmp_path), "--json"
     )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -326,16 +293,6 @@ def test_run_on_spark_with_as_of_leaves_no_exchange_files(tmp_path: Path) -> Non
     with project.reader() as store:
         engines = {r["stage"]: r["engine"] for r in store.query("SELECT stage, engine FROM runs")}
     assert engines == {"ingest": "duckdb", "traits": "spark", "predict": "spark"}
-
-
-def test_the_architecture_page_shows_the_current_stage_graph() -> None:
-    root = Path(__file__).resolve().parents[1]
-    res = subprocess.run(
-        [sys.executable, str(root / "scripts" / "gen_stage_graph.py"), "--check"],
-        capture_output=True,
-        text=True,
-    )
-    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_every_stage_output_is_declared() -> None:

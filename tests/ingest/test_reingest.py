@@ -5,13 +5,11 @@ a run that read the replaced rows keeps reading them."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from personae import Project
 
-from ..conftest import write_toml
+from ..conftest import personae, write_toml
 
 ORDERS = "when,who,total,note\n"
 
@@ -147,22 +145,7 @@ def test_force_reads_one_source_again_from_the_cli(tmp_path: Path) -> None:
         'columns = { id = "customer_id", city = "city" }\n',
     )
     Project.open(tmp_path).ingest()
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "personae.cli",
-            "ingest",
-            "--source",
-            "shop",
-            "--force",
-            "-p",
-            str(tmp_path),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    res = personae("ingest", "--source", "shop", "--force", "-p", str(tmp_path), "--json")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert [(s["name"], s["status"]) for s in out["sources"]] == [("shop", "refreshed")]
