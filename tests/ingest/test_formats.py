@@ -121,3 +121,10 @@ def test_a_new_file_in_a_folder_appends_and_clashing_keys_are_rejected(tmp_path:
     ]
     status = Project.open(tmp_path).status()
     assert [s["rows_loaded"] for s in status["sources"]] == [2, 1]
+
+
+def test_every_reject_message_is_for_a_declared_reason() -> None:
+    from personae.ingest.transform import CELL_MESSAGES
+    from personae.store.schemas import REJECT_REASONS
+
+    assert set(CELL_MESSAGES) <= set(REJECT_REASONS)

@@ -280,24 +280,31 @@ def _raw_json(columns: list[str], checked: list[str] | tuple[str, ...] = ()) -> 
     return "to_json(struct_pack(" + ", ".join(parts) + "))"
 
 
+# The message of each cell-level reject reason (codes and meanings: schemas.REJECT_REASONS);
+# {shown} is the source column, {col} the canonical one.
+CELL_MESSAGES = {
+    "missing_id": "{shown}: the id is empty",
+    "missing_value": "{shown}: a required value ({col}) is empty",
+    "bad_id": "{shown}: id does not match the source's id_pattern",
+    "bad_date": "{shown}: not a date in the source's date format",
+    "bad_number": "{shown}: not a number",
+    "bad_bool": "{shown}: not a yes/no value",
+    "bad_category": "{shown}: not a known {col} value",
+    "out_of_range": "{shown}: outside the valid range of {col}",
+    "duplicate_id": "{shown}: this {col} was already loaded from an earlier row or source "
+    '(set mode = "update" to fill in existing rows instead)',
+}
+DATE_RANGE_MESSAGE = (
+    "{shown}: outside the plausible dates of {col} (earliest_date, latest_date, "
+    "earliest_birth_date)"
+)
+
+
 def _message(col: str, reason: str, source_col: str | None) -> str:
-    shown = source_col or col
-    texts = {
-        "missing_id": f"{shown}: the id is empty",
-        "missing_value": f"{shown}: a required value ({col}) is empty",
-        "bad_id": f"{shown}: id does not match the source's id_pattern",
-        "bad_date": f"{shown}: not a date in the source's date format",
-        "bad_number": f"{shown}: not a number",
-        "bad_bool": f"{shown}: not a yes/no value",
-        "bad_category": f"{shown}: not a known {col} value",
-        "out_of_range": f"{shown}: outside the plausible dates of {col} (earliest_date, "
-        "latest_date, earliest_birth_date)"
-        if col.endswith("_at") or col.endswith("_date")
-        else f"{shown}: outside the valid range of {col}",
-        "duplicate_id": f"{shown}: this {col} was already loaded from an earlier row or "
-        'source (set mode = "update" to fill in existing rows instead)',
-    }
-    return texts.get(reason, reason)
+    template = CELL_MESSAGES.get(reason, reason)
+    if reason == "out_of_range" and (col.endswith("_at") or col.endswith("_date")):
+        template = DATE_RANGE_MESSAGE
+    return template.format(shown=source_col or col, col=col)
 
 
 @dataclass
@@ -318,6 +325,8 @@ class Plan:
     row_ids: bool = False  # the key is numbered from the rows (src.row_ids, no key column)
     key: list[str] = field(default_factory=list)
     conflicts: int = 0
+    updated: int = 0  # mode = update: existing rows given values
+    values_changed: int = 0  # mode = update: values filled in (or overwritten)
 
 
 def build_cells(
@@ -563,15 +572,7 @@ def write_rejects(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
         f"WHEN _reason_col = {lit(c)} AND _reason = {lit(r)} "
         f"THEN {lit(_message(c, r, plan.by_target.get(c)))}"
         for c in plan.present
-        for r in (
-            "missing_id",
-            "missing_value",
-            "bad_id",
-            "bad_date",
-            "bad_number",
-            "duplicate_id",
-            "out_of_range",
-        )
+        for r in CELL_MESSAGES
     )
     raw_from_source = "NULL::JSON"
     join = ""
@@ -725,9 +726,13 @@ def cancel_statuses(src: SourceConfig) -> tuple[str, ...]:
 
 
 def _upsert(
-    con: duckdb.DuckDBPyConnection, table: Table, names: list[str], select: str, rows: str
+    con: duckdb.DuckDBPyConnection, plan: Plan, names: list[str], select: str, rows: str
 ) -> int:
-    """mode = update: fill in columns of existing rows by key; insert rows with a new key."""
+    """mode = update: fill in empty columns of existing rows by key (every given value with
+    overwrite = true; a source's `constants` are always written, they are what the update
+    says, e.g. stage = won); insert rows with a new key. Counts rows updated and values
+    changed into the plan."""
+    table = plan.table
     con.execute(f"CREATE OR REPLACE TEMP TABLE _new AS SELECT {select} FROM {rows}")
     key = table.key
     on = " AND ".join(f"t.{q(k)} = n.{q(k)}" for k in key)
