@@ -120,7 +120,10 @@ def purchase_traits(
         recency=(recency_days / unit_days).cast("float64"),
         T=(as_of_d.delta(t.first_purchase, unit="day") / unit_days).cast("float64"),
         monetary_value=ibis.cases(
-            (freq > 0, (t.day_value - t.first_day_value) / freq), else_=0.0
+            # no amount on any purchase line (item-only baskets): spend is unknown
+            (t.purchase_days.notnull() & t.total_value.isnull(), ibis.null("float64")),
+            (freq > 0, (t.day_value - t.first_day_value) / freq),
+            else_=0.0,
         ).cast("float64"),
         total_value=t.total_value,
         avg_order_value=t.total_value / t.orders.nullif(0),

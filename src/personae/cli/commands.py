@@ -406,6 +406,8 @@ def print_traits(summary: TraitsSummary) -> None:
             f"  {summary.other_currency_lines:,} order lines are not in "
             f"{summary.currency}: their amounts are left out of the money traits."
         )
+    for note in summary.notes:
+        console.print(f"  [yellow]note:[/] {escape(note)}")
     if summary.rfm_segments:
         console.print(
             table_of(
@@ -499,7 +501,12 @@ def print_predict(s: PredictSummary) -> None:
     params = ", ".join(f"{k} {v:.4g}" for k, v in s.params.items())
     console.print(
         f"Model: {s.model} ({params}); horizon {s.horizon} in {s.time_unit}; "
-        f"{s.customers:,} customers scored; total CLV {s.total_clv:,.2f}."
+        f"{s.customers:,} customers scored; "
+        + (
+            f"total CLV {s.total_clv:,.2f}."
+            if s.total_clv is not None
+            else "spend unknown (no amounts): no CLV."
+        )
     )
     if s.churn_bands:
         console.print(

@@ -60,7 +60,7 @@ class PredictSummary:
     holdout_note: str | None = None  # why models were not compared on a holdout
     spend_fallback_reason: str | None = None
     churn_bands: dict[str, int] = field(default_factory=dict)
-    total_clv: float = 0.0
+    total_clv: float | None = 0.0  # None when spend is unknown (no amounts)
     seconds: float = 0.0
 
 
@@ -216,17 +216,23 @@ def predict(ctx: RunContext) -> PredictSummary:
     if not summary.fallback_reason:
         ctx.progress("comparing models on a holdout", 0, 3)
         chosen, model = _choose_and_fit(engine, config, as_of, fit, ctx, summary)
+    valued = _columns(engine, buyers.aggregate(n=buyers.total_value.count()))["n"][0]
+    if not valued:
+        summary.spend_fallback_reason = (
+            "spend is unknown: no purchase line has an amount (item-only baskets), so "
+            "expected spend and CLV are NULL; expected purchases and P(alive) are given"
+        )
     if model is None:
         log.warning(summary.fallback_reason)
         _fallback(engine, config, buyers, run_id, horizon_t)
         summary.model = "rfm_fallback"
     else:
-        gg = _fit_spend(engine, buyers, cfg.penalizer, summary)
+        gg = _fit_spend(engine, buyers, cfg.penalizer, summary) if valued else None
         ctx.progress("scoring every customer", 2, 3)
         _score(engine, config, buyers, run_id, model, gg, fit, horizon_t, DAYS_PER["months"] / unit)
         summary.model = chosen
         summary.params = model.params_
-        summary.spend_params = gg.params_
+        summary.spend_params = gg.params_ if gg is not None else {}
     bands = store.con.execute(
         "SELECT churn_risk, count(*) FROM predictions WHERE run_id = ? GROUP BY 1", [run_id]
     ).fetchall()
@@ -234,7 +240,7 @@ def predict(ctx: RunContext) -> PredictSummary:
     total = store.con.execute(
         "SELECT sum(clv) FROM predictions WHERE run_id = ?", [run_id]
     ).fetchall()[0][0]
-    summary.total_clv = float(total or 0.0)
+    summary.total_clv = float(total or 0.0) if valued else None
     summary.seconds = round(time.perf_counter() - started, 2)
     ctx.details.update(model=summary.model, params=summary.params)
     return summary
@@ -333,7 +339,7 @@ def _score(
     buyers: ir.Table,
     run_id: str,
     model: PurchaseModel,
-    gg: GammaGamma | MeanSpend,
+    gg: GammaGamma | MeanSpend | None,
     fit: dict[str, np.ndarray],
     horizon_t: float,
     month_t: float,
@@ -369,19 +375,24 @@ def _score(
         ),
     )
     with_m = buyers.mutate(m=buyers.monetary_value.fill_null(0.0))
-    spend = _columns(engine, with_m.select("frequency", "m").distinct())
-    spend_scores = engine.upload(
-        "_spend_scores",
-        pa.table(
-            {
-                "frequency": spend["frequency"],
-                "m": spend["m"],
-                "expected_spend": gg.expected_spend(spend["frequency"], spend["m"]),
-            }
-        ),
-    )
-    joined = with_m.join(purchase, KEYS).join(spend_scores, ["frequency", "m"])
-    p_alive, expected_spend = joined.p_alive, joined.expected_spend
+    joined = with_m.join(purchase, KEYS)
+    if gg is None:  # spend unknown (no amounts)
+        expected_spend: ir.Value = ibis.null("float64")
+    else:
+        spend = _columns(engine, with_m.select("frequency", "m").distinct())
+        spend_scores = engine.upload(
+            "_spend_scores",
+            pa.table(
+                {
+                    "frequency": spend["frequency"],
+                    "m": spend["m"],
+                    "expected_spend": gg.expected_spend(spend["frequency"], spend["m"]),
+                }
+            ),
+        )
+        joined = joined.join(spend_scores, ["frequency", "m"])
+        expected_spend = joined.expected_spend
+    p_alive = joined.p_alive
     churn = ibis.cases(
         (p_alive < cfg.churn_high_below, "high"),
         (p_alive < cfg.churn_medium_below, "medium"),

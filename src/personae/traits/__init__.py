@@ -59,6 +59,7 @@ class TraitsSummary:
     other_currency_lines: int = 0
     rfm_segments: dict[str, int] = field(default_factory=dict)
     not_yet_customers: int = 0  # first seen after the as-of date: left out
+    notes: list[str] = field(default_factory=list)  # what the user should know of the data
 
 
 def default_as_of(store: Store) -> date:
@@ -200,6 +201,9 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
             other,
             currency,
         )
+    notes = _money_notes(store, ctx.run_id)
+    for note in notes:
+        log.warning(note)
     ctx.details.update(customers=n, engine=engine.name)
     ctx.progress("done", 2, 2)
     return TraitsSummary(
@@ -214,7 +218,28 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
         int(other),
         segments,
         not_yet,
+        notes=notes,
     )
+
+
+def _money_notes(store: Store, run_id: str) -> list[str]:
+    """Buyers whose purchases carry no amount: their money traits are unknown, not 0."""
+    buyers, unvalued = store.con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE total_value IS NULL) FROM traits "
+        "WHERE run_id = ? AND purchase_days > 0",
+        [run_id],
+    ).fetchall()[0]
+    if not unvalued:
+        return []
+    who = (
+        "no purchase line has an amount (item-only baskets)"
+        if unvalued == buyers
+        else f"{unvalued:,} of {buyers:,} buyers have no amount on any purchase line"
+    )
+    return [
+        f"{who}: total_value, monetary_value, avg_order_value, m_score and the spend shares "
+        "are NULL (unknown), and RFM is built from R and F only (rfm_cell of two digits)."
+    ]
 
 
 def _no_customers(store: Store) -> str:

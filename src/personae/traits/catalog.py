@@ -74,10 +74,17 @@ TRAITS: tuple[Trait, ...] = (
         "monetary_value",
         "purchase",
         "Mean value of a repeat purchase day (the first day "
-        "excluded; 0 without repeats), the input of the Gamma-Gamma spend model.",
+        "excluded; 0 without repeats), the input of the Gamma-Gamma spend model; NULL when "
+        "no purchase line has an amount.",
         "currency",
     ),
-    Trait("total_value", "purchase", "Sum of purchase-line amounts.", "currency"),
+    Trait(
+        "total_value",
+        "purchase",
+        "Sum of purchase-line amounts; NULL when no purchase line has an amount (item-only "
+        "baskets).",
+        "currency",
+    ),
     Trait("avg_order_value", "purchase", "total_value / orders.", "currency"),
     Trait(
         "returns_share", "purchase", "Value of returned lines / value of purchase lines.", "share"
@@ -135,13 +142,24 @@ TRAITS: tuple[Trait, ...] = (
     Trait(
         "m_score",
         "rfm",
-        "Monetary score 1..5: quantile bin of total_value "
-        "(rounded to 1e-6, so equal sums tie on every engine).",
+        "Monetary score 1..5: quantile bin of total_value among buyers with an amount "
+        "(rounded to 1e-6, so equal sums tie on every engine); NULL without amounts.",
         "score",
         dtype="int",
     ),
-    Trait("rfm_cell", "rfm", "The three scores as digits, e.g. '545'.", "label", dtype="text"),
-    Trait("rfm_score", "rfm", "Weighted mean of the three scores ([rfm] weights).", "score"),
+    Trait(
+        "rfm_cell",
+        "rfm",
+        "The three scores as digits, e.g. '545'; the two digits RF (e.g. '54') without an m_score.",
+        "label",
+        dtype="text",
+    ),
+    Trait(
+        "rfm_score",
+        "rfm",
+        "Weighted mean of the three scores ([rfm] weights); of R and F only without an m_score.",
+        "score",
+    ),
     Trait(
         "rfm_segment",
         "rfm",

@@ -107,7 +107,9 @@ def behaviour_traits(lines: ir.Table, cfg: TraitsConfig) -> ir.Table:
         _lines=buys.count(),
         _orders=buys.order_id.nunique(),
         _units=buys.quantity.sum(),
-        _discounted=buys.count(where=buys.discount.fill_null(0) > 0),
+        _discounted=buys.count(
+            where=(buys.discount.fill_null(0) > 0) | (buys.discount_rate.fill_null(0) > 0)
+        ),
     )
     share = (per._discounted / per._lines).cast("float64")
     per = per.select(

@@ -11,6 +11,7 @@ import ibis
 import ibis.expr.types as ir
 
 from personae.config import DEFAULT_RFM_SEGMENTS, RFMConfig
+from personae.purchases import join_on_customer
 
 
 def _score(value: ir.Column, bins: int, descending: bool = False) -> ir.IntegerColumn:
@@ -21,7 +22,8 @@ def _score(value: ir.Column, bins: int, descending: bool = False) -> ir.IntegerC
 
 def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
     """r/f/m scores, the cell, the weighted score and the named segment of every buyer;
-    customers without a purchase get NULLs."""
+    customers without a purchase get NULLs. A buyer without any amount (item-only baskets)
+    has no m_score: the cell is the two digits RF and rfm_score weighs R and F only."""
     buyers = purchase.filter(purchase.purchase_days > 0)
     scored = buyers.select(
         "customer_id",
@@ -29,12 +31,13 @@ def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
             buyers.days_since_last, cfg.bins, descending=not cfg.recency_higher_is_better
         ),
         f_score=_score(buyers.purchase_days, cfg.bins),
-        # rounded to 1e-6: sums of the same amounts added in another order (another engine,
-        # another thread count) must tie, not differ in the last bit
-        m_score=_score(buyers.total_value.round(6), cfg.bins),
     )
+    valued = buyers.filter(buyers.total_value.notnull())
+    # rounded to 1e-6: sums of the same amounts added in another order (another engine,
+    # another thread count) must tie, not differ in the last bit
+    m = valued.select("customer_id", m_score=_score(valued.total_value.round(6), cfg.bins))
+    scored = join_on_customer(scored, m)
     w = {k: cfg.weights.get(k, 1.0) for k in ("r", "f", "m")}
-    total = sum(w.values()) or 1.0
     rf = scored.r_score.cast("string").concat(scored.f_score.cast("string"))
     segments = cfg.segments
     if cfg.bins != 5 and segments == DEFAULT_RFM_SEGMENTS:
@@ -43,14 +46,20 @@ def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
         segment = ibis.cases(
             *[(rf.re_search(p), name) for name, p in segments.items()], else_=ibis.null("string")
         )
+    has_m = scored.m_score.notnull()
+    weights = ibis.literal(w["r"] + w["f"], type="float64") + ibis.cases(
+        (has_m, ibis.literal(w["m"], type="float64")), else_=ibis.literal(0.0, type="float64")
+    )
     scored = scored.mutate(
-        rfm_cell=rf.concat(scored.m_score.cast("string")),
+        rfm_cell=ibis.cases((has_m, rf.concat(scored.m_score.cast("string"))), else_=rf),
         rfm_score=(
-            scored.r_score.cast("float64") * w["r"]
-            + scored.f_score.cast("float64") * w["f"]
-            + scored.m_score.cast("float64") * w["m"]
-        ).cast("float64")
-        / ibis.literal(total, type="float64"),
+            (
+                scored.r_score.cast("float64") * w["r"]
+                + scored.f_score.cast("float64") * w["f"]
+                + scored.m_score.cast("float64").fill_null(0.0) * w["m"]
+            )
+            / ibis.cases((weights == 0.0, 1.0), else_=weights)
+        ).cast("float64"),
         rfm_segment=segment,
     )
     return scored
