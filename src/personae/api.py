@@ -39,6 +39,11 @@ from personae.traits import TraitsSummary
 from personae.traits.funnel import funnel
 
 ExportFormat = Literal["csv", "parquet"]
+# What a run left running by a killed process says (as the next writer records it).
+INTERRUPTED = "the process running it stopped before it finished; nothing it wrote was kept"
+RUNS_SQL = (
+    'SELECT run_id, stage, status, error, as_of, started_at, seconds, parents, "rows" FROM runs'
+)
 
 
 class Project:
@@ -215,13 +220,7 @@ class Project:
                 "rows_rejected, values_nulled, ingested_at FROM sources "
                 "WHERE retired_run IS NULL ORDER BY ingested_at"
             )
-            runs = store.query(
-                "SELECT run_id, stage, status, error, as_of, started_at, seconds, parents, "
-                '"rows" FROM runs ORDER BY started_at DESC LIMIT 10'
-            )
-            for r in runs:
-                r["parents"] = json.loads(r["parents"]) if r["parents"] else {}
-                r["rows"] = json.loads(r["rows"]) if r["rows"] else {}
+            runs = store.query(f"{RUNS_SQL} ORDER BY started_at DESC LIMIT 10")
             lineage = {
                 stage.name: store.lineage(run)
                 for stage in STAGES
@@ -238,13 +237,20 @@ class Project:
                 for t, n in tables.items()
                 if n
             }
+        left = self._left_running()
+        runs = left + [r for r in runs if r["run_id"] not in {x["run_id"] for x in left}]
+        runs.sort(key=lambda r: r["started_at"], reverse=True)
+        for r in runs:
+            for key in ("parents", "rows"):
+                if not isinstance(r[key], dict):
+                    r[key] = json.loads(r[key]) if r[key] else {}
         return {
             "store": str(self.store_path),
             "exists": True,
             "tables": tables,
             "sources": sources,
             "rejects": rejects,
-            "runs": runs,
+            "runs": runs[:10],
             "lineage": {
                 stage: [
                     {k: r[k] for k in ("run_id", "stage", "as_of", "finished_at")} for r in runs_
@@ -253,6 +259,26 @@ class Project:
             },
             "attributes": {t: a for t, a in attributes.items() if a},
         }
+
+    def _left_running(self) -> list[dict[str, Any]]:
+        """Runs that the writer's store still calls `running` while no process holds it:
+        the process running them was killed. They are shown as interrupted (the next writer
+        marks them so; they wrote nothing). A store held by a writer is not opened, so a run
+        in progress is never called interrupted."""
+        try:
+            with Store(
+                self.store_path,
+                read_only=True,
+                memory_limit=self.config.store.memory_limit,
+                threads=self.config.store.threads,
+            ) as store:
+                rows = store.query(f"{RUNS_SQL} WHERE status = 'running'")
+        except (PersonaeError, duckdb.Error):
+            return []
+        for r in rows:
+            r["status"] = "interrupted"
+            r["error"] = INTERRUPTED
+        return rows
 
     def export(
         self,

@@ -33,7 +33,7 @@ from personae.errors import (
     SourceError,
     StoreError,
 )
-from personae.store import readable_hint
+from personae.store import damaged_message, readable_hint
 
 app = typer.Typer(
     name="personae",
@@ -49,7 +49,7 @@ ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holdin
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 EngineOpt = Annotated[
     str | None,
-    typer.Option(help="duckdb or spark; overrides [store] engine for this run."),
+    typer.Option(help="duckdb or spark; overrides \\[store] engine for this run."),
 ]
 
 
@@ -77,6 +77,7 @@ GENERIC_HINTS = {
     SourceError: "Fix the source or its settings in personae.toml (docs/loading-real-files.md).",
     StoreError: "See `personae status` for what the store holds.",
     OutputError: "Choose another --out.",
+    PersonaeError: "See the command's --help.",
 }
 
 
@@ -103,11 +104,12 @@ def as_personae_error(err: BaseException, store: Path | None = None) -> Personae
         r"Corrupt database file|not a valid DuckDB database|Could not read enough bytes", text
     ):
         where = path or Path("the store")
+        if where.suffix != ".duckdb":
+            return StoreError(f"The store is damaged: {text.splitlines()[0]}.")
         return StoreError(
-            f"The store {where} is damaged: {text.splitlines()[0]}. Tables stored in intact "
-            "parts of it can still be exported one at a time (`personae export TABLE --out "
-            "FILE.csv`).",
-            hint=readable_hint(where) if where.suffix == ".duckdb" else None,
+            f"{damaged_message(where, err)} Tables stored in intact parts of it may still "
+            "export one at a time (`personae export TABLE --out FILE.csv`).",
+            hint=readable_hint(where),
         )
     if isinstance(err, OSError):
         what = f"{err.strerror or text}" + (f": {err.filename}" if err.filename else "")
@@ -133,7 +135,7 @@ def fail(err: BaseException, as_json: bool = False, store: Path | None = None) -
     if as_json:
         print_json({"error": {"code": error_code(known), "message": str(known), "hint": hint}})
     err_console.print(f"[bold red]error:[/] {escape(str(known))}", highlight=False, soft_wrap=True)
-    if known.hint:
+    if known.hint and known.hint not in str(known):
         err_console.print(f"[bold]hint:[/] {escape(known.hint)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
@@ -165,8 +167,10 @@ def main_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
 ) -> None:
     """personae turns customer files into traits, segments and personas."""
+    # What the library logs as a warning is also in the summary each command prints (and in
+    # --json), so without --verbose only errors are logged: every warning shows once.
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
 

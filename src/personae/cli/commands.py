@@ -295,6 +295,13 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
             ],
         )
     )
+    stopped = [r["run_id"] for r in info["runs"] if r["status"] == "interrupted"]
+    if stopped:
+        console.print(
+            f"[yellow]interrupted:[/] {escape(', '.join(stopped))}: the process running "
+            f"{'it' if len(stopped) == 1 else 'them'} stopped before the end; nothing "
+            f"{'it' if len(stopped) == 1 else 'they'} wrote was kept."
+        )
     if info["lineage"]:
         console.print(
             table_of(
@@ -355,7 +362,7 @@ def traits(
         typer.Option(
             "--as-of",
             help="Date the traits describe (YYYY-MM-DD); nothing after it "
-            "is read. Default: [traits] as_of, else the last order date.",
+            "is read. Default: \\[traits] as_of, else the last order date.",
         ),
     ] = None,
     engine: EngineOpt = None,
@@ -458,9 +465,9 @@ def predict_cmd(
 ) -> None:
     """Predict purchases, P(alive), churn risk, spend and CLV from the latest traits.
 
-    Compares BG/NBD, MBG/NBD and Pareto/NBD on a calibration/holdout split (unless [predict]
+    Compares BG/NBD, MBG/NBD and Pareto/NBD on a calibration/holdout split (unless \\[predict]
     model fixes one), fits the best and Gamma-Gamma, and stores `predictions` and
-    `model_evaluations`. Horizon, time unit and discount rate are in [predict]. The table work
+    `model_evaluations`. Horizon, time unit and discount rate are in \\[predict]. The table work
     (holdout counts, joining the scores to every customer) runs on the engine.
     """
     proj = open_project(project, as_json)
