@@ -23,7 +23,7 @@ from personae.ingest.mapping import (
 )
 from personae.ingest.readers import Staged, q, stage_source
 from personae.ingest.sniff import guess_date_format
-from personae.ingest.transform import CANCEL_STATUSES
+from personae.ingest.transform import CANCEL_STATUSES, timestamp_sql
 from personae.store.schemas import TABLES
 
 SAMPLE_ROWS = 5000
@@ -315,6 +315,6 @@ def _latest_date(
 ) -> str:
     if not col:
         return "2000-01-01"
-    expr = f"try_strptime({q(col)}, '{fmt}')" if fmt else f"TRY_CAST({q(col)} AS TIMESTAMP)"
+    expr = timestamp_sql(q(col), fmt)
     row = con.execute(f"SELECT max({expr})::DATE::VARCHAR FROM {relation}").fetchall()[0]
     return str(row[0]) if row and row[0] else "2000-01-01"

@@ -127,15 +127,25 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
         cases = " ".join(f"WHEN {_in(text, toks)} THEN {lit(g)}" for g, toks in GENDERS.items())
         return text, f"(CASE {cases} END)"
     if col.kind in ("timestamp", "date"):
-        fmt = src.date_formats.get(source_col or "")
-        if fmt:
-            ts = f"try_strptime({text}, {lit(fmt)})"
-            if "%z" in fmt or "%Z" in fmt:
-                ts = f"timezone('UTC', {ts})"
-        else:
-            ts = f"TRY_CAST({text} AS TIMESTAMP)"
+        ts = timestamp_sql(text, src.date_formats.get(source_col or ""))
         return text, f"CAST({ts} AS {col.sql_type})"
     raise AssertionError(col.kind)
+
+
+def timestamp_sql(text: str, fmt: str | None) -> str:
+    """SQL reading a timestamp from the text expression `text`: with the source's strptime
+    format when it has one (a zone in it is converted to naive UTC), else DuckDB's cast; NULL
+    when it does not parse."""
+    if not fmt:
+        return f"TRY_CAST({text} AS TIMESTAMP)"
+    ts = f"try_strptime({text}, {lit(fmt)})"
+    return f"timezone('UTC', {ts})" if "%z" in fmt or "%Z" in fmt else ts
+
+
+def row_id(source_id: str, *parts: str) -> str:
+    """SQL of a generated key: the source id, the row number and any further SQL parts,
+    joined by ':' (unique within the source, stable while the file is)."""
+    return "(" + " || ':' || ".join([f"{lit(source_id)} || ':' || _row", *parts]) + ")"
 
 
 def _problem(
@@ -425,12 +435,7 @@ def build_cells(
                 f"Source '{name}': events.at names column '{spec.at}', which is not in the "
                 f"file.{closest(spec.at, staged.columns)}"
             )
-        fmt = src.date_formats.get(spec.at)
-        ts = (
-            f"try_strptime({_na(q(spec.at))}, {lit(fmt)})"
-            if fmt
-            else f"TRY_CAST({_na(q(spec.at))} AS TIMESTAMP)"
-        )
+        ts = timestamp_sql(_na(q(spec.at)), src.date_formats.get(spec.at))
         first_day, last_day = date_window(Column(spec.at, "timestamp", ""), src)
         extras.append(
             f"(CASE WHEN CAST({ts} AS TIMESTAMP) >= DATE {lit(str(first_day))} AND CAST({ts} "
@@ -642,7 +647,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
     if table.name == "orders":
         _order_columns(values, plan.present, src, plan.source_id)
     if table.key == ("event_id",) and "event_id" not in plan.present:
-        values["event_id"] = f"({lit(plan.source_id + ':')} || _row)"
+        values["event_id"] = row_id(plan.source_id)
     values["source_id"] = lit(plan.source_id)
     values["source_row"] = "_row"
     values["attributes"] = "_attrs"
@@ -673,7 +678,7 @@ def _order_columns(
     if "order_id" not in present:
         # One order per basket (a customer's lines at one timestamp), or per line; anonymous
         # lines cannot be grouped and stay one order each.
-        line_id = f"({lit(source_id + ':')} || _row)"
+        line_id = row_id(source_id)
         if src.orders_without_id == "basket" and "customer_id" in present:
             basket = (
                 f"({lit(source_id + ':')} || {values['customer_id']} || ':' || "
@@ -861,7 +866,7 @@ def insert_derived_events(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
         con.execute(
             f"""INSERT INTO events (event_id, {who}, occurred_at, event_type, source_id,
                     source_row)
-            SELECT {lit(plan.source_id + ":")} || _row || {lit(":" + spec.event_type)},
+            SELECT {row_id(plan.source_id, lit(spec.event_type))},
                    {key_value(plan)}, ev_{i}, {lit(spec.event_type)}, {lit(plan.source_id)},
                    _row
             FROM ({typed_rows(plan)}) WHERE _reason IS NULL AND ev_{i} IS NOT NULL
