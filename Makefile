@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/personae export predictions --project $(DEMO) --out $(DEMO)/out/predictions.csv
 	@echo ""
 	@echo "Demo data:     $(DEMO)/*.csv (planted truth in $(DEMO)/truth/)"
-	@echo "Store:         $(DEMO)/.personae/personae.duckdb"
+	@echo "Store:         $(DEMO)/.personae/personae.duckdb (readers open the copy in $(DEMO)/.personae/published/)"
 	@echo "Traits:        $(DEMO)/out/traits.csv (defined in docs/traits.md)"
 	@echo "Predictions:   $(DEMO)/out/predictions.csv (CLV, P(alive), churn risk)"
 	@echo "Look around:   $(BIN)/personae status --project $(DEMO)"
