@@ -168,13 +168,15 @@ def ingest(
     """Read the sources into the store's canonical tables, with rejects and a summary.
 
     Rows that cannot be used go to rejects_<table> with the source, line, raw values and a
-    reason code; usable but special rows are flagged. Re-ingesting unchanged content adds
-    nothing; a new file for the same source appends.
+    reason code; usable but special rows are flagged. A source whose file and settings are
+    unchanged adds nothing; when either changed, its rows are replaced (added, changed and
+    removed rows are reported). A folder or glob source appends each new file.
     """
     proj = open_project(project, as_json)
+    names = [*(sources or []), *(source or [])] or None
     try:
         with progress_bar(as_json) as bar:
-            summary = proj.ingest(sources, progress=step_callback(bar, "ingest"))
+            summary = proj.ingest(names, force, progress=step_callback(bar, "ingest"))
     except HANDLED as err:
         fail(err, as_json)
     if as_json:
