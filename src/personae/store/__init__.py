@@ -309,7 +309,11 @@ class Store:
         self.con.execute("CHECKPOINT")
         name = f"{_now():%Y%m%dT%H%M%S%f}-{secrets.token_hex(3)}.duckdb"
         partial = folder / f".{name}.partial"
-        shutil.copyfile(self.path, partial)
+        try:
+            shutil.copyfile(self.path, partial)
+        except BaseException:  # e.g. a full disk: leave no half copy behind
+            partial.unlink(missing_ok=True)
+            raise
         os.replace(partial, folder / name)
         pointer = folder / f".{CURRENT}.partial"
         pointer.write_text(name + "\n")
