@@ -19,7 +19,7 @@ from typing import Any
 from personae import ingest, predict, traits
 from personae.config import Config
 from personae.errors import PersonaeError, StoreError, closest
-from personae.stage import Progress, RunContext, Stage
+from personae.stage import Progress, RunContext, Stage, quiet
 from personae.store import Store
 from personae.store.schemas import TABLES, output_tables
 
@@ -62,10 +62,6 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
 
 
-def _quiet(_what: str, _done: int, _total: int) -> None:
-    pass
-
-
 class Runner:
     """Runs stages on one open (writable) store and publishes what they committed."""
 
@@ -79,7 +75,7 @@ class Runner:
         self.store = store
         self.config = config
         self.root = Path(root)
-        self.progress = progress or _quiet
+        self.progress = progress or quiet
         self.changed = False
 
     def run(

@@ -22,8 +22,8 @@ from personae.store.engine import Engine, engine_for
 Progress = Callable[[str, int, int], None]
 
 
-def _quiet(_what: str, _done: int, _total: int) -> None:
-    pass
+def quiet(_what: str, _done: int, _total: int) -> None:
+    """A progress callback that shows nothing."""
 
 
 @dataclass
@@ -38,7 +38,7 @@ class RunContext:
     parents: dict[str, str]  # parent stage -> the run id this run reads
     as_of: date | None = None  # given by the user; a stage sets the date it used
     options: dict[str, Any] = field(default_factory=dict)
-    progress: Progress = _quiet
+    progress: Progress = quiet
     details: dict[str, Any] = field(default_factory=dict)  # kept in the ledger
     _engine: Engine | None = None
 
@@ -89,4 +89,4 @@ class Stage:
     takes_as_of: bool = False  # `--as-of` means something to it
 
 
-__all__ = ["Stage", "RunContext", "Progress"]
+__all__ = ["Stage", "RunContext", "Progress", "quiet"]
