@@ -427,7 +427,7 @@ STAGE = Stage(
     name="ingest",
     description="Read every configured source into the canonical tables, with rejects.",
     parents=(),
-    reads=("personae.toml sources",),
+    reads=(),  # files and database tables named in personae.toml
     outputs=(*TABLES, *(f"rejects_{t}" for t in TABLES), "sources"),
     compute=ingest,
 )
