@@ -139,6 +139,78 @@ def purchase_traits(
     )
 
 
+def with_summaries(purchase: ir.Table, customers: ir.Table, as_of: date) -> ir.Table:
+    """The purchase summary with customer-level summaries (customers.purchases, total_spend,
+    last_purchase_amount, monthly_charges, tenure_months, last_purchase_at,
+    days_since_last_purchase) standing in for customers who have no purchase in the orders.
+
+    Adds `history_source` ('orders', 'summary' or NULL) and `churned`. For a summary customer:
+    purchase_days = orders = purchases (else, for a subscriber with monthly_charges, the months
+    of tenure: one payment a month), frequency = that - 1, total_value = total_spend (else
+    monthly_charges * tenure_months), avg_order_value = total_value / purchases (else
+    last_purchase_amount), last_purchase = last_purchase_at (else as-of minus
+    days_since_last_purchase), tenure_days from created_at (else tenure_months), and
+    interval_mean = tenure_days / purchase_days (an estimate). What the summaries cannot say
+    (first purchase, recency, T, monetary_value, intervals) stays NULL, so the purchase
+    models never read them: predict keeps to customers with orders."""
+    c = customers
+    as_of_d = ibis.date(as_of)
+    months = c.tenure_months.cast("float64")
+    subscription = ibis.cases(
+        (c.monthly_charges.notnull() & months.notnull(), months.round().cast("int64")),
+        else_=ibis.null("int64"),
+    )
+    count = ibis.coalesce(c.purchases, subscription)
+    total = ibis.coalesce(c.total_spend, c.monthly_charges * months).cast("float64")
+    last = ibis.coalesce(
+        c.last_purchase_at.date(),
+        as_of_d - c.days_since_last_purchase.cast("int64").as_interval("D"),
+    )
+    tenure = ibis.coalesce(
+        as_of_d.delta(c.created_at.date(), unit="day"),
+        (months * DAYS_PER["months"]).round().cast("int64"),
+    )
+    s = c.select(
+        "customer_id",
+        _count=count.cast("int64"),
+        _total=total,
+        _aov=ibis.coalesce(total / count.nullif(0), c.last_purchase_amount).cast("float64"),
+        _last=last,
+        _tenure=tenure.cast("int64"),
+        churned=c.churned,
+        _in_summary=ibis.literal(1),
+    )
+    # a customer who bought according to the summary (0 purchases: a prospect)
+    s = s.filter(
+        (s._count > 0)
+        | (s._count.isnull() & (s._total.notnull() | s._aov.notnull() | s._last.notnull()))
+    )
+    t = join_on_customer(purchase, s)
+    summary = (t.purchase_days.fill_null(0) == 0) & t._in_summary.notnull()
+    bought = t.purchase_days.fill_null(0) > 0
+
+    def pick(summary_value: ir.Value, column: str) -> ir.Value:
+        return ibis.cases((summary, summary_value), else_=t[column])
+
+    days = ibis.cases((summary, t._count), else_=t.purchase_days)
+    return t.mutate(
+        history_source=ibis.cases(
+            (bought, "orders"), (summary, "summary"), else_=ibis.null("string")
+        ),
+        purchase_days=days.fill_null(0).cast("int64"),
+        orders=pick(t._count, "orders").fill_null(0).cast("int64"),
+        frequency=pick(t._count - 1, "frequency").cast("int64"),
+        total_value=pick(t._total, "total_value").cast("float64"),
+        avg_order_value=pick(t._aov, "avg_order_value").cast("float64"),
+        last_purchase=pick(t._last, "last_purchase"),
+        days_since_last=pick(as_of_d.delta(t._last, unit="day"), "days_since_last").cast("int64"),
+        tenure_days=pick(t._tenure, "tenure_days").cast("int64"),
+        interval_mean=pick((t._tenure / t._count.nullif(0)).cast("float64"), "interval_mean").cast(
+            "float64"
+        ),
+    ).drop("_count", "_total", "_aov", "_last", "_tenure", "_in_summary")
+
+
 def join_on_customer(left: ir.Table, *rights: ir.Table) -> ir.Table:
     """Left-join tables one row per customer onto `left`, keeping one customer_id."""
     for i, right in enumerate(rights):

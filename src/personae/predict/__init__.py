@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from personae.config import Config
+from personae.errors import PersonaeError
 from personae.models import (
     PURCHASE_MODELS,
     GammaGamma,
@@ -189,8 +190,14 @@ def predict(ctx: RunContext) -> PredictSummary:
     run_id = ctx.run_id
     engine = ctx.engine()
     traits = engine.table("traits")
-    buyers = traits.filter((traits.run_id == traits_run) & (traits.purchase_days > 0))
+    buyers = traits.filter(
+        (traits.run_id == traits_run)
+        & (traits.purchase_days > 0)
+        & (traits.history_source == "orders")
+    )
     fit = _columns(engine, _counted(buyers, KEYS))
+    if not fit["n"].size:
+        raise PersonaeError(_no_transactions(engine, traits.filter(traits.run_id == traits_run)))
     repeaters = float(np.sum(fit["n"][fit["frequency"] > 0])) if fit["n"].size else 0.0
     summary = PredictSummary(
         run_id,
@@ -244,6 +251,29 @@ def predict(ctx: RunContext) -> PredictSummary:
     summary.seconds = round(time.perf_counter() - started, 2)
     ctx.details.update(model=summary.model, params=summary.params)
     return summary
+
+
+def _no_transactions(engine: Engine, traits: ir.Table) -> str:
+    """Why there is nobody to score: predict needs order lines with customers and dates."""
+    counts = engine.backend.to_pyarrow(
+        traits.aggregate(
+            n=traits.count(),
+            summary=traits.count(where=traits.history_source == "summary"),
+        )
+    ).to_pylist()[0]
+    summarised = (
+        f" {counts['summary']:,} have purchase traits from customer-level summaries, which "
+        "say how much but not when, and the purchase models need each purchase's date."
+        if counts["summary"]
+        else ""
+    )
+    return (
+        f"predict needs transactions: none of the {counts['n']:,} customers of the traits "
+        f"run has a purchase in the orders.{summarised} Add an orders source (one row per "
+        "order line with a customer and a date) to personae.toml, then run `personae ingest`, "
+        "`personae traits` and `personae predict`; the traits of a customer-level table are "
+        "in `traits` without predictions."
+    )
 
 
 def _order_range(engine: Engine) -> tuple[date | None, date | None]:

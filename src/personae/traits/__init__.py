@@ -15,7 +15,12 @@ import ibis.expr.types as ir
 
 from personae.config import Config
 from personae.errors import PersonaeError, StoreError
-from personae.purchases import join_on_customer, purchase_lines, purchase_summary
+from personae.purchases import (
+    join_on_customer,
+    purchase_lines,
+    purchase_summary,
+    with_summaries,
+)
 from personae.stage import RunContext, Stage
 from personae.store import Store
 from personae.store.engine import Engine
@@ -64,11 +69,14 @@ class TraitsSummary:
 
 def default_as_of(store: Store) -> date:
     """The last order date: traits as of the end of the data."""
-    row = store.con.execute("SELECT max(ordered_at)::DATE FROM orders").fetchall()[0]
+    row = store.con.execute(
+        "SELECT coalesce((SELECT max(ordered_at)::DATE FROM orders), "
+        "(SELECT max(last_purchase_at)::DATE FROM customers))"
+    ).fetchall()[0]
     if row[0] is None:
         raise StoreError(
             "No orders in the store, so there is no default as-of date. Ingest orders first, or "
-            "give --as-of."
+            "give --as-of (for a customer-level table: the date its summaries were taken)."
         )
     return row[0]
 
@@ -128,6 +136,7 @@ def traits_expr(
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
     lines = purchase_lines(orders, as_of, currency)
     purchase = purchase_summary(engine, as_of, config.traits.time_unit, currency)
+    purchase = engine.temp(with_summaries(purchase, customers, as_of), "_trait_purchase_all")
     joined = join_on_customer(
         purchase,
         rfm_traits(purchase, config.rfm),
@@ -223,22 +232,32 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
 
 
 def _money_notes(store: Store, run_id: str) -> list[str]:
-    """Buyers whose purchases carry no amount: their money traits are unknown, not 0."""
-    buyers, unvalued = store.con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE total_value IS NULL) FROM traits "
-        "WHERE run_id = ? AND purchase_days > 0",
+    """Buyers whose purchases carry no amount: their money traits are unknown, not 0; and
+    customers whose purchase traits come from customer-level summaries."""
+    buyers, unvalued, summarised = store.con.execute(
+        "SELECT count(*) FILTER (WHERE history_source = 'orders'), "
+        "count(*) FILTER (WHERE history_source = 'orders' AND total_value IS NULL), "
+        "count(*) FILTER (WHERE history_source = 'summary') FROM traits WHERE run_id = ?",
         [run_id],
     ).fetchall()[0]
+    notes = []
+    if summarised:
+        notes.append(
+            f"{summarised:,} customers without orders have purchase traits from customer-level "
+            "summaries (purchases, total_spend, last_purchase_at, tenure_months, ...): "
+            "history_source = 'summary'; predict needs orders and leaves them out."
+        )
     if not unvalued:
-        return []
+        return notes
     who = (
         "no purchase line has an amount (item-only baskets)"
         if unvalued == buyers
         else f"{unvalued:,} of {buyers:,} buyers have no amount on any purchase line"
     )
     return [
+        *notes,
         f"{who}: total_value, monetary_value, avg_order_value, m_score and the spend shares "
-        "are NULL (unknown), and RFM is built from R and F only (rfm_cell of two digits)."
+        "are NULL (unknown), and RFM is built from R and F only (rfm_cell of two digits).",
     ]
 
 

@@ -123,12 +123,22 @@ TRAITS: tuple[Trait, ...] = (
         "days",
         dtype="int",
     ),
+    Trait(
+        "history_source",
+        "purchase",
+        "Where the purchase traits come from: orders, or summary (a customer-level table's "
+        "purchases, total_spend, last_purchase_at, tenure_months, ... for a customer without "
+        "orders; see docs/loading-real-files.md); NULL for a prospect.",
+        "label",
+        dtype="text",
+    ),
     # RFM -------------------------------------------------------------------------------
     Trait(
         "r_score",
         "rfm",
         "Recency score 1..5: quantile bin of days_since_last (fewer days "
-        "scores higher). Ties share a score.",
+        "scores higher). Ties share a score. NULL when the last purchase is unknown (a "
+        "customer-level summary without it).",
         "score",
         dtype="int",
     ),
@@ -308,8 +318,8 @@ TRAITS += (
         "expected_interval",
         "lifecycle",
         "The customer's rhythm: their median days between "
-        "purchase days once they have [lifecycle] min_repeats repeats, else the median of "
-        "everyone who has.",
+        "purchase days once they have [lifecycle] min_repeats repeats (from a customer-level "
+        "summary: tenure_days / purchases), else the median of everyone who has.",
         "days",
     ),
     Trait("overdue_ratio", "lifecycle", "days_since_last / expected_interval.", "ratio"),
@@ -318,8 +328,8 @@ TRAITS += (
         "lifecycle",
         "prospect (no purchase), new (one purchase day, not "
         "overdue), active, at risk (overdue_ratio > at_risk_factor), lapsed (> "
-        "lapsed_factor), reactivated (bought again after a gap longer than lapsed_factor "
-        "expected intervals).",
+        "lapsed_factor, or churned in a customer-level summary), reactivated (bought again "
+        "after a gap longer than lapsed_factor expected intervals).",
         "label",
         dtype="text",
     ),

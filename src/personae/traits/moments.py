@@ -135,14 +135,18 @@ def lifecycle_traits(purchase: ir.Table, cfg: LifecycleConfig) -> ir.Table:
     interval once they have `min_repeats` repeats, else the median of everyone who has."""
     p = purchase
     regular = p.filter(p.frequency >= cfg.min_repeats)
-    pop = regular.aggregate(_pop=regular.interval_median.median())
-    t = p.cross_join(pop)
-    expected = ibis.cases((t.frequency >= cfg.min_repeats, t.interval_median), else_=t._pop).cast(
-        "float64"
+    # a customer-level summary gives no intervals, only their mean over the tenure
+    pop = regular.aggregate(
+        _pop=ibis.coalesce(regular.interval_median, regular.interval_mean).median()
     )
+    t = p.cross_join(pop)
+    own = ibis.coalesce(t.interval_median, t.interval_mean)
+    expected = ibis.cases((t.frequency >= cfg.min_repeats, own), else_=t._pop).cast("float64")
     ratio = (t.days_since_last.cast("float64") / expected.nullif(0)).cast("float64")
+    churned = t.churned.fill_null(False) if "churned" in t.columns else ibis.literal(False)
     stage = ibis.cases(
         (t.purchase_days.fill_null(0) == 0, "prospect"),
+        (churned, "lapsed"),
         (ratio > cfg.lapsed_factor, "lapsed"),
         (ratio > cfg.at_risk_factor, "at risk"),
         (t.purchase_days == 1, "new"),

@@ -25,18 +25,21 @@ def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
     customers without a purchase get NULLs. A buyer without any amount (item-only baskets)
     has no m_score: the cell is the two digits RF and rfm_score weighs R and F only."""
     buyers = purchase.filter(purchase.purchase_days > 0)
-    scored = buyers.select(
+    scored = buyers.select("customer_id", f_score=_score(buyers.purchase_days, cfg.bins))
+    # a customer-level summary may not say when the customer last bought: no r_score
+    dated = buyers.filter(buyers.days_since_last.notnull())
+    r = dated.select(
         "customer_id",
         r_score=_score(
-            buyers.days_since_last, cfg.bins, descending=not cfg.recency_higher_is_better
+            dated.days_since_last, cfg.bins, descending=not cfg.recency_higher_is_better
         ),
-        f_score=_score(buyers.purchase_days, cfg.bins),
     )
     valued = buyers.filter(buyers.total_value.notnull())
     # rounded to 1e-6: sums of the same amounts added in another order (another engine,
     # another thread count) must tie, not differ in the last bit
     m = valued.select("customer_id", m_score=_score(valued.total_value.round(6), cfg.bins))
-    scored = join_on_customer(scored, m)
+    scored = join_on_customer(scored, r, m)
+    scored = scored.select("customer_id", "r_score", "f_score", "m_score")
     w = {k: cfg.weights.get(k, 1.0) for k in ("r", "f", "m")}
     rf = scored.r_score.cast("string").concat(scored.f_score.cast("string"))
     segments = cfg.segments
@@ -46,15 +49,18 @@ def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
         segment = ibis.cases(
             *[(rf.re_search(p), name) for name, p in segments.items()], else_=ibis.null("string")
         )
-    has_m = scored.m_score.notnull()
-    weights = ibis.literal(w["r"] + w["f"], type="float64") + ibis.cases(
-        (has_m, ibis.literal(w["m"], type="float64")), else_=ibis.literal(0.0, type="float64")
+    has_r, has_m = scored.r_score.notnull(), scored.m_score.notnull()
+    zero = ibis.literal(0.0, type="float64")
+    weights = (
+        ibis.literal(w["f"], type="float64")
+        + ibis.cases((has_r, ibis.literal(w["r"], type="float64")), else_=zero)
+        + ibis.cases((has_m, ibis.literal(w["m"], type="float64")), else_=zero)
     )
     scored = scored.mutate(
         rfm_cell=ibis.cases((has_m, rf.concat(scored.m_score.cast("string"))), else_=rf),
         rfm_score=(
             (
-                scored.r_score.cast("float64") * w["r"]
+                scored.r_score.cast("float64").fill_null(0.0) * w["r"]
                 + scored.f_score.cast("float64") * w["f"]
                 + scored.m_score.cast("float64").fill_null(0.0) * w["m"]
             )
