@@ -216,14 +216,15 @@ def _customers_who_never_leave(root: Path) -> Project:
     return _orders_project(root, lines)
 
 
-def test_models_the_data_cannot_identify_are_skipped(tmp_path: Path) -> None:
+def test_data_without_dropout_give_the_no_dropout_limit(tmp_path: Path) -> None:
+    """BG/NBD's and MBG/NBD's likelihoods are highest as the dropout probability goes to 0:
+    the estimate is their limit there, the NBD, used and said so (not refused)."""
     project = _customers_who_never_leave(tmp_path)
     summary = project.predict()
-    # BG/NBD's and MBG/NBD's dropout parameters are not identified; Pareto/NBD fits
-    assert summary.model == "pnbd"
-    assert "bgnbd" not in summary.holdout
-    assert summary.model_notes["bgnbd"].startswith("not used (no fit on all buyers): BGNBD:")
-    # nor is Gamma-Gamma's spread of mean spends: everyone gets the mean transaction value
+    assert summary.fallback_reason is None
+    assert set(summary.holdout) == {"bgnbd", "mbgnbd", "pnbd"}
+    assert "NBD limit" in summary.model_notes["bgnbd"]
+    # Gamma-Gamma's spread of mean spends is not identified: everyone gets the mean
     assert "Gamma-Gamma tends to" in (summary.spend_fallback_reason or "")
     with project.store(read_only=True) as store:
         spends, rows, mean = store.con.execute(
@@ -235,10 +236,16 @@ def test_models_the_data_cannot_identify_are_skipped(tmp_path: Path) -> None:
         ).fetchall()[0]
     assert spends == 1 and rows == 600
     assert summary.spend_params["mean_spend"] == pytest.approx(mean)
-    # with only BG/NBD allowed, nothing fits: RFM-based scores and the reason why
+    # with only BG/NBD allowed, it is used as the NBD: nobody drops out
     project.config.predict.model = "bgnbd"
-    fallback = project.predict()
-    assert fallback.model == "rfm_fallback"
-    reason = fallback.fallback_reason or ""
-    assert reason.startswith("no purchase model could be fitted on all buyers (bgnbd: BGNBD:")
-    assert "do not identify" in reason and reason.endswith("fall back to RFM-based scores")
+    only = project.predict()
+    assert only.model == "bgnbd" and set(only.params) == {"r", "alpha"}
+    assert "used as the NBD limit" in only.model_notes["bgnbd"]
+    assert only.churn_bands == {"low": 600}
+    assert "do not separate anyone" in (only.churn_check_note or "")
+    with project.store(read_only=True) as store:
+        low, high = store.con.execute(
+            "SELECT min(p_alive), max(p_alive) FROM predictions WHERE run_id = ?",
+            [only.run_id],
+        ).fetchall()[0]
+    assert low == high == 1.0

@@ -491,7 +491,8 @@ def print_predict(s: PredictSummary) -> None:
     if not s.fallback_reason:
         for name, note in s.model_notes.items():
             console.print(f"[yellow]{name}:[/] {escape(note)}")
-    if s.holdout:
+    if s.holdout or s.baseline:
+        rows = {**s.holdout, **({"baseline (past rate)": s.baseline} if s.baseline else {})}
         console.print(
             table_of(
                 "Holdout comparison",
@@ -503,10 +504,14 @@ def print_predict(s: PredictSummary) -> None:
                         f"{r['predicted_total']:.1f}",
                         f"{r['actual_total']:.0f}",
                     ]
-                    for m, r in s.holdout.items()
+                    for m, r in rows.items()
                 ],
             )
         )
+    if s.holdout_verdict:
+        console.print(escape(s.holdout_verdict))
+    if s.holdout_warning:
+        console.print(f"[yellow]warning:[/] {escape(s.holdout_warning)}")
     params = ", ".join(f"{k} {v:.4g}" for k, v in s.params.items())
     console.print(
         f"Model: {s.model} ({params}); horizon {s.horizon} in {s.time_unit}; "
@@ -523,6 +528,24 @@ def print_predict(s: PredictSummary) -> None:
                 "Churn risk", ["band", "n"], [[k, v] for k, v in sorted(s.churn_bands.items())]
             )
         )
+    if s.churn_check:
+        console.print(
+            table_of(
+                "Churn-risk bands on the holdout (calibration-period fit)",
+                ["band", "customers", "mean expected", "mean actual"],
+                [
+                    [
+                        r["band"],
+                        r["customers"],
+                        f"{r['mean_expected']:.2f}",
+                        f"{r['mean_actual']:.2f}",
+                    ]
+                    for r in s.churn_check
+                ],
+            )
+        )
+    if s.churn_check_note:
+        console.print(escape(s.churn_check_note))
 
 
 @app.command()

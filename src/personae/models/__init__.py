@@ -3,7 +3,7 @@ parameters in __init__, fit(...) returns self, learned values end in `_` (params
 log_likelihood_, standard_errors_, covariance_). CLV arithmetic is in `personae.models.clv`."""
 
 from personae.models._base import ModelError, compress
-from personae.models._purchase import BGBB, BGNBD, ModifiedBGNBD, ParetoNBD, PurchaseModel
+from personae.models._purchase import BGBB, BGNBD, NBD, ModifiedBGNBD, ParetoNBD, PurchaseModel
 from personae.models._spend import GammaGamma
 from personae.models.clv import MeanSpend, clv_factor, clv_factor_interval
 
@@ -17,6 +17,7 @@ PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
 __all__ = [
     "BGNBD",
     "ModifiedBGNBD",
+    "NBD",
     "ParetoNBD",
     "BGBB",
     "GammaGamma",

@@ -18,6 +18,7 @@ LOG_LOW, LOG_HIGH = np.log(1e-8), np.log(1e6)
 WARM_START_ROWS = 50_000  # above this many unique rows, fits start from a sample's estimate
 MAX_RELATIVE_SE = 50.0  # a standard error beyond 50 times the estimate: not identified
 NEWTON_DECREMENT = 1e-12  # below this, no Newton step can improve the mean log-likelihood
+SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
 
 
 class ModelError(PersonaeError):
@@ -93,14 +94,41 @@ class BaseFitter:
     param_names: ClassVar[tuple[str, ...]] = ()
     initial: ClassVar[tuple[float, ...]] = ()
     remedy: ClassVar[str] = "a longer history or the other purchase models"
+    # what the penalizer shrinks: (parameter, None) shrinks log(parameter) towards 0 (the
+    # parameter towards 1), (parameter, other) shrinks log(parameter / other) towards 0. Only
+    # unit-free quantities: shape parameters and ratios of two scales, never a scale alone, so
+    # the penalty is the same in days, weeks or any currency. Default: every parameter.
+    penalised: ClassVar[tuple[tuple[str, str | None], ...] | None] = None
 
     def __init__(self, penalizer: float = 0.0, tol: float = 1e-10, max_iter: int = 2000) -> None:
         self.penalizer = penalizer
         self.tol = tol
         self.max_iter = max_iter
 
+    def _penalty_matrix(self) -> Array:
+        """P with penalizer * |P log(params)|^2 the penalty on the total log-likelihood: the
+        negative log of independent normal priors, each with variance 1 / (2 penalizer), on the
+        log of the shapes and of the ratios of scales in `penalised`."""
+        k = len(self.param_names)
+        pairs = self.penalised or tuple((name, None) for name in self.param_names)
+        rows = np.zeros((len(pairs), k))
+        for i, (name, other) in enumerate(pairs):
+            rows[i, self.param_names.index(name)] = 1.0
+            if other is not None:
+                rows[i, self.param_names.index(other)] = -1.0
+        return rows.T @ rows  # the penalty is penalizer * y' (P'P) y in y = log(params)
+
     # provided by each model: (params, *data columns) -> per-row log-likelihood
     _loglik: Callable[..., Array]
+    # learned by fit
+    params_: dict[str, float]
+    log_likelihood_: float
+    standard_errors_: dict[str, float]
+    covariance_: Array
+    n_customers_: float
+    # the fitted limit of the model when its likelihood is highest at an edge (see _limit)
+    limit_: BaseFitter | None = None
+    limit_reason_: str | None = None
     # whether the model gives `_derivatives`
     exact_derivatives: ClassVar[bool] = False
 
@@ -123,6 +151,7 @@ class BaseFitter:
         n = float(weights.sum())
         if n == 0:
             raise ModelError(f"{type(self).__name__}: no customers to fit.")
+        self.limit_, self.limit_reason_ = None, None
         x0 = np.log(np.asarray(self.initial, dtype=float))
         if self.exact_derivatives and len(weights) > WARM_START_ROWS:
             # the first, long stretch of the Newton search on a random ~25,000 customers;
@@ -137,24 +166,58 @@ class BaseFitter:
         prepared = self._prepare(data, weights)
         best = self._maximise(prepared, n, x0)
         params = np.exp(best.x)
-        self._refuse_failed_or_at_bound(best, params)
-        with np.errstate(all="ignore"):
-            if self.exact_derivatives:
-                ll, _, hess = self._derivatives(params, prepared)
-            else:
-                ll, hess = self._total(params, prepared), self._hessian(params, prepared)
-        self._store_covariance(hess)
-        self._refuse_vague(params)
+        try:
+            self._refuse_failed_or_at_bound(best, params)
+            with np.errstate(all="ignore"):
+                ll, grad, hess = self._total_derivatives(params, prepared)
+            self._store_covariance(hess, params, grad)
+            self._refuse_vague(params)
+        except ModelError as err:
+            # where the likelihood is highest at an edge of the parameter space, the model's
+            # limit there (if it has one) is the estimate: e.g. no dropout for the purchase
+            # models. A penalised fit asked for an interior estimate: no limit then.
+            limit = None if self.penalizer else self._limit(data, weights, best, n)
+            if limit is None:
+                raise
+            return self._adopt_limit(limit, err)
         self.params_ = dict(zip(self.param_names, (float(p) for p in params), strict=True))
         self.log_likelihood_ = float(ll)
         self.n_customers_ = n
         return self
 
+    def _limit(
+        self, data: Sequence[Array], weights: Array, best: optimize.OptimizeResult, n: float
+    ) -> BaseFitter | None:
+        """The model's limit at the edge the search ran to, fitted, when it is at least as
+        likely as the point the search stopped at; None when the model has no such limit."""
+        return None
+
+    def _adopt_limit(self, limit: BaseFitter, err: ModelError) -> BaseFitter:
+        """Take the limit's estimate (its parameters, likelihood and covariance)."""
+        self.limit_ = limit
+        self.params_ = dict(limit.params_)
+        self.log_likelihood_ = limit.log_likelihood_
+        self.standard_errors_ = dict(limit.standard_errors_)
+        self.covariance_ = limit.covariance_
+        self.n_customers_ = limit.n_customers_
+        self.limit_reason_ = str(err)
+        return self
+
+    def _total_derivatives(self, params: Array, prepared: Any) -> tuple[float, Array, Array]:
+        """Total log-likelihood with its gradient (zeros where nobody needs it: an
+        unpenalised fit of a model without exact derivatives) and Hessian at params."""
+        if self.exact_derivatives:
+            return self._derivatives(params, prepared)
+        grad = self._gradient(params, prepared) if self.penalizer else np.zeros(len(params))
+        return self._total(params, prepared), grad, self._hessian(params, prepared)
+
     def _refuse_failed_or_at_bound(self, best: optimize.OptimizeResult, params: Array) -> None:
         if not np.all(np.isfinite(params)) or best.fun >= 1e299:
             raise ModelError(
-                f"{type(self).__name__}: the optimiser failed ({best.message}). Try a small "
-                "penalizer (e.g. 0.001) or check the data for customers with extreme values."
+                f"{type(self).__name__}: the optimiser failed ({best.message}): the "
+                "log-likelihood is not finite anywhere it looked. Check the data for customers "
+                "with extreme or infinite values (e.g. a time since the first purchase of "
+                "thousands of years: a wrong date or time unit)."
             )
         at_bound = (best.x > LOG_HIGH - 0.01) | (best.x < LOG_LOW + 0.01)
         if np.any(at_bound):
@@ -165,15 +228,23 @@ class BaseFitter:
             ]
             raise ModelError(
                 f"{type(self).__name__}: estimate hit a bound ({', '.join(bad)}): the data do "
-                f"not identify the model. Try a penalizer (e.g. 0.01), {self.remedy}."
+                f"not identify the model. {self._advice()}"
             )
         if not best.success:  # Newton stopped short of a maximum (no polish after it)
             shown = ", ".join(f"{k}={v:.3g}" for k, v in zip(self.param_names, params, strict=True))
             raise ModelError(
                 f"{type(self).__name__}: the search found no maximum (it stopped at {shown}): "
-                f"the data may not identify the model. Try a penalizer (e.g. 0.01), "
-                f"{self.remedy}."
+                f"the data may not identify the model. {self._advice()}"
             )
+
+    def _advice(self) -> str:
+        """What to try when the estimate is not usable: a penalizer (a weakly informative
+        prior) that pulls the shapes towards 1, stronger than the one that failed."""
+        stronger = f"{10 * self.penalizer:g}" if self.penalizer else f"{SUGGESTED_PENALIZER:g}"
+        return (
+            f"Try a penalizer (e.g. {stronger}: [predict] penalizer, or the model's penalizer "
+            f"argument), {self.remedy}."
+        )
 
     def _refuse_vague(self, params: Array) -> None:
         """An estimate whose standard error dwarfs it (or has none) is not an answer."""
@@ -190,8 +261,7 @@ class BaseFitter:
                 for k, r in vague.items()
             )
             raise ModelError(
-                f"{type(self).__name__}: the data do not identify {shown}. Try a penalizer "
-                f"(e.g. 0.01), {self.remedy}."
+                f"{type(self).__name__}: the data do not identify {shown}. {self._advice()}"
             )
 
     def _maximise(self, prepared: Any, n: float, x0: Array) -> optimize.OptimizeResult:
@@ -199,7 +269,7 @@ class BaseFitter:
         log-parameters from x0; Nelder-Mead polishes where L-BFGS-B stops short (a Newton
         search that stops short is not near a maximum: polishing would only crawl to a
         bound)."""
-        penalty = self.penalizer
+        gram = self.penalizer / n * self._penalty_matrix()  # of the mean, per customer
 
         def value(log_params: Array) -> float:
             params = np.exp(log_params)
@@ -209,7 +279,7 @@ class BaseFitter:
                 ll = self._total(params, prepared)
             if not np.isfinite(ll):
                 return 1e300
-            return -ll / n + penalty * float(np.sum(params**2))
+            return -ll / n + float(log_params @ gram @ log_params)
 
         if self.exact_derivatives:
             best = self._newton(x0, prepared, n)
@@ -238,7 +308,7 @@ class BaseFitter:
     def _newton(self, x0: Array, prepared: Any, n: float) -> optimize.OptimizeResult:
         """Trust-region Newton steps in log-parameters with the model's exact derivatives:
         a handful of passes over the data where quasi-Newton needs dozens."""
-        penalty = self.penalizer
+        gram = self.penalizer / n * self._penalty_matrix()  # of the mean, per customer
         last: dict[bytes, tuple[float, Array, Array]] = {}
 
         def evaluate(log_params: Array) -> tuple[float, Array, Array]:
@@ -254,10 +324,9 @@ class BaseFitter:
                     with np.errstate(all="ignore"):
                         ll, g, h = self._derivatives(p, prepared)
                         # chain rule to log-parameters: d/dlog(p) = p d/dp
-                        value = -ll / n + penalty * float(np.sum(p**2))
-                        grad = -(g * p) / n + 2 * penalty * p**2
-                        hess = -(np.outer(p, p) * h + np.diag(g * p)) / n
-                        hess += np.diag(4 * penalty * p**2)
+                        value = -ll / n + float(log_params @ gram @ log_params)
+                        grad = -(g * p) / n + 2 * gram @ log_params
+                        hess = -(np.outer(p, p) * h + np.diag(g * p)) / n + 2 * gram
                     if (
                         np.isfinite(value)
                         and np.all(np.isfinite(grad))
@@ -311,11 +380,31 @@ class BaseFitter:
                 hess[i, j] = hess[j, i] = v
         return hess
 
-    def _store_covariance(self, hess: Array) -> None:
-        """Covariance = inverse of the negative Hessian; standard errors from its diagonal."""
+    def _gradient(self, params: Array, prepared: Any) -> Array:
+        """Gradient of the total log-likelihood in the natural parameters by central
+        differences, for the models without exact derivatives."""
+        h = 1e-6 * np.maximum(np.abs(params), 1e-3)
+        grad = np.zeros(len(params))
+        for i in range(len(params)):
+            up, down = params.copy(), params.copy()
+            up[i] += h[i]
+            down[i] -= h[i]
+            grad[i] = (self._total(up, prepared) - self._total(down, prepared)) / (2 * h[i])
+        return grad
+
+    def _store_covariance(self, hess: Array, params: Array, grad: Array) -> None:
+        """Covariance = inverse of the negative Hessian; standard errors from its diagonal.
+        A penalised (MAP) estimate takes the curvature of the penalised log-likelihood in the
+        log-parameters, where the penalty is quadratic, and maps it back (delta method)."""
         k = hess.shape[0]
         try:
-            cov = np.linalg.inv(-hess)
+            if self.penalizer:
+                p = params
+                hess_log = np.outer(p, p) * hess + np.diag(grad * p)
+                hess_log -= 2 * self.penalizer * self._penalty_matrix()
+                cov = np.outer(p, p) * np.linalg.inv(-hess_log)
+            else:
+                cov = np.linalg.inv(-hess)
         except np.linalg.LinAlgError:
             cov = np.full((k, k), np.nan)
         self.covariance_ = cov

@@ -23,12 +23,14 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import integrate
+from scipy import integrate, optimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp, polygamma
 
 from personae.models._base import Array, BaseFitter, ModelError, compress, unique_rows
 
 ROWS_PER_BLOCK = 32_768
+# the NBD limit is taken when its log-likelihood is within this of where the search stopped
+LIMIT_TOLERANCE = 1e-3
 
 
 def _arrays(*values: ArrayLike) -> list[Array]:
@@ -69,21 +71,69 @@ class PurchaseModel(BaseFitter):
 
     def expected_purchases_over(
         self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
-    ) -> Array:  # pragma: no cover - every model has it
+    ) -> Array:
         """expected_purchases for each horizon in ts (one row per horizon), sharing the
         work that does not depend on the horizon."""
+        if self.limit_ is not None:
+            return self._nbd.expected_purchases_over(ts, frequency, recency, T)
+        return self._expected_over(ts, frequency, recency, T)
+
+    def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+        """P(alive | x, t_x, T) = 1 / (1 + odds of having dropped out)."""
+        x, tx, t = _arrays(frequency, recency, T)
+        if self.limit_ is not None:
+            return np.ones(len(x))
+        return self._prob_alive(x, tx, t)
+
+    def expected_purchases_new(self, t: ArrayLike) -> Array:
+        """E[X(t)] for a customer just acquired."""
+        if self.limit_ is not None:
+            return self._nbd.expected_purchases_new(t)
+        return self._expected_new(t)
+
+    def prob_n_purchases(self, n: int, t: float) -> float:
+        """P(X(t) = n) for a customer just acquired."""
+        if self.limit_ is not None:
+            return self._nbd.prob_n_purchases(n, t)
+        return self._prob_n(n, t)
+
+    @property
+    def _nbd(self) -> NBD:
+        assert isinstance(self.limit_, NBD)
+        return self.limit_
+
+    def _expected_over(
+        self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:  # pragma: no cover - every model has it
         raise NotImplementedError
 
     def _alive_odds(self, x: Array, tx: Array, T: Array) -> Array:  # pragma: no cover
         raise NotImplementedError
 
-    def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
-        """P(alive | x, t_x, T) = 1 / (1 + odds of having dropped out)."""
-        x, tx, t = _arrays(frequency, recency, T)
-        return 1.0 / (1.0 + self._alive_odds(x, tx, t))
+    def _prob_alive(self, x: Array, tx: Array, T: Array) -> Array:
+        return 1.0 / (1.0 + self._alive_odds(x, tx, T))
 
-    def expected_purchases_new(self, t: ArrayLike) -> Array:  # pragma: no cover
+    def _expected_new(self, t: ArrayLike) -> Array:  # pragma: no cover
         raise NotImplementedError
+
+    def _prob_n(self, n: int, t: float) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    def _limit(
+        self, data: Sequence[Array], weights: Array, best: optimize.OptimizeResult, n: float
+    ) -> BaseFitter | None:
+        """The NBD, when the search ran towards no dropout: the NBD is the limit of the model
+        as the dropout probability goes to 0 (BG/NBD and MBG/NBD: a -> 0 or b -> inf;
+        Pareto/NBD: s -> 0 or beta -> inf), so where the NBD's maximum is at least as likely
+        as where the search stopped, the data identify no dropout and the NBD is the
+        maximum likelihood estimate."""
+        if not best.fun < 1e299:  # the search failed: nothing to compare with
+            return None
+        try:
+            nbd = NBD(tol=self.tol, max_iter=self.max_iter)._fit(data, weights)
+        except ModelError:
+            return None
+        return nbd if nbd.log_likelihood_ >= -best.fun * n - LIMIT_TOLERANCE else None
 
     def fit(
         self,
@@ -99,6 +149,71 @@ class PurchaseModel(BaseFitter):
         return self._fit(data, w)  # type: ignore[return-value]
 
 
+class NBD(PurchaseModel):
+    """NBD (Ehrenberg 1959; Morrison & Schmittlein 1988): Poisson purchases with Gamma(r,
+    alpha) rates and nobody drops out. It is the limit of BG/NBD, MBG/NBD and Pareto/NBD as
+    their dropout probability goes to 0, which those models become when the data show no
+    dropout (see `PurchaseModel._limit`); P(alive) is 1."""
+
+    param_names = ("r", "alpha")
+    initial = (1.0, 1.0)
+    exact_derivatives = True
+    penalised = (("r", None),)
+
+    def _loglik(self, p: Array, x: Array, tx: Array, T: Array) -> Array:
+        r, alpha = p
+        return gammaln(r + x) - gammaln(r) + r * np.log(alpha) - (r + x) * np.log(alpha + T)
+
+    def _derivatives(
+        self, p: Array, prepared: tuple[Sequence[Array], Array]
+    ) -> tuple[float, Array, Array]:
+        """Exact log-likelihood, gradient and Hessian in (r, alpha)."""
+        r, alpha = p
+        (x, _, T), w = prepared
+        n, lT, iT = w.sum(), np.log(alpha + T), 1.0 / (alpha + T)
+        ll = w @ (gammaln(r + x) - gammaln(r)) + n * r * np.log(alpha) - w @ ((r + x) * lT)
+        grad = np.array(
+            [
+                w @ (digamma(r + x) - digamma(r)) + n * np.log(alpha) - w @ lT,
+                n * r / alpha - w @ ((r + x) * iT),
+            ]
+        )
+        r_alpha = n / alpha - w @ iT
+        hess = np.array(
+            [
+                [w @ (polygamma(1, r + x) - polygamma(1, r)), r_alpha],
+                [r_alpha, w @ ((r + x) * iT**2) - n * r / alpha**2],
+            ]
+        )
+        return float(ll), grad, hess
+
+    def _limit(
+        self, data: Sequence[Array], weights: Array, best: optimize.OptimizeResult, n: float
+    ) -> BaseFitter | None:
+        return None  # the NBD is the limit
+
+    def _expected_over(
+        self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
+    ) -> Array:
+        """E[purchases in (T, T + t] | x, T] = (r + x) / (alpha + T) t: the posterior mean
+        rate times t (the time of the last purchase tells nothing when nobody drops out)."""
+        r, alpha = self._p()
+        x, _, T_ = _arrays(frequency, recency, T)
+        rate = (r + x) / (alpha + T_)
+        return np.vstack([rate * t for t in ts])
+
+    def _alive_odds(self, x: Array, tx: Array, T: Array) -> Array:
+        return np.zeros(len(x))
+
+    def _expected_new(self, t: ArrayLike) -> Array:
+        r, alpha = self._p()
+        return r / alpha * np.asarray(t, dtype=float)
+
+    def _prob_n(self, n: int, t: float) -> float:
+        r, alpha = self._p()
+        return _nbd_pmf(r, alpha, t, n)
+
+
 class _BetaGeometricNBD(PurchaseModel):
     """What BG/NBD and MBG/NBD share: Poisson purchases with Gamma(r, alpha) rates and a
     Beta(a, b) chance of dropping out at purchases. `_shift` is 0 when that chance comes only
@@ -107,6 +222,7 @@ class _BetaGeometricNBD(PurchaseModel):
     param_names = ("r", "alpha", "a", "b")
     initial = (1.0, 1.0, 1.0, 1.0)
     exact_derivatives = True
+    penalised = (("r", None), ("a", None), ("b", None))  # alpha is a time
     _shift: ClassVar[int]
 
     def _loglik(self, p: Array, x: Array, tx: Array, T: Array) -> Array:
@@ -189,7 +305,7 @@ class _BetaGeometricNBD(PurchaseModel):
             hess += block[2]
         return float(ll), grad, hess
 
-    def expected_purchases_over(
+    def _expected_over(
         self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> Array:
         """E[purchases in (T, T + t] | x, t_x, T] (FHL05 eq. 10; MBG/NBD: Batislam et al.
@@ -209,7 +325,7 @@ class _BetaGeometricNBD(PurchaseModel):
             rows.append(alive[at] / odds)
         return np.vstack(rows)
 
-    def prob_n_purchases(self, n: int, t: float) -> float:
+    def _prob_n(self, n: int, t: float) -> float:
         """P(X(t) = n) for a customer just acquired (FHL05 eq. 8; for MBG/NBD the same
         reasoning with one more dropout chance): n purchases and still alive, or dropped out
         at the n-th chance having had time for at least n purchases."""
@@ -304,7 +420,7 @@ class BGNBD(_BetaGeometricNBD):
 
     _shift = 0
 
-    def expected_purchases_new(self, t: ArrayLike) -> Array:
+    def _expected_new(self, t: ArrayLike) -> Array:
         """E[X(t)] for a customer just acquired (FHL05 eq. 7)."""
         r, alpha, a, b = self._p()
         tt = np.asarray(t, dtype=float)
@@ -318,7 +434,7 @@ class ModifiedBGNBD(_BetaGeometricNBD):
 
     _shift = 1
 
-    def expected_purchases_new(self, t: ArrayLike) -> Array:
+    def _expected_new(self, t: ArrayLike) -> Array:
         r, alpha, a, b = self._p()
         tt = np.asarray(t, dtype=float)
         hyp = hyp2f1(r, b + 1, a + b, tt / (alpha + tt))
@@ -332,6 +448,8 @@ class ParetoNBD(PurchaseModel):
 
     param_names = ("r", "alpha", "s", "beta")
     initial = (0.5, 10.0, 0.5, 10.0)
+    # alpha and beta are times: only their ratio is free of the time unit
+    penalised = (("r", None), ("s", None), ("beta", "alpha"))
 
     @staticmethod
     def _log_death_term(p: Array, x: Array, t: Array) -> Array:
@@ -391,24 +509,23 @@ class ParetoNBD(PurchaseModel):
         """The death terms at each distinct (x, t_x) and the terms at each distinct (x, T)."""
         return self._log_death_term(params, d.x_tx, d.tx_u), self._terms_at_T(params, d.x_T, d.T_u)
 
-    def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
+    def _prob_alive(self, x: Array, tx: Array, T_: Array) -> Array:
         """P(alive | x, t_x, T): the alive part of the likelihood over all of it, with the
         hypergeometric terms evaluated once per distinct (x, t_x) and (x, T) pair."""
-        x, tx, T_ = _arrays(frequency, recency, T)
         d = self._prepare([x, tx, T_], np.ones(len(x)))
         at_tx, at_T = self._pair_terms(self._p(), d)
         head, alive, death = (t[d.at_T] for t in at_T)
         ll = self._row_loglik((head, alive, death), at_tx[d.at_tx])
         return np.exp(head + alive - ll)
 
-    def expected_purchases_over(
+    def _expected_over(
         self, ts: Sequence[float], frequency: ArrayLike, recency: ArrayLike, T: ArrayLike
     ) -> Array:
         """E[Y(t) | x, t_x, T] = P(alive) (r+x)(beta+T) / ((alpha+T)(s-1)) [1 - ((beta+T) /
         (beta+T+t))^(s-1)] (Schmittlein et al. 1987); P(alive) is computed once."""
         r, alpha, s, beta = self._p()
         x, tx, T_ = _arrays(frequency, recency, T)
-        alive = self.prob_alive(x, tx, T_)
+        alive = self._prob_alive(x, tx, T_)
         rate = (r + x) * (beta + T_) / (alpha + T_)  # purchases per unit of log-survival
         rows = []
         for t in ts:
@@ -419,12 +536,12 @@ class ParetoNBD(PurchaseModel):
             rows.append(alive * rate * growth)
         return np.vstack(rows)
 
-    def expected_purchases_new(self, t: ArrayLike) -> Array:
+    def _expected_new(self, t: ArrayLike) -> Array:
         r, alpha, s, beta = self._p()
         tt = np.asarray(t, dtype=float)
         return r * beta / (alpha * (s - 1)) * (1 - (beta / (beta + tt)) ** (s - 1))
 
-    def prob_n_purchases(self, n: int, t: float) -> float:
+    def _prob_n(self, n: int, t: float) -> float:
         """P(X(t) = n) for a customer just acquired: n purchases (an NBD count) while alive
         through t, or over (0, tau) for a death at tau < t, integrated over the
         Pareto-distributed time of death (one-dimensional adaptive quadrature)."""

@@ -19,8 +19,11 @@ class GammaGamma(BaseFitter):
     param_names = ("p", "q", "gamma")
     initial = (1.0, 1.0, 1.0)
     remedy = (
-        "more repeat buyers, or check that their spend varies (a constant amount gives q -> inf)"
+        "or more repeat buyers. When every customer's transactions have (nearly) the same "
+        "value, the spread of spend is not identified at all: the limit is one mean spend "
+        "for everyone (MeanSpend, which personae predict then uses)"
     )
+    penalised = (("p", None), ("q", None))  # gamma is an amount of money
     exact_derivatives = True
 
     def fit(

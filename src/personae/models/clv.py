@@ -55,7 +55,10 @@ def clv_factor_interval(
     draws: int,
 ) -> dict[str, np.ndarray]:
     """5th and 95th percentiles of the CLV factor over parameter draws from the fit's
-    covariance (normal on the parameters, non-positive draws rejected); NaN when off."""
+    covariance (normal on the parameters, non-positive draws rejected); NaN when off. A
+    model fitted as its limit (the NBD: no dropout) draws the limit's parameters."""
+    if isinstance(model.limit_, PurchaseModel):
+        model = model.limit_
     if draws <= 0 or not np.all(np.isfinite(model.covariance_)):
         nan = np.full_like(x, np.nan)
         return {"factor_low": nan, "factor_high": nan}

@@ -24,7 +24,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 
-from personae.config import Config
+from personae.config import Config, PredictConfig
 from personae.errors import PersonaeError
 from personae.models import (
     PURCHASE_MODELS,
@@ -56,6 +56,13 @@ class PredictSummary:
     params: dict[str, float] = field(default_factory=dict)
     spend_params: dict[str, float] = field(default_factory=dict)
     holdout: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the naive baseline on the same holdout: each customer's past rate extrapolated
+    baseline: dict[str, float] = field(default_factory=dict)
+    holdout_verdict: str | None = None  # how the chosen model did against actual and baseline
+    holdout_warning: str | None = None  # the chosen model missed the holdout badly
+    # churn-risk bands of the chosen model's calibration fit against the holdout purchases
+    churn_check: list[dict[str, Any]] = field(default_factory=list)
+    churn_check_note: str | None = None
     model_notes: dict[str, str] = field(default_factory=dict)  # model -> what went wrong
     fallback_reason: str | None = None
     holdout_note: str | None = None  # why models were not compared on a holdout
@@ -83,25 +90,39 @@ def _bucket(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 7, "7+", x.astype(int).astype(str))
 
 
-def evaluate(
-    engine: Engine, config: Config, as_of: date, models: list[str]
-) -> tuple[dict[str, dict[str, float]], list[tuple[Any, ...]], dict[str, str], str | None]:
-    """Fit each model on the calibration period and compare it with the holdout; also says
-    why a model could not be fitted there, or why there is no holdout to compare on."""
+@dataclass
+class Holdout:
+    """The calibration/holdout comparison: per model its figures, the baseline's, the rows
+    for `model_evaluations`, the calibration-period fits, and why a model was not compared
+    (or why nothing was)."""
+
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+    baseline: dict[str, float] = field(default_factory=dict)
+    evaluation: list[tuple[Any, ...]] = field(default_factory=list)
+    fits: dict[str, PurchaseModel] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+    # the unique calibration rows (frequency, recency, T) with customers n and holdout
+    # purchases `actual`, and the holdout length in the time unit
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    horizon_t: float = 0.0
+
+
+def evaluate(engine: Engine, config: Config, as_of: date, models: list[str]) -> Holdout:
+    """Fit each model on the calibration period and compare it, and the naive baseline (each
+    customer's past rate extrapolated), with the holdout; also says why a model could not be
+    fitted there, or why there is no holdout to compare on."""
     unit = DAYS_PER[config.traits.time_unit]
     cfg = config.predict
     first, last = _order_range(engine)
     cal_end = calibration_end(as_of, first or as_of, cfg.calibration_end)
     if last is None or last <= cal_end:
-        return (
-            {},
-            [],
-            {},
-            f"no holdout comparison: there are no orders between the calibration end "
+        return Holdout(
+            note=f"no holdout comparison: there are no orders between the calibration end "
             f"{cal_end} and the as-of date {as_of} (the last order is on {last}; the as-of "
             "date is after the data, or [predict] calibration_end is after the last order). "
             f"Models were tried in the order {', '.join(models)}; give an as-of date within "
-            "the data, or an earlier calibration_end, to compare them.",
+            "the data, or an earlier calibration_end, to compare them."
         )
     horizon_t = (as_of - cal_end).days / unit
     cal = purchase_summary(engine, cal_end, config.traits.time_unit, name="_calibration")
@@ -121,10 +142,34 @@ def evaluate(
         .aggregate(n=weeks.customer_id.count())
     )
     week_rows = engine.backend.to_pyarrow(weekly.order_by("week")).to_pylist()
-    results: dict[str, dict[str, float]] = {}
-    evaluation: list[tuple[Any, ...]] = []
-    failures: dict[str, str] = {}
+    out = Holdout(rows=g, horizon_t=horizon_t)
     n_total = g["n"].sum()
+    buckets = _bucket(g["frequency"])
+    total_act = float(np.sum(g["actual"]))
+
+    def compare(name: str, pred_g: np.ndarray, pred_p: np.ndarray) -> dict[str, float]:
+        """The figures and evaluation rows of one model's (or the baseline's) forecast."""
+        mae = float(np.sum(p["n"] * np.abs(pred_p - p["a"])) / n_total)
+        total_pred = float(np.sum(g["n"] * pred_g))
+        out.evaluation.append((name, "holdout_total", "all", total_pred, total_act, None))
+        out.evaluation.append((name, "mae", "all", mae, None, None))
+        for b in BUCKETS:
+            sel = buckets == b
+            if sel.any():
+                n_b = g["n"][sel].sum()
+                out.evaluation.append(
+                    (
+                        name,
+                        "mean_by_frequency",
+                        b,
+                        float(np.sum(g["n"][sel] * pred_g[sel]) / n_b),
+                        float(g["actual"][sel].sum() / n_b),
+                        int(n_b),
+                    )
+                )
+        return {"mae": mae, "predicted_total": total_pred, "actual_total": total_act}
+
+    out.baseline = compare(BASELINE, _past_rate(g, horizon_t), _past_rate(p, horizon_t))
     for name in models:
         try:
             model = PURCHASE_MODELS[name](penalizer=cfg.penalizer).fit(
@@ -132,48 +177,46 @@ def evaluate(
             )
         except ModelError as err:
             log.info("model %s failed on the calibration period: %s", name, err)
-            failures[name] = (
+            out.failures[name] = (
                 f"not compared on the holdout (no fit on the calibration period): {err}"
             )
             continue
+        out.fits[name] = model
         # one pass for the holdout horizon and the end of every holdout week
         ends = [min((w["week"] + 1) * 7 / unit, horizon_t) for w in week_rows]
         curve = model.expected_purchases_over(
             [*ends, horizon_t], g["frequency"], g["recency"], g["T"]
         )
-        pred_g = curve[-1]
         pred_p = model.expected_purchases(horizon_t, p["frequency"], p["recency"], p["T"])
-        mae = float(np.sum(p["n"] * np.abs(pred_p - p["a"])) / n_total)
-        total_pred = float(np.sum(g["n"] * pred_g))
-        total_act = float(np.sum(g["actual"]))
-        results[name] = {
-            "mae": mae,
-            "predicted_total": total_pred,
-            "actual_total": total_act,
+        out.results[name] = {
+            **compare(name, curve[-1], pred_p),
             "log_likelihood": model.log_likelihood_,
         }
-        evaluation.append((name, "holdout_total", "all", total_pred, total_act))
-        evaluation.append((name, "mae", "all", mae, None))
-        buckets = _bucket(g["frequency"])
-        for b in BUCKETS:
-            sel = buckets == b
-            if sel.any():
-                evaluation.append(
-                    (
-                        name,
-                        "mean_by_frequency",
-                        b,
-                        float(np.sum(g["n"][sel] * pred_g[sel]) / g["n"][sel].sum()),
-                        float(g["actual"][sel].sum() / g["n"][sel].sum()),
-                    )
-                )
         cum_actual = 0.0
         for w, cum_pred in zip(week_rows, curve[:-1] @ g["n"], strict=True):
             cum_actual += w["n"]
-            evaluation.append(
-                (name, "cumulative_by_week", str(int(w["week"]) + 1), float(cum_pred), cum_actual)
+            out.evaluation.append(
+                (
+                    name,
+                    "cumulative_by_week",
+                    str(int(w["week"]) + 1),
+                    float(cum_pred),
+                    cum_actual,
+                    None,
+                )
             )
-    return results, evaluation, failures, None
+    return out
+
+
+BASELINE = "baseline"  # the naive forecast's name in model_evaluations
+MISS_WARNING = 0.2  # a chosen model whose holdout total is off by more than this is flagged
+
+
+def _past_rate(rows: dict[str, np.ndarray], horizon_t: float) -> np.ndarray:
+    """The naive forecast (the RFM fallback's): repeat purchases per unit of time since the
+    first purchase, extrapolated over the horizon; 0 for a customer first seen today."""
+    T = rows["T"]
+    return np.where(T > 0, rows["frequency"] / np.where(T > 0, T, 1.0), 0.0) * horizon_t
 
 
 def predict(ctx: RunContext) -> PredictSummary:
@@ -294,31 +337,147 @@ def _choose_and_fit(
     ctx: RunContext,
     summary: PredictSummary,
 ) -> tuple[str, PurchaseModel | None]:
-    """Compare the candidate models on the holdout and fit the best that the data identify
-    on all buyers; notes in `summary` why the others were not compared or not used."""
+    """Compare the candidate models on the holdout and fit the best on all buyers; when that
+    refit fails, the best keeps its calibration-period fit (it is what won on the holdout).
+    When no model could be compared, the first candidate that fits all buyers. Notes in `summary`
+    why the others were not compared or not used, how the chosen one did against the
+    baseline, and how its churn-risk bands did on the holdout."""
     cfg = config.predict
     candidates: list[str] = list(PURCHASE_MODELS) if cfg.model == "auto" else [cfg.model]
-    results, evaluation, summary.model_notes, summary.holdout_note = evaluate(
-        engine, config, as_of, candidates
-    )
+    holdout = evaluate(engine, config, as_of, candidates)
+    summary.model_notes, summary.holdout_note = holdout.failures, holdout.note
     if summary.holdout_note:
         log.info(summary.holdout_note)
-    _write_evaluation(ctx, evaluation)
-    summary.holdout = results
-    # the best on the holdout first; models that failed there may still fit all data
-    ranked = sorted(results, key=lambda m: results[m]["mae"])
-    ranked += [m for m in candidates if m not in results]
-    chosen, model, failures = _fit_first(ranked, cfg.penalizer, fit, ctx.progress)
-    summary.model_notes.update(
-        {k: f"not used (no fit on all buyers): {v}" for k, v in failures.items()}
-    )
+    summary.holdout, summary.baseline = holdout.results, holdout.baseline
+    for name, cal_fit in holdout.fits.items():
+        if cal_fit.limit_ is not None:
+            summary.model_notes[name] = f"on the calibration period: {_limit_note(cal_fit)}"
+    ranked = sorted(holdout.results, key=lambda m: holdout.results[m]["mae"])
+    failures: dict[str, str] = {}
+    if ranked:
+        chosen = ranked[0]
+        _, model, failures = _fit_first([chosen], cfg.penalizer, fit, ctx.progress)
+        if model is None:
+            model = holdout.fits[chosen]
+            summary.model_notes[chosen] = (
+                f"its fit on all buyers failed ({failures.pop(chosen)}); the scores use its "
+                "calibration-period fit, the one that won on the holdout"
+            )
+    else:  # nothing compared: the first candidate that fits all buyers
+        chosen, model, failures = _fit_first(candidates, cfg.penalizer, fit, ctx.progress)
+    for k, v in failures.items():
+        summary.model_notes[k] = f"not used (no fit on all buyers): {v}"
     if model is None:
         summary.fallback_reason = (
             "no purchase model could be fitted on all buyers "
             f"({'; '.join(f'{k}: {v}' for k, v in failures.items())}): predictions "
             "fall back to RFM-based scores"
         )
+        _write_evaluation(ctx, holdout.evaluation)
+        return "", None
+    if model.limit_ is not None:
+        note = summary.model_notes.get(chosen)
+        used = f"used as {_limit_note(model)}"
+        summary.model_notes[chosen] = f"{note}; {used}" if note else used
+    if chosen in holdout.results:
+        _judge(chosen, holdout, summary)
+        _check_churn_bands(chosen, holdout, cfg, summary)
+    _write_evaluation(ctx, holdout.evaluation)
     return chosen, model
+
+
+def _limit_note(model: PurchaseModel) -> str:
+    """What a model fitted as its no-dropout limit means."""
+    p = model.params_
+    return (
+        f"the NBD limit (r {p['r']:.4g}, alpha {p['alpha']:.4g}): the data show no dropout "
+        "(the likelihood is highest as the dropout probability goes to 0), so P(alive) is 1"
+    )
+
+
+def _judge(name: str, holdout: Holdout, summary: PredictSummary) -> None:
+    """The chosen model against the actual holdout and the naive baseline."""
+    r, base = holdout.results[name], holdout.baseline
+    pred, act = r["predicted_total"], r["actual_total"]
+    off = (pred - act) / act if act else 0.0
+    versus = (
+        f"{name} predicted {pred:,.1f} holdout purchases against {act:,.0f} actual "
+        f"({off:+.0%}); mean absolute error per customer {r['mae']:.4f}, against "
+        f"{base['mae']:.4f} for the naive baseline (each customer's past rate extrapolated: "
+        f"{base['predicted_total']:,.1f} predicted)"
+    )
+    if r["mae"] < base["mae"]:
+        summary.holdout_verdict = f"{versus}: better than the baseline."
+    else:
+        summary.holdout_verdict = (
+            f"{versus}: NOT better than the baseline, so the model's forecasts are not shown "
+            "to beat the past purchase rate (the RFM fallback's)."
+        )
+    if act and abs(off) > MISS_WARNING:
+        summary.holdout_warning = (
+            f"the chosen model {name} missed the holdout by {off:+.0%} ({pred:,.1f} predicted, "
+            f"{act:,.0f} actual; the baseline predicted {base['predicted_total']:,.1f}): "
+            "treat its expected purchases and CLV with care. A holdout unlike the calibration "
+            "period (a season, a promotion, growth) or too short a calibration period are "
+            "the usual causes; [predict] calibration_end moves the split."
+        )
+
+
+BANDS = ("high", "medium", "low")
+
+
+def _check_churn_bands(
+    name: str, holdout: Holdout, cfg: PredictConfig, summary: PredictSummary
+) -> None:
+    """Churn-risk bands of the chosen model's calibration-period fit against what the
+    customers bought in the holdout: per band, customers, mean expected and mean actual
+    holdout purchases (stored as metric churn_band in model_evaluations)."""
+    g, model = holdout.rows, holdout.fits[name]
+    p_alive = model.prob_alive(g["frequency"], g["recency"], g["T"])
+    expected = model.expected_purchases(holdout.horizon_t, g["frequency"], g["recency"], g["T"])
+    band = np.where(
+        p_alive < cfg.churn_high_below,
+        "high",
+        np.where(p_alive < cfg.churn_medium_below, "medium", "low"),
+    )
+    rows: list[dict[str, Any]] = []
+    for b in BANDS:
+        sel = band == b
+        n = float(g["n"][sel].sum())
+        if n:
+            row = {
+                "band": b,
+                "customers": int(n),
+                "mean_expected": float(g["n"][sel] @ expected[sel] / n),
+                "mean_actual": float(g["actual"][sel].sum() / n),
+            }
+            rows.append(row)
+            holdout.evaluation.append(
+                (name, "churn_band", b, row["mean_expected"], row["mean_actual"], int(n))
+            )
+    summary.churn_check = rows
+    if len(rows) == 1:
+        summary.churn_check_note = (
+            f"the churn-risk bands do not separate anyone: on the calibration period every "
+            f"buyer is {rows[0]['band']} risk (P(alive) from {p_alive.min():.3f} to "
+            f"{p_alive.max():.3f}; bands at {cfg.churn_high_below:g} and "
+            f"{cfg.churn_medium_below:g}), so churn_risk says nothing about these customers."
+        )
+    elif rows:
+        risky, safe = rows[0], rows[-1]  # in the order of BANDS: riskiest first
+        if risky["mean_actual"] < safe["mean_actual"]:
+            summary.churn_check_note = (
+                f"the bands separate as they should: customers called {risky['band']} risk "
+                f"on the calibration period bought {risky['mean_actual']:.2f} on average in "
+                f"the holdout, those called {safe['band']} risk {safe['mean_actual']:.2f}."
+            )
+        else:
+            summary.churn_check_note = (
+                f"the bands do NOT separate as they should: customers called "
+                f"{risky['band']} risk bought {risky['mean_actual']:.2f} on average in the "
+                f"holdout, as much as or more than those called {safe['band']} risk "
+                f"({safe['mean_actual']:.2f})."
+            )
 
 
 def _fit_spend(
@@ -505,8 +664,8 @@ def _fallback(
 def _write_evaluation(ctx: RunContext, rows: list[tuple[Any, ...]]) -> None:
     if rows:  # none when every model failed on the calibration period
         ctx.store.con.executemany(
-            "INSERT INTO model_evaluations (model, metric, key, predicted, actual, run_id, "
-            "as_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO model_evaluations (model, metric, key, predicted, actual, "
+            "customers, run_id, as_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(*r, ctx.run_id, ctx.as_of) for r in rows],
         )
 

@@ -878,10 +878,20 @@ def output_tables() -> dict[str, Table]:
             "model_evaluations",
             "model, metric and key per predict run",
             Column("model", "text", "Purchase model."),
-            Column("metric", "text", "holdout_total, mae, mean_by_frequency, ..."),
-            Column("key", "text", "Group of the metric (all, a frequency bucket, a week)."),
-            Column("predicted", "float", "Model value."),
+            Column(
+                "metric",
+                "text",
+                "holdout_total, mae, mean_by_frequency, cumulative_by_week, churn_band (mean "
+                "holdout purchases per churn-risk band of the calibration-period fit).",
+            ),
+            Column(
+                "key",
+                "text",
+                "Group of the metric (all, a frequency bucket, a week, a churn-risk band).",
+            ),
+            Column("predicted", "float", "Model value (model 'baseline': past rate extrapolated)."),
             Column("actual", "float", "Observed value in the holdout."),
+            Column("customers", "int", "Customers in the group (frequency buckets, bands)."),
         ),
     )
     return {t.name: t for t in tables}
