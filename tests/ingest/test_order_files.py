@@ -154,3 +154,23 @@ def test_one_order_per_line_when_asked(tmp_path: Path) -> None:
     with project.store(read_only=True) as store:
         n = store.con.execute("SELECT count(DISTINCT order_id) FROM orders").fetchall()[0][0]
     assert n == 5
+
+
+def test_status_found_by_its_values(tmp_path: Path) -> None:
+    (tmp_path / "o.csv").write_text(
+        "order_id,customer_id,ordered_at,amount,Fulfilment\n"
+        "1,a,2024-01-01,10,Shipped\n2,a,2024-01-02,20,Canceled\n"
+        "3,b,2024-01-03,30,Delivered\n4,b,2024-01-04,40,On Hold\n"
+    )
+    project, (p,) = Project.init([tmp_path / "o.csv"], tmp_path)
+    assert p.source.columns["Fulfilment"] == "status"
+    note = next(n for n in p.notes if n.startswith("Fulfilment: order status"))
+    assert "(Canceled, Delivered, On Hold, Shipped)" in note
+    assert "Canceled make a line a cancellation" in note
+    result = project.run(only=["ingest", "traits"])
+    t = traits_by_customer(project, result["traits"].run_id)
+    assert (t["a"]["total_value"], t["a"]["purchase_days"], t["b"]["total_value"]) == (
+        10.0,
+        1,
+        70.0,
+    )
