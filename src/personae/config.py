@@ -170,6 +170,25 @@ class SourceConfig(_Section):
         description="Regular expression on order_id that "
         "marks a cancelled order (orders), e.g. '^C'.",
     )
+    cancel_statuses: list[str] | None = Field(
+        None,
+        description="Values of the order status column (mapped to `status`) that mean the "
+        "line was cancelled or returned (orders), compared case-insensitively; such lines "
+        "are is_return. Empty means the built-in list: cancelled, canceled, returned, "
+        "refunded, voided, rejected, reversed and the like.",
+    )
+    orders_without_id: Literal["basket", "line"] = Field(
+        "basket",
+        description="When no column is mapped to order_id (orders): basket makes the lines "
+        "of one customer with the same ordered_at one order; line makes every line its own "
+        "order.",
+    )
+    row_ids: bool = Field(
+        False,
+        description="Number the rows as ids when the source has no id column (e.g. one row "
+        "per customer without a customer id): the key becomes '<source name>-<row>'. Such ids "
+        "cannot be joined with other sources and change when rows are added above.",
+    )
     wide_spend: dict[str, str] = Field(
         default_factory=dict,
         description="Per-customer spend "
@@ -193,25 +212,6 @@ class SourceConfig(_Section):
         "append for a folder or glob.",
     )
     overwrite: bool = Field(
-    cancel_statuses: list[str] | None = Field(
-        None,
-        description="Values of the order status column (mapped to `status`) that mean the "
-        "line was cancelled or returned (orders), compared case-insensitively; such lines "
-        "are is_return. Empty means the built-in list: cancelled, canceled, returned, "
-        "refunded, voided, rejected, reversed and the like.",
-    )
-    orders_without_id: Literal["basket", "line"] = Field(
-        "basket",
-        description="When no column is mapped to order_id (orders): basket makes the lines "
-        "of one customer with the same ordered_at one order; line makes every line its own "
-        "order.",
-    )
-    row_ids: bool = Field(
-        False,
-        description="Number the rows as ids when the source has no id column (e.g. one row "
-        "per customer without a customer id): the key becomes '<source name>-<row>'. Such ids "
-        "cannot be joined with other sources and change when rows are added above.",
-    )
         False,
         description="With mode = update: replace existing values too, not only empty ones.",
     )
