@@ -39,6 +39,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_stages.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
