@@ -11,35 +11,34 @@ import ibis
 import ibis.expr.types as ir
 
 from personae.config import DEFAULT_RFM_SEGMENTS, RFMConfig
-from personae.purchases import join_on_customer
 
 
 def _score(value: ir.Column, bins: int, descending: bool = False) -> ir.IntegerColumn:
+    """The quantile bin of `value` among the rows where it is known; NULL where it is not
+    (ranked apart by partitioning on the NULL flag: no join, and every engine agrees where
+    NULLs sort)."""
     order = value.desc() if descending else value.asc()
-    rank = ibis.percent_rank().over(order_by=order)
-    return ibis.least(bins, (rank * bins).floor() + 1).cast("int64")
+    rank = ibis.percent_rank().over(group_by=value.isnull(), order_by=order)
+    score = ibis.least(bins, (rank * bins).floor() + 1).cast("int64")
+    return ibis.cases((value.notnull(), score), else_=ibis.null("int64"))
 
 
 def rfm_traits(purchase: ir.Table, cfg: RFMConfig) -> ir.Table:
     """r/f/m scores, the cell, the weighted score and the named segment of every buyer;
     customers without a purchase get NULLs. A buyer without any amount (item-only baskets)
-    has no m_score: the cell is the two digits RF and rfm_score weighs R and F only."""
+    has no m_score: the cell is the two digits RF and rfm_score weighs R and F only; a
+    customer-level summary that does not say when the customer last bought gives no r_score."""
     buyers = purchase.filter(purchase.purchase_days > 0)
-    scored = buyers.select("customer_id", f_score=_score(buyers.purchase_days, cfg.bins))
-    # a customer-level summary may not say when the customer last bought: no r_score
-    dated = buyers.filter(buyers.days_since_last.notnull())
-    r = dated.select(
+    scored = buyers.select(
         "customer_id",
         r_score=_score(
-            dated.days_since_last, cfg.bins, descending=not cfg.recency_higher_is_better
+            buyers.days_since_last, cfg.bins, descending=not cfg.recency_higher_is_better
         ),
+        f_score=_score(buyers.purchase_days, cfg.bins),
+        # rounded to 1e-6: sums of the same amounts added in another order (another engine,
+        # another thread count) must tie, not differ in the last bit
+        m_score=_score(buyers.total_value.round(6), cfg.bins),
     )
-    valued = buyers.filter(buyers.total_value.notnull())
-    # rounded to 1e-6: sums of the same amounts added in another order (another engine,
-    # another thread count) must tie, not differ in the last bit
-    m = valued.select("customer_id", m_score=_score(valued.total_value.round(6), cfg.bins))
-    scored = join_on_customer(scored, r, m)
-    scored = scored.select("customer_id", "r_score", "f_score", "m_score")
     w = {k: cfg.weights.get(k, 1.0) for k in ("r", "f", "m")}
     rf = scored.r_score.cast("string").concat(scored.f_score.cast("string"))
     segments = cfg.segments
