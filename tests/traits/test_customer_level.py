@@ -67,6 +67,48 @@ def test_subscription_table(tmp_path: Path, engine: str) -> None:
     assert churned == 2  # the label stays on customers for scoring later
 
 
+SHOPPING = (
+    (
+        "Customer ID,Age,Gender,Item Purchased,Purchase Amount (USD),Subscription Status,"
+        "Previous Purchases,Frequency of Purchases\n"
+    )
+    + """1,55,Male,Blouse,53,Yes,14,Fortnightly
+2,19,Male,Sweater,64,Yes,2,Fortnightly
+3,50,Male,Jeans,73,No,23,Weekly
+"""
+)
+
+
+def test_last_purchase_amount_and_previous_purchases(tmp_path: Path, engine: str) -> None:
+    (tmp_path / "shopping.csv").write_text(SHOPPING)
+    project, (p,) = Project.init([tmp_path / "shopping.csv"], tmp_path)
+    assert p.source.table == "customers"
+    assert {
+        k: v for k, v in p.source.columns.items() if v not in ("customer_id", "age", "gender")
+    } == {
+        "Purchase Amount (USD)": "last_purchase_amount",
+        "Subscription Status": "subscriber",
+        "Previous Purchases": "purchases",
+    }
+    assert any(
+        n.startswith("no last purchase date: give `personae traits --as-of`") for n in p.notes
+    )
+    assert "Subscription Status: yes/no outcomes kept as labels on customers" in p.notes
+    project.ingest()
+    s = project.traits(date(2024, 1, 1), engine)
+    t = traits_by_customer(project, s.run_id)
+    one = t["1"]
+    assert (one["purchase_days"], one["avg_order_value"], one["total_value"]) == (14, 53.0, None)
+    assert one["m_score"] is None and one["r_score"] is None
+    assert (t["2"]["f_score"], one["f_score"], t["3"]["f_score"]) == (1, 3, 5)
+    assert one["rfm_score"] == 3.0  # F only
+    with project.store(read_only=True) as store:
+        labels = store.con.execute(
+            "SELECT list(subscriber ORDER BY customer_id) FROM customers"
+        ).fetchall()[0][0]
+    assert labels == [True, True, False]
+
+
 def test_summary_table_with_dates(tmp_path: Path, engine: str) -> None:
     (tmp_path / "shop.csv").write_text(SHOP)
     project, (p,) = Project.init([tmp_path / "shop.csv"], tmp_path)

@@ -185,6 +185,7 @@ def _guess(
             )
 
     if guess.table == "customers":
+        notes.extend(_summary_notes(mapping))
         spend = {
             c: _category(c)
             for c in staged.columns
@@ -295,6 +296,38 @@ def _order_columns(
             settings["scale"] = {rate: 0.01}
             notes.append(f"{rate}: discount in percent points (up to {max(plain):g}): scale 0.01")
     return settings
+
+
+SUMMARY_COLUMNS = (
+    "purchases",
+    "total_spend",
+    "last_purchase_amount",
+    "monthly_charges",
+    "tenure_months",
+    "last_purchase_at",
+    "days_since_last_purchase",
+)
+LABEL_COLUMNS = ("churned", "responded", "subscriber")
+
+
+def _summary_notes(mapping: dict[str, str]) -> list[str]:
+    """What a customer-level table's summary and label columns will be used for."""
+    notes = []
+    summary = [c for c, t in mapping.items() if t in SUMMARY_COLUMNS]
+    if summary:
+        notes.append(
+            f"customer-level summaries ({', '.join(summary)}): customers without orders get "
+            "purchase, RFM, lifecycle and value traits from them; predict needs orders"
+        )
+        if "last_purchase_at" not in mapping.values():
+            notes.append(
+                "no last purchase date: give `personae traits --as-of` the date the summaries "
+                "were taken"
+            )
+    labels = [c for c, t in mapping.items() if t in LABEL_COLUMNS]
+    if labels:
+        notes.append(f"{', '.join(labels)}: yes/no outcomes kept as labels on customers")
+    return notes
 
 
 def _number(value: str) -> float | None:
