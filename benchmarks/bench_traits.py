@@ -55,7 +55,10 @@ t0 = time.perf_counter()
 store = Store(STORE)
 engine = {engine_init}
 expr = purchase_and_rfm(engine, Config(), AS_OF)
+from ibis.backends.sql.datatypes import DuckDBType
 store.con.execute("DROP TABLE IF EXISTS bench_traits_{name}")
+cols = ", ".join(f'"{{c}}" {{DuckDBType.to_string(t)}}' for c, t in expr.schema().items())
+store.con.execute(f"CREATE TABLE bench_traits_{name} ({{cols}})")  # writes go to declared tables
 n = engine.write("bench_traits_{name}", expr, {{}})
 seconds = time.perf_counter() - t0
 check = store.con.execute("SELECT sum(frequency), round(sum(total_value), 2), sum(r_score), "

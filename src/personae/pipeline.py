@@ -21,7 +21,7 @@ from personae.config import Config
 from personae.errors import PersonaeError, StoreError, closest
 from personae.stage import Progress, RunContext, Stage, quiet
 from personae.store import Store
-from personae.store.schemas import TABLES, output_tables
+from personae.store.schemas import TABLES
 
 __all__ = ["STAGES", "Runner", "select_stages", "stage_graph", "config_hash"]
 log = logging.getLogger(__name__)
@@ -150,21 +150,15 @@ class Runner:
         return summary
 
     def _rows_written(self, stage: Stage, run_id: str) -> dict[str, int]:
-        """Rows the run wrote to each of its output tables."""
-        outputs = output_tables()
+        """Rows the run wrote to each of its output tables: stage outputs (and `sources`)
+        carry the run id, canonical rows and rejects the id of a source the run loaded."""
         rows = {}
         for table in stage.outputs:
-            if table in outputs:
-                sql, params = f'SELECT count(*) FROM "{table}" WHERE run_id = ?', [run_id]
-            elif table in TABLES or table.startswith("rejects_"):
-                sql = (
-                    f'SELECT count(*) FROM "{table}" WHERE source_id IN '
-                    "(SELECT source_id FROM sources WHERE run_id = ?)"
-                )
-                params = [run_id]
-            else:
-                sql, params = f'SELECT count(*) FROM "{table}" WHERE run_id = ?', [run_id]
-            rows[table] = int(self.store.con.execute(sql, params).fetchall()[0][0])
+            where = "run_id = ?"
+            if table in TABLES or table.startswith("rejects_"):
+                where = "source_id IN (SELECT source_id FROM sources WHERE run_id = ?)"
+            sql = f'SELECT count(*) FROM "{table}" WHERE {where}'
+            rows[table] = int(self.store.con.execute(sql, [run_id]).fetchall()[0][0])
         return rows
 
 

@@ -44,26 +44,24 @@ def purchase_lines(orders: ir.Table, as_of: date, currency: str | None = None) -
 def known_customers(
     customers: ir.Table, orders: ir.Table, events: ir.Table, as_of: date
 ) -> ir.Table:
-    """Everyone the data knows by id (customers, orders, events) who existed on the as-of
-    date, with the earliest `created_at` given for them. A customer whose first sign (created,
-    first order, first event) is after the as-of date did not exist yet and is left out; one
-    with no date at all is kept."""
+    """Everyone the data knows by id who existed on the as-of date: a customer row created by
+    then (or without a creation date), or an order or event by then; with the earliest
+    `created_at` given by then. Customers the data first show later are left out."""
     stamp = customers.created_at.type()
+    day = ibis.date(as_of)
     ids = [
-        customers.select("customer_id", "created_at", seen=customers.created_at),
-        orders.filter(orders.customer_id.notnull()).select(
-            "customer_id", created_at=ibis.null(stamp), seen=orders.ordered_at.cast(stamp)
+        customers.filter(
+            customers.created_at.isnull() | (customers.created_at.date() <= day)
+        ).select("customer_id", "created_at"),
+        orders.filter(orders.customer_id.notnull() & (orders.ordered_at.date() <= day)).select(
+            "customer_id", created_at=ibis.null(stamp)
         ),
-        events.filter(events.customer_id.notnull()).select(
-            "customer_id", created_at=ibis.null(stamp), seen=events.occurred_at.cast(stamp)
+        events.filter(events.customer_id.notnull() & (events.occurred_at.date() <= day)).select(
+            "customer_id", created_at=ibis.null(stamp)
         ),
     ]
     known = ids[0].union(ids[1]).union(ids[2])
-    first = known.group_by("customer_id").aggregate(
-        created=known.created_at.min(), _seen=known.seen.min()
-    )
-    existed = first._seen.isnull() | (first._seen.date() <= ibis.date(as_of))
-    return first.filter(existed).drop("_seen")
+    return known.group_by("customer_id").aggregate(created=known.created_at.min())
 
 
 def purchase_traits(

@@ -84,18 +84,22 @@ def default_as_of(store: Store) -> date:
 def customers_after(store: Store, as_of: date) -> int:
     """How many customers the data first show after the as-of date (they are left out);
     an error when the as-of date is before all of the data, with the data's range."""
-    row = store.con.execute(
-        """WITH seen AS (
-            SELECT customer_id, created_at AS d FROM customers
-            UNION ALL SELECT customer_id, ordered_at FROM orders WHERE customer_id IS NOT NULL
-            UNION ALL SELECT customer_id, occurred_at FROM events WHERE customer_id IS NOT NULL),
-          first AS (SELECT customer_id, min(d)::DATE AS d FROM seen GROUP BY 1)
-        SELECT count(*) FILTER (WHERE d > ?), count(*) FILTER (WHERE d IS NOT NULL),
-               min(d), max(d) FROM first""",
+    seen = """SELECT customer_id, created_at AS d FROM customers
+        UNION ALL SELECT customer_id, ordered_at FROM orders WHERE customer_id IS NOT NULL
+        UNION ALL SELECT customer_id, occurred_at FROM events WHERE customer_id IS NOT NULL"""
+    latest = store.con.execute(f"SELECT max(d)::DATE FROM ({seen})").fetchall()[0][0]
+    if latest is None or latest <= as_of:
+        return 0  # the usual case, as of the end of the data: no customer is later
+    later, known = store.con.execute(  # as purchases.known_customers decides
+        f"""SELECT count(*) FILTER (WHERE NOT existed), count(*) FROM (
+            SELECT customer_id, bool_or(d IS NULL OR d::DATE <= ?) AS existed
+            FROM ({seen}) GROUP BY 1)""",
         [as_of],
     ).fetchall()[0]
-    later, dated, first, last = row
-    if dated and later == dated:
+    if known and later == known:
+        first, last = store.con.execute(
+            f"SELECT min(d)::DATE, max(d)::DATE FROM ({seen})"
+        ).fetchall()[0]
         raise StoreError(
             f"The as-of date {as_of} is before all of the data: customers first appear from "
             f"{first} to {last}. Give --as-of (or [traits] as_of) on or after {first}."
