@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -301,3 +302,26 @@ def test_every_stage_output_is_declared() -> None:
     declared = set(output_tables()) | set(TABLES) | {f"rejects_{t}" for t in TABLES}
     for stage in STAGES:
         assert set(stage.outputs) <= declared | {"sources"}, stage.name
+
+
+def test_old_runs_outputs_are_pruned_but_what_the_latest_runs_read_is_kept(
+    tmp_path: Path,
+) -> None:
+    project = _project(tmp_path, {"shop": _orders_csv(tmp_path / "orders.csv", 300)})
+    write_toml(
+        tmp_path,
+        (tmp_path / "personae.toml").read_text()
+        + "\n[store]\nkeep_runs = 2\n\n[predict]\nmin_repeat_buyers = 1\nmin_history_days = 30\n",
+    )
+    project = Project.open(tmp_path)
+    project.run(only=["ingest", "traits"])
+    predicted = project.predict()  # reads the first traits run
+    for day in ("2024-08-01", "2024-08-15", "2024-09-01"):
+        project.traits(date.fromisoformat(day))
+    with project.reader() as store:
+        runs = store.query("SELECT DISTINCT run_id FROM traits ORDER BY run_id")
+        parent = store.run_info(predicted.run_id)["parents"]["traits"]
+        ledger = store.query("SELECT count(*) AS n FROM runs WHERE stage = 'traits'")[0]["n"]
+    latest_two = project.status()["runs"][:2]
+    assert ledger == 4  # the ledger keeps every run
+    assert {r["run_id"] for r in runs} == {parent, *(r["run_id"] for r in latest_two)}

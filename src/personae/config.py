@@ -46,6 +46,13 @@ class StoreConfig(_Section):
         "duckdb", description="Engine for table work: duckdb (embedded, default) or spark."
     )
     spark_master: str = Field("local[*]", description="Spark master URL when engine = spark.")
+    keep_runs: int = Field(
+        3,
+        ge=1,
+        description="Stage runs whose outputs (traits, predictions, ...) are kept per stage; "
+        "older runs' rows are deleted, except runs the latest ones read. The run ledger "
+        "keeps every run.",
+    )
     memory_limit: str = Field(
         "4GB",
         description="DuckDB memory limit, a size (4GB, 512MB, 1.5GiB; at least 64MB) or a "

@@ -139,6 +139,7 @@ class Runner:
                 details=ctx.details,
             )
             store.collect_retired()
+            store.prune_outputs(self.config.store.keep_runs)
             store.con.execute("COMMIT")
         except BaseException as err:
             _rollback(store)

@@ -300,6 +300,32 @@ class Store:
                 )
         return dropped
 
+    def prune_outputs(self, keep: int) -> int:
+        """Delete the output rows of all but the `keep` latest ok runs of each stage, keeping
+        every run the latest ones read (their lineage); the ledger keeps every run. Returns
+        the rows deleted."""
+        kept: set[str] = set()
+        for (stage,) in self.con.execute("SELECT DISTINCT stage FROM runs").fetchall():
+            recent = [
+                r[0]
+                for r in self.con.execute(
+                    "SELECT run_id FROM runs WHERE stage = ? AND status = 'ok' "
+                    "ORDER BY seq DESC NULLS LAST LIMIT ?",
+                    [stage, keep],
+                ).fetchall()
+            ]
+            kept.update(recent)
+            if recent:
+                kept.update(r["run_id"] for r in self.lineage(recent[0]))
+        deleted = 0
+        for table in output_tables():
+            deleted += int(
+                self.con.execute(
+                    f'DELETE FROM "{table}" WHERE NOT list_contains(?, run_id)', [sorted(kept)]
+                ).fetchall()[0][0]
+            )
+        return deleted
+
     # -- publishing -------------------------------------------------------------------------
     def publish(self) -> Path:
         """Copy the store, as committed now, to a new immutable snapshot and make it the one
