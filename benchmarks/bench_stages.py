@@ -118,13 +118,14 @@ def main() -> None:
         "(all six tables); each stage through `Project`, in its own process, "
         f"baseline = personae at `{results['baseline_rev']}`, same run, same venv.",
         "",
-        "| stage | baseline | now | now / baseline | peak memory now |",
-        "|---|---|---|---|---|",
+        "| stage | baseline | now | now / baseline | peak memory baseline | now |",
+        "|---|---|---|---|---|---|",
     ]
     for stage in STAGES:
         a, b = old[stage]["seconds"], new[stage]["seconds"]
         lines.append(
-            f"| {stage} | {a:.1f} s | {b:.1f} s | {b / a:.2f} | {new[stage]['peak_gib']:.2f} GiB |"
+            f"| {stage} | {a:.1f} s | {b:.1f} s | {b / a:.2f} | "
+            f"{old[stage]['peak_gib']:.2f} GiB | {new[stage]['peak_gib']:.2f} GiB |"
         )
     lines += [
         "",
