@@ -44,6 +44,7 @@ if sys.argv[2] == "predict":
 print(json.dumps(out))
 """
 
+
 def ensure_data(work: Path, customers: int) -> Path:
     data = work / "data"
     if not (data / "orders.csv").exists():

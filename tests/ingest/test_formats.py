@@ -116,9 +116,7 @@ def test_a_new_file_in_a_folder_appends_and_clashing_keys_are_rejected(tmp_path:
     (folder / "b.csv").write_text("customer_id,city\n2,Rome\n3,Lima\n")
     summary = Project.open(tmp_path).ingest()
     assert summary.tables["customers"] == 3
-    assert [(s.status, s.rejected) for s in summary.sources] == [
-        ("loaded", {"duplicate_id": 1})
-    ]
+    assert [(s.status, s.rejected) for s in summary.sources] == [("loaded", {"duplicate_id": 1})]
     status = Project.open(tmp_path).status()
     assert [s["rows_loaded"] for s in status["sources"]] == [2, 1]
 

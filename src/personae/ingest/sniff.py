@@ -332,11 +332,12 @@ def sniff_dialect(
     """Delimiter, header and column names from the first lines of a text file.
 
     The delimiter is the one that splits most records (at least half) into the same number
-    (above one) of fields; records of another width do not change the answer (they are rejected as bad_row
-    when the file is read). The first record is a header unless one of its values looks like
-    a number or a date, or a column whose other values are nearly all numbers or dates has a
-    word on top (then it is a header whatever the rest). Raises ValueError when no delimiter
-    gives a consistent width and lines are not single values: the text is not a table."""
+    (above one) of fields; records of another width do not change the answer (they are
+    rejected as bad_row when the file is read). The first record is a header unless one of
+    its values looks like a number or a date, or a column whose other values are nearly all
+    numbers or dates has a word on top (then it is a header whatever the rest). Raises
+    ValueError when no delimiter gives a consistent width and lines are not single values:
+    the text is not a table."""
     lines = text.splitlines(keepends=True)
     if not complete and len(lines) > 1:
         lines = lines[:-1]
