@@ -244,7 +244,7 @@ def test_readers_see_the_last_published_run_while_a_run_writes(tmp_path: Path) -
     finally:
         writer.wait(timeout=120)
     assert writer.returncode == 0, writer.stderr.read().decode()
-    assert reads_while_locked >= 2, "the ingest finished before reads could overlap it"
+    assert reads_while_locked >= 1, "the ingest finished before a read could overlap it"
     after = project.status()
     assert after["tables"]["orders"] == before["tables"]["orders"] + 3_000_000
 
@@ -325,3 +325,9 @@ def test_old_runs_outputs_are_pruned_but_what_the_latest_runs_read_is_kept(
     latest_two = project.status()["runs"][:2]
     assert ledger == 4  # the ledger keeps every run
     assert {r["run_id"] for r in runs} == {parent, *(r["run_id"] for r in latest_two)}
+
+
+def test_as_of_with_no_stage_that_uses_it_is_an_error(tmp_path: Path) -> None:
+    project = _project(tmp_path, {"shop": _orders_csv(tmp_path / "orders.csv", 10)})
+    with pytest.raises(PersonaeError, match="--from traits --as-of"):
+        project.run(start="predict", as_of=date(2024, 1, 1))

@@ -39,6 +39,9 @@ from personae.traits import TraitsSummary
 from personae.traits.funnel import funnel
 
 ExportFormat = Literal["csv", "parquet"]
+# Tables of one row per thing (not per event): a second file keyed like the first describes
+# the same things (init proposes mode = update); a second orders file is more orders.
+ENTITY_TABLES = ("customers", "accounts")
 # What a run left running by a killed process says (as the next writer records it).
 INTERRUPTED = "the process running it stopped before it finished; nothing it wrote was kept"
 RUNS_SQL = (
@@ -91,7 +94,7 @@ class Project:
                 progress(str(f), i, len(files))
             p = propose(str(f), root, taken)
             key = (p.source.table, _key_column(p.source))
-            if key[1] and key in keys:
+            if key[1] and key in keys and p.source.table in ENTITY_TABLES:
                 # A second file keyed like an earlier one adds to those rows (e.g. closed
                 # deals for leads) rather than repeating them.
                 p.source.mode = "update"
@@ -137,6 +140,13 @@ class Project:
         return each stage's summary by name. `as_of` is the traits date, `engine` overrides
         [store] engine, `sources` limits ingest to those sources."""
         stages = select_stages(only, start)
+        if as_of is not None and not any(s.takes_as_of for s in stages):
+            raise PersonaeError(
+                f"--as-of is the date traits describe, and none of the stages to run "
+                f"({', '.join(s.name for s in stages)}) computes traits; the others take "
+                "the date of the traits run they read. Run from traits: "
+                "`personae run --from traits --as-of DATE`."
+            )
         config = self.with_settings(engine=engine)
         with self.store() as store:
             runner = Runner(store, config, self.root, progress)

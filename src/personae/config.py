@@ -157,8 +157,8 @@ class SourceConfig(_Section):
     )
     id_pattern: str | None = Field(
         None,
-        description="Regular expression every id of the "
-        "source must match; others are rejected as bad_id.",
+        description="Regular expression every id of the table's key (e.g. order_id of an "
+        "orders source) must match; others are rejected as bad_id.",
     )
     constants: dict[str, str] = Field(
         default_factory=dict,

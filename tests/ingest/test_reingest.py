@@ -192,3 +192,97 @@ def test_a_run_that_read_replaced_rows_keeps_reading_them_until_no_run_needs_the
     with project.store(read_only=True) as store:
         assert store.count("retired_orders") == 0
         assert store.count("orders") == 450
+
+
+def _keyed_orders(path: Path, rows: list[tuple[str, str, str, float]]) -> Path:
+    path.write_text("order_id,customer_id,ordered_at,amount\n")
+    with path.open("a") as f:
+        f.writelines(f"{o},{c},{d},{a}\n" for o, c, d, a in rows)
+    return path
+
+
+def test_a_refresh_of_keyed_orders_counts_each_changed_line_once(tmp_path: Path) -> None:
+    rows = [(str(i), f"c{i % 50}", f"2024-01-{1 + i % 28:02d}", 10.0) for i in range(2000)]
+    file = _keyed_orders(tmp_path / "orders.csv", rows)
+    write_toml(tmp_path, f'[sources.shop]\ntable = "orders"\npath = "{file}"\n')
+    project = Project.open(tmp_path)
+    project.ingest()
+    changed = rows[10:]
+    changed[0] = (changed[0][0], changed[0][1], changed[0][2], 99.0)
+    changed[1] = (changed[1][0], changed[1][1], changed[1][2], 98.0)
+    extra = [(str(5000 + i), "c1", "2024-02-01", 5.0) for i in range(5)]
+    _keyed_orders(file, changed + extra)
+    s = project.ingest().sources[0]
+    assert (s.added, s.changed, s.removed) == (5, 2, 10)
+    s = project.ingest(force=True).sources[0]
+    assert (s.status, s.added, s.changed, s.removed) == ("refreshed", 0, 0, 0)
+
+
+def test_id_pattern_checks_the_tables_own_ids_only(tmp_path: Path) -> None:
+    rows = [(str(i), f"c{i % 40}", "2024-03-01", 1.25) for i in range(400)]
+    file = _keyed_orders(tmp_path / "q.csv", [*rows, ("99x", "c1", "2024-03-02", 2.0)])
+    _, (proposal,) = Project.init([file], tmp_path)
+    assert proposal.source.id_pattern == r"^\d+$"
+    s = Project.open(tmp_path).ingest().sources[0]
+    assert (s.rows_read, s.rows_loaded, s.rejected) == (401, 400, {"bad_id": 1})
+
+
+def test_an_update_source_fills_in_orders_and_init_proposes_it_for_customers_only(
+    tmp_path: Path,
+) -> None:
+    shop = _keyed_orders(tmp_path / "shop1.csv", [("1", "a", "2024-01-01", 5.0)])
+    shop.write_text(shop.read_text() + "2,b,2024-01-02,\n")
+    fix = _keyed_orders(tmp_path / "fix.csv", [("2", "b", "2024-01-02", 20.0)])
+    _, proposals = Project.init([shop, fix], tmp_path)
+    assert [p.source.mode for p in proposals] == [None, None]  # more orders, not an update
+    text = (tmp_path / "personae.toml").read_text()
+    write_toml(tmp_path, text.replace("[sources.fix]\n", '[sources.fix]\nmode = "update"\n'))
+    summary = Project.open(tmp_path).ingest()
+    fixed = summary.sources[1]
+    assert (fixed.rejected, fixed.updated, fixed.values_changed) == ({}, 1, 1)
+    with Project.open(tmp_path).store(read_only=True) as store:
+        amounts = dict(store.con.execute("SELECT order_id, amount FROM orders").fetchall())
+    assert amounts == {"1": 5.0, "2": 20.0}
+
+
+def test_update_sources_are_applied_again_when_the_rows_they_filled_are_refreshed(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "crm.csv").write_text("id,city,email\nC1,Oslo,a@x.com\nC2,Rome,\n")
+    (tmp_path / "extra.csv").write_text("id,email\nC2,b@x.com\n")
+    base = """
+[sources.crm]
+table = "customers"
+path = "crm.csv"
+columns = {{ id = "customer_id", city = "city", email = "email" }}
+
+[sources.extra]
+table = "customers"
+path = "extra.csv"
+mode = "update"
+columns = {{ id = "customer_id", email = "email" }}
+"""
+    write_toml(tmp_path, base.format())
+    project = Project.open(tmp_path)
+    project.ingest()
+
+    def emails() -> dict[str, str | None]:
+        with project.store(read_only=True) as store:
+            return dict(store.con.execute("SELECT customer_id, email FROM customers").fetchall())
+
+    assert emails() == {"C1": "a@x.com", "C2": "b@x.com"}
+    summary = project.ingest(["crm"], force=True)
+    assert [(s.name, s.status) for s in summary.sources] == [
+        ("crm", "refreshed"),
+        ("extra", "refreshed"),
+    ]
+    assert emails() == {"C1": "a@x.com", "C2": "b@x.com"}
+    # the update file changes: its earlier version's new rows go, its new rows come
+    (tmp_path / "extra.csv").write_text("id,email\nC3,c@x.com\n")
+    (tmp_path / "extra.csv").write_text("id,email\nC2,b@x.com\nC3,c@x.com\n")
+    project.ingest()
+    (tmp_path / "extra.csv").write_text("id,email\nC2,b@x.com\nC4,d@x.com\n")
+    s = project.ingest().sources[-1]
+    assert s.status == "refreshed"
+    assert set(emails()) == {"C1", "C2", "C4"}
+    assert len(project.status()["sources"]) == 2

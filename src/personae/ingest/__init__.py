@@ -57,6 +57,7 @@ class SourceSummary:
     added: int | None = None  # against the replaced rows (refresh only)
     changed: int | None = None  # rows whose key stayed and values changed (keyed only)
     removed: int | None = None
+    compared_by: str | None = None  # what identifies a row in added/changed/removed
     updated: int | None = None  # mode = update: existing rows filled in
     values_changed: int | None = None  # mode = update: values filled in or overwritten
     seconds: float = 0.0
@@ -114,6 +115,7 @@ def ingest(ctx: RunContext) -> IngestSummary:
         step("reading")
         src = config.sources[name]
         results.extend(_ingest_source(store, name, src, ctx.root, ctx.run_id, step, force))
+    results.extend(_reapply_updates(ctx, results))
     _link_feedback_to_customers(store)
     links = check_links(store)
     tables = {t: store.count(t) for t in TABLES}
@@ -177,7 +179,8 @@ def _ingest_source(
         if hashes == known:
             return [unchanged]
         known = set()
-    replacing = mode == "refresh" or edited or force
+    # a changed update source replaces the rows its earlier version added, like a refresh
+    replacing = mode in ("refresh", "update") or edited or force
     to_replace = [a["source_id"] for a in active] if replacing else []
     results = []
     for f in files:
@@ -194,13 +197,40 @@ def _ingest_source(
         if to_replace:
             summary.status = "refreshed"
             summary.replaced = to_replace
-            diff_sources(store, summary, src)
+            diff_sources(store, summary)
             to_replace = []
         known.add(staged.content_hash)
         results.append(summary)
     if not results:
         log.info("source %s: content and settings unchanged since its last ingest", name)
     return results or [unchanged]
+
+
+def _reapply_updates(ctx: RunContext, results: list[SourceSummary]) -> list[SourceSummary]:
+    """Update sources fill in rows of other sources: when those rows were just replaced, the
+    update sources of that table that were ingested before are applied again."""
+    config = ctx.config
+    reloaded = {
+        s.table
+        for s in results
+        if s.status != "unchanged" and config.sources[s.name].mode != "update"
+    }
+    applied = {s.name for s in results if s.status != "unchanged"}
+    again = []
+    for name, src in config.sources.items():
+        if src.mode != "update" or src.table not in reloaded or name in applied:
+            continue
+        if not ctx.store.query(
+            "SELECT 1 FROM sources WHERE name = ? AND retired_run IS NULL", [name]
+        ):
+            continue  # never ingested: nothing to apply again
+
+        def step(what: str, name: str = name) -> None:
+            ctx.progress(f"{name} (again): {what}", 0, 1)
+
+        log.info("source %s: applied again to the refreshed %s", name, src.table)
+        again += _ingest_source(ctx.store, name, src, ctx.root, ctx.run_id, step, True)
+    return again
 
 
 def retire_sources(store: Store, source_ids: list[str], run_id: str) -> None:
@@ -222,15 +252,16 @@ def retire_sources(store: Store, source_ids: list[str], run_id: str) -> None:
     )
 
 
-def diff_sources(store: Store, summary: SourceSummary, src: SourceConfig) -> None:
+def diff_sources(store: Store, summary: SourceSummary) -> None:
     """Rows added, changed and removed against the rows the load replaced: by key when the
-    source gives the table's key, else by content (then a change is a removal and an add)."""
+    source gives the table's key (`compared_by` names it), else by content (then a change
+    is a removal and an add)."""
     table = TABLES[summary.table]
-    mapped = set(src.columns.values())
-    keyed = any(k in mapped for k in table.key)
+    keyed = summary.compared_by != "content"
     values = [c.name for c in table.columns if c.name not in table.key]
     content = "hash(" + ", ".join(f'"{c}"' for c in values) + ")"
-    ident = ", ".join(f'"{k}"' for k in table.key) if keyed else content
+    # a list compares exactly, whatever the number of key columns
+    ident = "[" + ", ".join(f'"{k}"::VARCHAR' for k in table.key) + "]" if keyed else content
     old = (
         f'SELECT {ident} AS k, {content} AS h FROM "retired_{table.name}" '
         "WHERE list_contains(?, source_id)"
@@ -270,6 +301,9 @@ def _ingest_one(
     source_id = _new_source_id(store, f"{name}@{staged.content_hash[:8]}")
     src = with_identity_mapping(src, table, staged.columns)
     summary = SourceSummary(name, src.table, staged.location, source_id)
+    given = set(src.columns.values()) | set(src.constants)
+    has_key = table.key[0] in given or src.row_ids
+    summary.compared_by = ", ".join(table.key) if has_key else "content"
     try:  # inside the run's transaction: a failure anywhere keeps nothing of the run
         step("parsing and checking every cell")
         plan = transform.build_cells(con, name, src, table, staged, source_id)

@@ -169,7 +169,11 @@ def _guess(
         notes.append(f"{key_src}: no customer id column; {key_src} is the customer key")
     if guess.table == "orders":
         order_col = next((c for c, t in mapping.items() if t == "order_id"), None)
-        if order_col and any(re.fullmatch(r"C\d+", v) for v in samples[order_col]):
+        values = samples[order_col] if order_col else []
+        c_ids = sum(bool(re.fullmatch(r"C\d+", v)) for v in values)
+        # a few C-prefixed ids among plain ones are cancellations (the UCI retail convention);
+        # ids that mostly start with C are just how the shop numbers its orders
+        if order_col and 0 < c_ids <= 0.5 * len(values):
             settings["cancel_pattern"] = "^C"
             notes.append(f"{order_col}: ids starting with C read as cancellations")
         if not order_col:

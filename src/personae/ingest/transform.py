@@ -149,7 +149,12 @@ def row_id(source_id: str, *parts: str) -> str:
 
 
 def _problem(
-    col: Column, text: str, parsed: str, src: SourceConfig, source_col: str | None
+    col: Column,
+    text: str,
+    parsed: str,
+    src: SourceConfig,
+    source_col: str | None,
+    is_key: bool = False,
 ) -> str | None:
     """SQL giving the problem code of one cell (None when nothing can go wrong). NA tokens in a
     typed column are empty values, not problems."""
@@ -188,7 +193,7 @@ def _problem(
         if col.kind == "date":
             upper = f"{parsed} > DATE {lit(str(last_day))}"
         cases.append(f"WHEN {parsed} < DATE {lit(str(first_day))} OR {upper} THEN 'out_of_range'")
-    if col.kind == "id" and src.id_pattern:
+    if is_key and src.id_pattern:  # the pattern describes the table's own ids only
         cases.append(f"WHEN NOT regexp_full_match({text}, {lit(src.id_pattern)}) THEN 'bad_id'")
     if source_col and source_col in src.ranges:
         low, high = src.ranges[source_col]
@@ -377,7 +382,8 @@ def build_cells(
         plan.present.append(col.name)
         text, parsed = _parse(col, raw, src, source_col)
         level1 += [f"{text} AS {q('t_' + col.name)}", f"{parsed} AS {q('p_' + col.name)}"]
-        prob = _problem(col, q("t_" + col.name), q("p_" + col.name), src, source_col)
+        is_key = col.name == table.key[0]
+        prob = _problem(col, q("t_" + col.name), q("p_" + col.name), src, source_col, is_key)
         final = _final(col, q("p_" + col.name), src, source_col)
         if prob is None:  # plain text: nothing can be wrong with it
             finals.append(f"{final} AS {q('v_' + col.name)}")
@@ -402,9 +408,7 @@ def build_cells(
     fatal = [
         c
         for c in plan.checks
-        if table.column(c).required
-        or c in table.key
-        or (table.column(c).kind == "id" and src.id_pattern)
+        if table.column(c).required or c in table.key or (c == table.key[0] and src.id_pattern)
     ]
     reason = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {q('x_' + c)}" for c in fatal)
     reason_col = " ".join(f"WHEN {q('x_' + c)} IS NOT NULL THEN {lit(c)}" for c in fatal)
@@ -502,6 +506,7 @@ def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
             )
     elif (
         plan.table.name == "orders"
+        and plan.src.mode != "update"  # an update fills in the orders it names
         and "order_id" in plan.present
         and ("line_no" not in plan.present)
         and _count(con, "orders")

@@ -240,7 +240,9 @@ def predict(ctx: RunContext) -> PredictSummary:
     )
     fit = _columns(engine, _counted(buyers, KEYS))
     if not fit["n"].size:
-        raise PersonaeError(_no_transactions(engine, traits.filter(traits.run_id == traits_run)))
+        raise PersonaeError(
+            _no_transactions(engine, traits.filter(traits.run_id == traits_run), as_of)
+        )
     repeaters = float(np.sum(fit["n"][fit["frequency"] > 0])) if fit["n"].size else 0.0
     summary = PredictSummary(
         run_id,
@@ -296,8 +298,15 @@ def predict(ctx: RunContext) -> PredictSummary:
     return summary
 
 
-def _no_transactions(engine: Engine, traits: ir.Table) -> str:
+def _no_transactions(engine: Engine, traits: ir.Table, as_of: date) -> str:
     """Why there is nobody to score: predict needs order lines with customers and dates."""
+    first, _ = _order_range(engine)
+    if first is not None and first > as_of:
+        return (
+            f"predict has nobody to score: the traits run is as of {as_of}, before the first "
+            f"order ({first}), so no customer had bought yet. Run traits with an as-of date "
+            f"on or after {first} (`personae run --from traits --as-of DATE`)."
+        )
     counts = engine.backend.to_pyarrow(
         traits.aggregate(
             n=traits.count(),
