@@ -269,3 +269,21 @@ def test_every_broken_file_gives_counts_or_an_error_never_a_traceback(
     for s in summary.sources:
         assert s.rows_read == s.rows_loaded + s.rows_rejected
         assert s.rows_read > 0
+
+
+def test_a_quote_left_open_on_the_last_line_is_a_bad_row_but_an_inch_mark_is_not(
+    tmp_path: Path,
+) -> None:
+    rows = [f"{i},c{i % 40},2024-03-01,7.00,ok" for i in range(400)]
+    for name, last, rejected in (
+        ("open.csv", '400,c1,2024-03-02,7.00,"never closed', {"bad_row": 1}),
+        ("inch.csv", '400,c1,2024-03-02,7.00,27" screen', {}),
+    ):
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_text(
+            "order_id,customer_id,ordered_at,amount,note\n" + "\n".join([*rows, last]) + "\n"
+        )
+        Project.init([folder / name], folder)
+        s = Project.open(folder).ingest().sources[0]
+        assert (s.rows_read, s.rows_loaded, s.rejected) == (401, 401 - len(rejected), rejected)

@@ -270,9 +270,22 @@ def _stage_csv(
         path=read_path,
         read_encoding=read_encoding,
     )
-    if mixed:
+    if mixed or _tail_may_open_a_quote(read_path):
         stage_csv_python(con, staged)
     return staged
+
+
+def _tail_may_open_a_quote(path: Path) -> bool:
+    """An odd number of quote characters on the file's last line: a quote that may stay
+    open to the end of the file, which DuckDB would read as a value ending in a line break.
+    Python's csv reader then tells for sure (an inch mark in an unquoted value is fine)."""
+    if path.suffix == ".gz":
+        return False  # reading a compressed file's end means reading all of it
+    with path.open("rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 64 * 1024))
+        tail = fh.read().rstrip(b"\r\n")
+    last = tail[tail.rfind(b"\n") + 1 :]
+    return last.count(b'"') % 2 == 1
 
 
 def duckdb_read_all(con: duckdb.DuckDBPyConnection, staged: Staged, rows: int) -> bool:
@@ -336,6 +349,15 @@ def stage_csv_python(con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
         )
 
 
+def _open_at_end(lines: list[str], delimiter: str) -> bool:
+    """True when the record's text ends inside a quoted value."""
+    try:
+        next(csv.reader(["".join(lines)], delimiter=delimiter, strict=True), None)
+    except csv.Error:
+        return True
+    return False
+
+
 class _PythonCsv:
     """The record-by-record reader behind `stage_csv_python`."""
 
@@ -350,6 +372,7 @@ class _PythonCsv:
         self.pending_header = bool(staged.header)
         self.header_lines = self.blank = self.record_lines = self.seen = self.bad_count = 0
         self.buf: list[str] = []
+        self.at_end = False
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {STAGE} ("
             + ", ".join(f"{q(c)} VARCHAR" for c in staged.columns)
@@ -385,6 +408,7 @@ class _PythonCsv:
             self.seen += 1
             self.buf.append(line)
             yield line
+        self.at_end = True  # a record delivered now was still open when the file ended
 
     def _take(self) -> tuple[int, list[str]]:
         """The lines of the record just read and the first one's number."""
@@ -411,7 +435,14 @@ class _PythonCsv:
             self.header_lines = len(lines)
             return
         size = sum(map(len, lines))
-        if size > MAX_RECORD:
+        if self.at_end and _open_at_end(lines, self.delim):
+            self._reject(
+                start,
+                lines,
+                "a quote opened on this line is never closed: the value would run to the end "
+                "of the file",
+            )
+        elif size > MAX_RECORD:
             self._reject(
                 start,
                 lines,
