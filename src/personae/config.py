@@ -140,6 +140,11 @@ class SourceConfig(_Section):
         default_factory=dict,
         description="Source column -> factor its numbers are multiplied by, e.g. 1000 for k$.",
     )
+    decimal: Literal[".", ","] = Field(
+        ".",
+        description="Decimal mark of the numbers: '.' (12.34) or ',' (12,34, with '.' or a "
+        "space between thousands: 1.234,56), as European spreadsheets write them.",
+    )
     earliest_date: date = Field(
         date(1900, 1, 1),
         description="Dates and timestamps (other than birth dates) before this day are "

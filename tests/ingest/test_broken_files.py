@@ -287,3 +287,19 @@ def test_a_quote_left_open_on_the_last_line_is_a_bad_row_but_an_inch_mark_is_not
         Project.init([folder / name], folder)
         s = Project.open(folder).ingest().sources[0]
         assert (s.rows_read, s.rows_loaded, s.rejected) == (401, 401 - len(rejected), rejected)
+
+
+def test_decimal_commas_are_found_by_init_and_read_by_ingest(tmp_path: Path) -> None:
+    (tmp_path / "b.csv").write_text(
+        "order_id;customer_id;ordered_at;amount\n"
+        "1;k1;2024-03-01;12,34\n2;k2;2024-03-02;1.234,50\n3;k1;2024-03-03;0,99\n"
+        "4;k3;2024-03-04;7\n5;k3;2024-03-05;-2,5\n"
+    )
+    _, (proposal,) = Project.init([tmp_path / "b.csv"], tmp_path)
+    assert proposal.source.decimal == ","
+    project = Project.open(tmp_path)
+    s = project.ingest().sources[0]
+    assert (s.rows_loaded, s.rejected, s.values_nulled) == (5, {}, {})
+    with project.store(read_only=True) as store:
+        amounts = dict(store.con.execute("SELECT order_id, amount FROM orders").fetchall())
+    assert amounts == {"1": 12.34, "2": 1234.5, "3": 0.99, "4": 7.0, "5": -2.5}

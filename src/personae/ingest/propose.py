@@ -24,7 +24,7 @@ from personae.ingest.mapping import (
 from personae.ingest.readers import Staged, q, stage_source
 from personae.ingest.sniff import guess_date_format
 from personae.ingest.transform import CANCEL_STATUSES, timestamp_sql
-from personae.store.schemas import TABLES
+from personae.store.schemas import TABLES, Table
 
 SAMPLE_ROWS = 5000
 
@@ -89,6 +89,25 @@ def propose(location: str, base: Path, taken: set[str]) -> Proposal:
         con.close()
 
 
+def _decimal_comma_columns(
+    mapping: dict[str, str], table: Table, samples: dict[str, list[str]]
+) -> list[str]:
+    """Numeric columns whose sampled values are mostly numbers with a decimal comma (12,34 or
+    1.234,56) and hardly ever plain numbers: the file writes decimals the European way."""
+    found = []
+    for col, target in mapping.items():
+        if table.column(target).kind not in ("int", "float"):
+            continue
+        values = [v.strip() for v in samples.get(col, []) if v.strip()]
+        comma = sum(bool(DECIMAL_COMMA.fullmatch(v)) for v in values)
+        if values and comma >= 0.5 * len(values):
+            found.append(col)
+    return found
+
+
+DECIMAL_COMMA = re.compile(r"-?[£$€]?\s?\d{1,3}(?:[.\s]\d{3})*,\d+|-?\d+,\d+")
+
+
 def _samples(con: duckdb.DuckDBPyConnection, staged: Staged) -> dict[str, list[str]]:
     cols = ", ".join(q(c) for c in staged.columns)
     rows = con.execute(
@@ -146,6 +165,12 @@ def _guess(
     settings["ranges"] = ranges
     settings["scale"] = {**scale, **extra.pop("scale", {})}  # type: ignore[dict-item]
     settings.update(extra)
+    commas = _decimal_comma_columns(mapping, table, samples)
+    if commas:
+        settings["decimal"] = ","
+        notes.append(
+            f"{', '.join(commas)}: numbers written with a decimal comma (12,34): decimal = \",\""
+        )
     key = table.key[0]
     if guess.table in ("customers", "accounts") and key not in mapping.values():
         settings["row_ids"] = True

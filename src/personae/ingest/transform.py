@@ -112,6 +112,9 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
             f"coalesce(TRY_CAST({text} AS DOUBLE), "
             f"TRY_CAST(regexp_replace({text}, '[£$€\\s]', '', 'g') AS DOUBLE))"
         )
+        if src.decimal == ",":  # 1.234,56 is 1234.56; thousands may also be spaces
+            plain = f"regexp_replace({text}, '[£$€\\s.]', '', 'g')"
+            number = f"TRY_CAST(replace({plain}, ',', '.') AS DOUBLE)"
         if col.name == "discount_rate":  # '20%' is 0.2
             number = (
                 f"(CASE WHEN suffix({text}, '%') THEN "
