@@ -514,7 +514,8 @@ def print_predict(s: PredictSummary) -> None:
         console.print(f"[yellow]warning:[/] {escape(s.holdout_warning)}")
     params = ", ".join(f"{k} {v:.4g}" for k, v in s.params.items())
     console.print(
-        f"Model: {s.model} ({params}); horizon {s.horizon} in {s.time_unit}; "
+        f"Model: {s.model}{f' ({params})' if params else ''}; horizon {s.horizon} "
+        f"(traits in {s.time_unit}); "
         f"{s.customers:,} customers scored; "
         + (
             f"total CLV {s.total_clv:,.2f}."
