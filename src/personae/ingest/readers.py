@@ -436,12 +436,11 @@ class _PythonCsv:
             return
         size = sum(map(len, lines))
         if self.at_end and _open_at_end(lines, self.delim):
-            self._reject(
-                start,
-                lines,
-                "a quote opened on this line is never closed: the value would run to the end "
-                "of the file",
-            )
+            why = "a quote opened on this line is never closed"
+            if len(lines) > 1:  # the lines it took in are read again one by one
+                self._swallowed(start, lines, why)
+            else:
+                self._reject(start, lines, f"{why}: the value would run to the end of the file")
         elif size > MAX_RECORD:
             self._reject(
                 start,
