@@ -169,7 +169,7 @@ def _guess(
     if commas:
         settings["decimal"] = ","
         notes.append(
-            f"{', '.join(commas)}: numbers written with a decimal comma (12,34): decimal = \",\""
+            f'{", ".join(commas)}: numbers written with a decimal comma (12,34): decimal = ","'
         )
     key = table.key[0]
     if guess.table in ("customers", "accounts") and key not in mapping.values():
