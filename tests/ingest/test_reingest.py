@@ -286,3 +286,13 @@ columns = {{ id = "customer_id", email = "email" }}
     assert s.status == "refreshed"
     assert set(emails()) == {"C1", "C2", "C4"}
     assert len(project.status()["sources"]) == 2
+
+
+def test_a_project_named_by_a_relative_folder_finds_its_files(tmp_path: Path) -> None:
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    _orders(shop / "orders.csv", ROWS)
+    _config(shop, Path("orders.csv"))  # a path relative to the folder of personae.toml
+    res = personae("ingest", "--project", "shop", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["tables"]["orders"] == 300

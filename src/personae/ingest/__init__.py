@@ -184,7 +184,7 @@ def _ingest_source(
     to_replace = [a["source_id"] for a in active] if replacing else []
     results = []
     for f in files:
-        one = src if f is None else src.model_copy(update={"path": str(f)})
+        one = src if f is None else src.model_copy(update={"path": str(f.absolute())})
         staged = stage_source(store.con, name, one, base, known)
         if isinstance(staged, str):
             continue
