@@ -44,6 +44,27 @@ def write_toml(folder: Path, text: str) -> Path:
     return path
 
 
+# The UCI online retail columns and their canonical names (shared/data/online_retail).
+ONLINE_RETAIL_COLUMNS = {
+    "InvoiceNo": "order_id",
+    "StockCode": "product_id",
+    "Description": "product_name",
+    "Quantity": "quantity",
+    "InvoiceDate": "ordered_at",
+    "UnitPrice": "unit_price",
+    "CustomerID": "customer_id",
+}
+
+
+def online_retail_source(path: Path, settings: str = "") -> str:
+    """personae.toml lines for an online retail file (csv.gz or xlsx) with its mapping."""
+    columns = "".join(f'{k} = "{v}"\n' for k, v in ONLINE_RETAIL_COLUMNS.items())
+    return (
+        f'[sources.retail]\ntable = "orders"\npath = "{path}"\ncancel_pattern = "^C"\n'
+        f"{settings}\n[sources.retail.columns]\n{columns}"
+    )
+
+
 def cdnow_sample_source(data: Path) -> str:
     """personae.toml lines for CDNOW_sample.txt keyed by the sample id (the ID of the
     published summaries), as in shared/data/cdnow/README.md."""

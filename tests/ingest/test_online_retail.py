@@ -8,7 +8,7 @@ import pytest
 
 from personae import Project
 
-from ..conftest import write_toml
+from ..conftest import ONLINE_RETAIL_COLUMNS, online_retail_source, write_toml
 
 README_FLAGS = {
     "anonymous (no customer id)": 135080,
@@ -61,35 +61,11 @@ def test_csv_via_init_reproduces_readme_counts(data_dir: Path, tmp_path: Path) -
     assert proposal.source.encoding == "latin-1"
     assert proposal.source.date_formats == {"InvoiceDate": "%m/%d/%Y %H:%M"}
     assert proposal.source.cancel_pattern == "^C"
-    assert proposal.source.columns == {
-        "InvoiceNo": "order_id",
-        "StockCode": "product_id",
-        "Description": "product_name",
-        "Quantity": "quantity",
-        "InvoiceDate": "ordered_at",
-        "UnitPrice": "unit_price",
-        "CustomerID": "customer_id",
-    }
+    assert proposal.source.columns == ONLINE_RETAIL_COLUMNS
     _check(project)
 
 
 @pytest.mark.slow
 def test_xlsx_gives_the_same_counts(data_dir: Path, tmp_path: Path) -> None:
-    write_toml(
-        tmp_path,
-        f"""
-[sources.retail]
-table = "orders"
-path = "{data_dir / "online_retail/Online_Retail.xlsx"}"
-cancel_pattern = "^C"
-[sources.retail.columns]
-InvoiceNo = "order_id"
-StockCode = "product_id"
-Description = "product_name"
-Quantity = "quantity"
-InvoiceDate = "ordered_at"
-UnitPrice = "unit_price"
-CustomerID = "customer_id"
-""",
-    )
+    write_toml(tmp_path, online_retail_source(data_dir / "online_retail/Online_Retail.xlsx"))
     _check(Project.open(tmp_path))

@@ -11,31 +11,19 @@ import pytest
 from personae import Project
 from personae.predict import PredictSummary
 
-from ..conftest import write_toml
-
-RETAIL = """
-[sources.retail]
-table = "orders"
-path = "{path}"
-encoding = "latin-1"
-cancel_pattern = "^C"
-date_formats = {{ InvoiceDate = "%m/%d/%Y %H:%M" }}
-
-[sources.retail.columns]
-InvoiceNo = "order_id"
-StockCode = "product_id"
-Description = "product_name"
-Quantity = "quantity"
-InvoiceDate = "ordered_at"
-UnitPrice = "unit_price"
-CustomerID = "customer_id"
-"""
+from ..conftest import online_retail_source, write_toml
 
 
 @pytest.fixture(scope="module")
 def retail(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
     root = tmp_path_factory.mktemp("online_retail")
-    write_toml(root, RETAIL.format(path=data_dir / "online_retail/online_retail.csv.gz"))
+    path = data_dir / "online_retail/online_retail.csv.gz"
+    write_toml(
+        root,
+        online_retail_source(
+            path, 'encoding = "latin-1"\ndate_formats = { InvoiceDate = "%m/%d/%Y %H:%M" }'
+        ),
+    )
     project = Project.open(root)
     project.ingest()
     project.traits()  # as of the last order, 2011-12-09

@@ -108,13 +108,19 @@ class Holdout:
     horizon_t: float = 0.0
 
 
-def evaluate(engine: Engine, config: Config, as_of: date, models: list[str]) -> Holdout:
+def evaluate(
+    engine: Engine,
+    config: Config,
+    as_of: date,
+    models: list[str],
+    order_range: tuple[date | None, date | None],
+) -> Holdout:
     """Fit each model on the calibration period and compare it, and the naive baseline (each
     customer's past rate extrapolated), with the holdout; also says why a model could not be
     fitted there, or why there is no holdout to compare on."""
     unit = DAYS_PER[config.traits.time_unit]
     cfg = config.predict
-    first, last = _order_range(engine)
+    first, last = order_range  # of the orders the run reads (`_order_range`)
     cal_end = calibration_end(as_of, first or as_of, cfg.calibration_end)
     if last is None or last <= cal_end:
         return Holdout(
@@ -243,7 +249,7 @@ def predict(ctx: RunContext) -> PredictSummary:
         raise PersonaeError(
             _no_transactions(engine, traits.filter(traits.run_id == traits_run), as_of)
         )
-    repeaters = float(np.sum(fit["n"][fit["frequency"] > 0])) if fit["n"].size else 0.0
+    repeaters = float(np.sum(fit["n"][fit["frequency"] > 0]))
     summary = PredictSummary(
         run_id,
         str(as_of),
@@ -252,7 +258,8 @@ def predict(ctx: RunContext) -> PredictSummary:
         f"{cfg.horizon:g} {cfg.horizon_unit}",
         unit_name,
     )
-    first, _ = _order_range(engine)
+    order_range = _order_range(engine)
+    first = order_range[0]
     history = (as_of - first).days if first else 0
     if repeaters < cfg.min_repeat_buyers:
         summary.fallback_reason = (
@@ -267,7 +274,7 @@ def predict(ctx: RunContext) -> PredictSummary:
     chosen, model = "", None
     if not summary.fallback_reason:
         ctx.progress("comparing models on a holdout", 0, 3)
-        chosen, model = _choose_and_fit(engine, config, as_of, fit, ctx, summary)
+        chosen, model = _choose_and_fit(engine, config, as_of, order_range, fit, ctx, summary)
     valued = _columns(engine, buyers.aggregate(n=buyers.total_value.count()))["n"][0]
     if not valued:
         summary.spend_fallback_reason = (
@@ -342,6 +349,7 @@ def _choose_and_fit(
     engine: Engine,
     config: Config,
     as_of: date,
+    order_range: tuple[date | None, date | None],
     fit: dict[str, np.ndarray],
     ctx: RunContext,
     summary: PredictSummary,
@@ -353,7 +361,7 @@ def _choose_and_fit(
     baseline, and how its churn-risk bands did on the holdout."""
     cfg = config.predict
     candidates: list[str] = list(PURCHASE_MODELS) if cfg.model == "auto" else [cfg.model]
-    holdout = evaluate(engine, config, as_of, candidates)
+    holdout = evaluate(engine, config, as_of, candidates, order_range)
     summary.model_notes, summary.holdout_note = holdout.failures, holdout.note
     if summary.holdout_note:
         log.info(summary.holdout_note)
