@@ -272,15 +272,17 @@ class Store:
             todo.extend(info["parents"].values())
         return seen
 
+    def live_runs(self) -> list[dict[str, Any]]:
+        """The latest ok run of each stage and every run it read: what readers' results
+        stand on."""
+        stages = [r[0] for r in self.con.execute("SELECT DISTINCT stage FROM runs").fetchall()]
+        return [r for s in stages if (run := self.latest_run(s)) for r in self.lineage(run)]
+
     def collect_retired(self) -> int:
         """Drop retired rows no published run can read any more: a retired load is kept only
-        while the latest ok run of some stage reads an ingest run it was part of."""
+        while a live run (`live_runs`) is an ingest run it was part of."""
         needed = {
-            r["seq"]
-            for stage in {r["stage"] for r in self.query("SELECT DISTINCT stage FROM runs")}
-            if (run := self.latest_run(stage))
-            for r in self.lineage(run)
-            if r["stage"] == "ingest" and r["seq"] is not None
+            r["seq"] for r in self.live_runs() if r["stage"] == "ingest" and r["seq"] is not None
         }
         rows = self.query(
             "SELECT s.source_id, l.seq AS loaded, r.seq AS retired FROM sources s "
@@ -304,19 +306,15 @@ class Store:
         """Delete the output rows of all but the `keep` latest ok runs of each stage, keeping
         every run the latest ones read (their lineage); the ledger keeps every run. Returns
         the rows deleted."""
-        kept: set[str] = set()
-        for (stage,) in self.con.execute("SELECT DISTINCT stage FROM runs").fetchall():
-            recent = [
-                r[0]
-                for r in self.con.execute(
-                    "SELECT run_id FROM runs WHERE stage = ? AND status = 'ok' "
-                    "ORDER BY seq DESC NULLS LAST LIMIT ?",
-                    [stage, keep],
-                ).fetchall()
-            ]
-            kept.update(recent)
-            if recent:
-                kept.update(r["run_id"] for r in self.lineage(recent[0]))
+        kept = {r["run_id"] for r in self.live_runs()}
+        kept.update(
+            r[0]
+            for r in self.con.execute(
+                "SELECT run_id FROM (SELECT run_id, row_number() OVER (PARTITION BY stage "
+                "ORDER BY seq DESC NULLS LAST) AS k FROM runs WHERE status = 'ok') WHERE k <= ?",
+                [keep],
+            ).fetchall()
+        )
         deleted = 0
         for table in output_tables():
             deleted += int(
@@ -344,9 +342,9 @@ class Store:
         pointer = folder / f".{CURRENT}.partial"
         pointer.write_text(name + "\n")
         os.replace(pointer, folder / CURRENT)
-        keep = {name}
-        for old in sorted(folder.glob("*.duckdb"), key=lambda p: p.stat().st_mtime)[-2:]:
-            keep.add(old.name)  # the one before stays for readers that just read CURRENT
+        # the new snapshot and the one before (for readers that have just read CURRENT)
+        newest = sorted(folder.glob("*.duckdb"), key=lambda p: p.stat().st_mtime)[-2:]
+        keep = {name, *(p.name for p in newest)}
         for old in folder.iterdir():
             if old.name not in keep and old.name != CURRENT:
                 old.unlink(missing_ok=True)
