@@ -120,6 +120,15 @@ _EXCLUDED_TRAITS = {
         "a seasonal occasion share, 0 for most customers",
     ),
 }
+# fields of the segments stage beside the traits, left out by default the same way
+_EXCLUDED_FIELDS = {
+    **dict.fromkeys(
+        ("expected_purchases", "p_alive", "churn_risk", "expected_spend", "clv"),
+        "a prediction from the purchase history (value and lifecycle outlook)",
+    ),
+    **dict.fromkeys(("value_rank", "engagement_rank"), "a rank restating another field"),
+    "prediction_model": "bookkeeping",
+}
 _BOOKKEEPING = {"run_id", "as_of", "source_id", "source_row"}
 
 
@@ -424,11 +433,18 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def _codes_of(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Integer codes of a category's values, and the code of MISSING (-1 if absent)."""
+    levels, codes = np.unique(values.astype(str), return_inverse=True)
+    hit = np.nonzero(levels == MISSING)[0]
+    return codes.astype(np.int64), int(hit[0]) if len(hit) else -1
+
+
 def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
-    _, ia = np.unique(a, return_inverse=True)
-    _, ib = np.unique(b, return_inverse=True)
-    tab = np.zeros((ia.max() + 1, ib.max() + 1))
-    np.add.at(tab, (ia, ib), 1)
+    """Association of two categories (integer codes), 0..1."""
+    tab = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(tab, (a, b), 1)
+    tab = tab[tab.sum(1) > 0][:, tab.sum(0) > 0]
     if min(tab.shape) < 2:
         return 0.0
     n = tab.sum()
@@ -437,15 +453,21 @@ def _cramers_v(a: np.ndarray, b: np.ndarray) -> float:
     return float(math.sqrt(chi2 / n / (min(tab.shape) - 1)))
 
 
-def _bins(codes: np.ndarray, x: np.ndarray) -> bool:
-    """Whether the category's values occupy disjoint ranges of x (the category is a
-    binning of x, e.g. an age band of age)."""
-    ok = ~np.isnan(x) & (codes != MISSING)
-    levels = np.unique(codes[ok])
-    if len(levels) < 2:
+def _bins(codes: np.ndarray, missing: int, x: np.ndarray) -> bool:
+    """Whether the category's values (integer codes) occupy disjoint ranges of x: the
+    category is a binning of x, like an age band of age."""
+    ok = ~np.isnan(x) & (codes != missing)
+    c, v = codes[ok], x[ok]
+    if len(np.unique(c)) < 2:
         return False
-    ranges = sorted((x[ok & (codes == lv)].min(), x[ok & (codes == lv)].max()) for lv in levels)
-    return all(ranges[i][1] < ranges[i + 1][0] for i in range(len(ranges) - 1))
+    size = int(codes.max()) + 1
+    low, high = np.full(size, np.inf), np.full(size, -np.inf)
+    np.minimum.at(low, c, v)
+    np.maximum.at(high, c, v)
+    seen = np.isfinite(low)
+    order = np.argsort(low[seen], kind="stable")
+    low, high = low[seen][order], high[seen][order]
+    return bool((high[:-1] < low[1:]).all())
 
 
 # ---- feature choice --------------------------------------------------------------------
@@ -469,7 +491,8 @@ def choose_features(
     ranges of a number (a binning of it, like an age band). With `candidates=None`, traits
     of the catalog that describe when rather than who (dates, time spans, totals that grow
     with tenure, as-of windows, RFM scores, lifecycle, funnel timings, seasonal occasion
-    shares) are left out too; naming them in `candidates` keeps them."""
+    shares), and the segments stage's predictions and ranks, are left out too; naming them in
+    `candidates` keeps them."""
     from personae.traits.catalog import BY_NAME
 
     names = list(data.column_names) if candidates is None else list(candidates)
@@ -487,6 +510,9 @@ def choose_features(
             continue
         if pa.types.is_temporal(typ):
             why[name] = "a date or time"
+            continue
+        if candidates is None and name in _EXCLUDED_FIELDS:
+            why[name] = _EXCLUDED_FIELDS[name]
             continue
         if trait is not None:
             unit = "days" if trait.unit.startswith("time unit") else trait.unit
@@ -531,14 +557,16 @@ def choose_features(
             why[c] = f"restates {twin} (rank correlation >= {REDUNDANT})"
         else:
             kept_num.append(c)
-    labels = {c: _strings(sample, c) for c in cat}
+    codes = {c: _codes_of(_strings(sample, c)) for c in cat}
     kept_cat: list[str] = []
     for c in cat:
-        binned = next((x for x in num if _bins(labels[c], values[x])), None)
+        binned = next((x for x in num if _bins(*codes[c], values[x])), None)
         if binned:
             why[c] = f"a binning of {binned}"
             continue
-        twin = next((k for k in kept_cat if _cramers_v(labels[c], labels[k]) >= REDUNDANT), None)
+        twin = next(
+            (k for k in kept_cat if _cramers_v(codes[c][0], codes[k][0]) >= REDUNDANT), None
+        )
         if twin:
             why[c] = f"restates {twin} (Cramer's V >= {REDUNDANT})"
             continue
