@@ -331,3 +331,8 @@ def test_default_clustering_recovers_the_planted_segments(tmp_path: Path) -> Non
     assert "top_category" in categorical
     assert adjusted_rand_score(segment[buyer], labels[buyer]) >= 0.70
     assert adjusted_rand_score(segment, labels) >= 0.62
+    # every customer assigned in the engine gets the label predict gives
+    con = ibis.duckdb.connect()
+    t = con.create_table("traits", ibis.memtable(traits))
+    got = t.select("customer_id", label=model.assign(t)).order_by("customer_id").to_pyarrow()
+    assert got["label"].to_numpy().tolist() == labels.tolist()

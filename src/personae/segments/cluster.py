@@ -233,7 +233,7 @@ class ClusterModel:
         nn = len(self.numeric)
         if self.method == "gmm":
             var = np.asarray(self.variances, float)
-            prec = 1.0 / var
+            prec = np.vectorize(_r)(1.0 / var)
             b = -2.0 * np.log(np.asarray(self.mix_weights, float)) + np.log(var).sum(1)
         else:
             prec = np.ones_like(c)
@@ -267,7 +267,7 @@ class ClusterModel:
             if f.log:
                 x = np.log(np.maximum(x, 0.0) + 1.0)
             z = (x - f.center) / f.scale
-            cols.append(z * math.sqrt(f.weight) if weighted and f.weight != 1.0 else z)
+            cols.append(z * _sqrt(f.weight) if weighted and f.weight != 1.0 else z)
         return np.column_stack(cols) if cols else np.zeros((data.num_rows, 0))
 
     def _codes(self, data: pa.Table) -> np.ndarray:
@@ -322,7 +322,7 @@ class ClusterModel:
                 x = (ibis.greatest(x, _lit(0.0)) + _lit(1.0)).ln()
             z = (x - _lit(f.center)) / _lit(f.scale)
             if f.weight != 1.0:
-                z = z * _lit(math.sqrt(f.weight))
+                z = z * _lit(_sqrt(f.weight))
             zs.append(z)
         cats = [table[g.name].cast("string").fill_null(MISSING) for g in self.categorical]
         b, prec, tables = self._terms()
@@ -355,6 +355,11 @@ def _r(v: float) -> float:
     decimals, and a short decimal converts to exactly the double numpy uses."""
     v = float(v)
     return float(f"{v:.12g}") if math.isfinite(v) else v
+
+
+def _sqrt(weight: float) -> float:
+    """The factor a weight puts on a scaled number, rounded like every model constant."""
+    return _r(math.sqrt(weight))
 
 
 def _lit(v: float) -> ir.FloatingScalar:
@@ -600,7 +605,7 @@ class _Prepared:
         """Weighted coordinates: numbers times sqrt(weight), one-hot blocks at
         sqrt(gamma * weight / 2), as `ClusterModel.transform` computes them."""
         n = self.z.shape[0]
-        parts = [self.z * np.sqrt(wn)]
+        parts = [self.z * np.array([_sqrt(w) for w in wn])]
         for j, f in enumerate(self.categorical):
             block = np.zeros((n, len(f.all_levels)))
             block[np.arange(n), self.codes[:, j]] = math.sqrt(self.gamma * wc[j] / 2.0)
