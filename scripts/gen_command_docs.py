@@ -15,19 +15,28 @@ MARK = "<!-- reference: generated from --help by scripts/gen_command_docs.py -->
 
 
 def command_names() -> list[str]:
-    from personae.cli import (
-        app,
-        commands,  # noqa: F401
-    )
+    """Commands and command groups (a group's page holds each of its commands)."""
+    from personae.cli import app, register
 
-    return sorted(c.name or c.callback.__name__ for c in app.registered_commands)  # type: ignore[union-attr]
+    register()
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]  # type: ignore[union-attr]
+    return sorted([*names, *(g.name for g in app.registered_groups if g.name)])
 
 
-def help_text(name: str) -> str:
+def subcommands(name: str) -> list[str]:
+    from personae.cli import app
+
+    for group in app.registered_groups:
+        if group.name == name and group.typer_instance is not None:
+            return [c.name or c.callback.__name__ for c in group.typer_instance.registered_commands]  # type: ignore[union-attr]
+    return []
+
+
+def help_text(*args: str) -> str:
     from personae.cli import app
 
     result = CliRunner().invoke(
-        app, [name, "--help"], env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
+        app, [*args, "--help"], env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"}
     )
     assert result.exit_code == 0, result.output
     return "\n".join(line.rstrip() for line in result.output.strip().splitlines())
@@ -35,7 +44,10 @@ def help_text(name: str) -> str:
 
 def render(name: str, existing: str) -> str:
     intro = existing.split(MARK)[0].rstrip() if existing.strip() else f"# personae {name}"
-    return f"{intro}\n\n{MARK}\n\n```text\n{help_text(name)}\n```\n"
+    parts = [f"{intro}\n\n{MARK}\n\n```text\n{help_text(name)}\n```\n"]
+    for sub in subcommands(name):
+        parts.append(f"\n### personae {name} {sub}\n\n```text\n{help_text(name, sub)}\n```\n")
+    return "".join(parts)
 
 
 def main(check: bool) -> int:

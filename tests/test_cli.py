@@ -36,7 +36,14 @@ def test_run_status_export(demo: Path, tmp_path: Path) -> None:
     status = json.loads(personae("status", "--project", str(demo), "--json").stdout)
     assert status["tables"] == summary["tables"]
     assert len(status["sources"]) == 6
-    assert [r["stage"] for r in status["runs"]] == ["ingest", "predict", "traits", "ingest"]
+    assert [r["stage"] for r in status["runs"]] == [
+        "ingest",
+        "segments",
+        "predict",
+        "traits",
+        "ingest",
+    ]
+    assert both["segments"]["customers"] == 600
     assert both["predict"]["customers"] > 400 and both["predict"]["model"] in (
         "bgnbd",
         "mbgnbd",

@@ -7,13 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from personae.cli import (
-    app,
-    commands,  # noqa: F401
-)
+from personae.cli import app, register
 from personae.config import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
+register()
 
 
 def assert_generated_page_is_current(script: str) -> None:
@@ -28,6 +26,7 @@ def assert_generated_page_is_current(script: str) -> None:
 
 def test_every_command_has_a_current_page() -> None:
     names = {c.name or c.callback.__name__ for c in app.registered_commands}  # type: ignore[union-attr]
+    names |= {g.name for g in app.registered_groups if g.name}
     pages = {p.stem for p in (ROOT / "docs" / "commands").glob("*.md")}
     assert names <= pages, f"commands without a docs page: {sorted(names - pages)}"
     assert_generated_page_is_current("gen_command_docs.py")
@@ -35,6 +34,10 @@ def test_every_command_has_a_current_page() -> None:
 
 def test_the_architecture_page_shows_the_current_stage_graph() -> None:
     assert_generated_page_is_current("gen_stage_graph.py")
+
+
+def test_the_segments_page_lists_every_ready_made_segmentation() -> None:
+    assert_generated_page_is_current("gen_segments_docs.py")
 
 
 def test_every_setting_is_documented() -> None:
@@ -47,5 +50,7 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_every_command_has_help_for_every_option() -> None:
-    for cmd in app.registered_commands:
+    groups = [g.typer_instance for g in app.registered_groups if g.typer_instance]
+    commands = [*app.registered_commands, *(c for g in groups for c in g.registered_commands)]
+    for cmd in commands:
         assert cmd.callback is not None and cmd.callback.__doc__, cmd.name

@@ -293,7 +293,13 @@ def test_run_on_spark_with_as_of_leaves_no_exchange_files(tmp_path: Path) -> Non
     assert not spark_dir.exists() or not any(spark_dir.iterdir())
     with project.reader() as store:
         engines = {r["stage"]: r["engine"] for r in store.query("SELECT stage, engine FROM runs")}
-    assert engines == {"ingest": "duckdb", "traits": "spark", "predict": "spark"}
+    assert engines == {
+        "ingest": "duckdb",
+        "traits": "spark",
+        "predict": "spark",
+        "segments": "spark",
+    }
+    assert out["segments"]["as_of"] == "2024-08-31"
 
 
 def test_every_stage_output_is_declared() -> None:

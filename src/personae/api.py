@@ -33,6 +33,8 @@ from personae.ingest import IngestSummary
 from personae.ingest.propose import Proposal, propose
 from personae.pipeline import STAGES, Runner, select_stages
 from personae.predict import PredictSummary
+from personae.segments import history
+from personae.segments.build import SegmentsSummary
 from personae.store import Store
 from personae.store.schemas import TABLES
 from personae.traits import TraitsSummary
@@ -187,6 +189,47 @@ class Project:
         `engine` overrides [store] engine."""
         result: PredictSummary = self.run(["predict"], engine=engine, progress=progress)["predict"]
         return result
+
+    def segment(
+        self,
+        engine: str | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> SegmentsSummary:
+        """Build every segmentation (ready-made and [segmentations.NAME]) over the latest
+        traits, with the predictions made from them when there are any."""
+        result: SegmentsSummary = self.run(["segments"], engine=engine, progress=progress)[
+            "segments"
+        ]
+        return result
+
+    def segments(self, run: str | date | None = None) -> dict[str, Any]:
+        """The segmentations of the latest segments run (or a run id, or as of a date), with
+        sizes and quality."""
+        with self.reader() as store:
+            return history.overview(store, None if run is None else str(run))
+
+    def segmentation(self, name: str, run: str | date | None = None) -> dict[str, Any]:
+        """One segmentation's segments with their shares, quality and distinguishing traits."""
+        with self.reader() as store:
+            return history.show(store, name, None if run is None else str(run))
+
+    def members(
+        self,
+        segment: str,
+        segmentation: str | None = None,
+        as_of: str | date | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """The customers in a segment at the latest run, or as of a past run (a run id or a
+        date: the latest run as of that date)."""
+        with self.reader() as store:
+            return history.members(store, segment, segmentation, as_of, limit, offset)
+
+    def segments_diff(self, a: str | date, b: str | date, segmentation: str) -> dict[str, Any]:
+        """Who moved from which segment to which between two runs (ids or as-of dates)."""
+        with self.reader() as store:
+            return history.diff(store, a, b, segmentation)
 
     def with_settings(self, engine: str | None = None) -> Config:
         """The config with settings overridden (from the CLI or this API), validated like

@@ -10,7 +10,7 @@ import re
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -461,6 +461,133 @@ class PredictConfig(_Section):
     )
 
 
+SEGMENT_MODELS = (
+    "demographic",
+    "geographic",
+    "psychographic",
+    "technographic",
+    "behavioural",
+    "needs-based",
+    "value-based",
+    "firmographic",
+    "occasion",
+    "benefit",
+    "attitudinal",
+    "custom",
+)
+CLUSTER_METHODS = ("auto", "kmeans", "kprototypes", "gmm")
+
+
+class SegmentRule(_Section):
+    """One segment of a rule-based segmentation: a name and a boolean rule over fields."""
+
+    name: str = Field(description="Segment name, e.g. Young urban families.")
+    rule: str = Field(
+        description="Boolean expression over traits, predictions and attributes, e.g. "
+        "\"age between 25 and 34 and churn_risk != 'high'\" (docs/segments.md, Rule language)."
+    )
+    description: str = Field("", description="What the segment is, for people.")
+
+
+class SegmentationConfig(_Section):
+    """A segmentation of your own: rules (`[[segmentations.NAME.segments]]`), one segment per
+    value of a field (`by`), or clusters of chosen traits (`method`, `features`)."""
+
+    description: str = Field("", description="What the segmentation is for.")
+    model: Literal[SEGMENT_MODELS] = Field(  # type: ignore[valid-type]
+        "custom", description="Segmentation model: " + ", ".join(SEGMENT_MODELS) + "."
+    )
+    kind: Literal["partition", "audiences"] = Field(
+        "partition",
+        description="partition: ordered segments, the first matching rule wins and the rest "
+        "go to `remainder`; audiences: overlapping segments, a customer is in every segment "
+        "whose rule matches.",
+    )
+    segments: list[SegmentRule] = Field(
+        default_factory=list, description="The segments and their rules, in order."
+    )
+    remainder: str = Field(
+        "Everyone else", description="Segment of the customers no rule matches (partition)."
+    )
+    by: str | None = Field(
+        None, description="A field whose values are the segments (e.g. country)."
+    )
+    top: int = Field(
+        10, ge=1, description="With `by`: the most common values; the others go to Other."
+    )
+    method: Literal[CLUSTER_METHODS] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Clustering: auto (k-means, or k-prototypes with categorical features), "
+        "kmeans, kprototypes or gmm (Gaussian mixture).",
+    )
+    features: list[str] = Field(
+        default_factory=list,
+        description="Clustering features (fields); empty means chosen from the traits.",
+    )
+    k: int | None = Field(
+        None, ge=2, description="Number of clusters; empty means chosen over k_min..k_max."
+    )
+    k_min: int = Field(2, ge=2, description="Smallest number of clusters tried.")
+    k_max: int = Field(8, ge=2, description="Largest number of clusters tried.")
+
+    @model_validator(mode="after")
+    def _one_definition(self) -> SegmentationConfig:
+        clustering = self.method is not None or bool(self.features) or self.k is not None
+        given = [
+            n
+            for n, on in (
+                ("segments", bool(self.segments)),
+                ("by", bool(self.by)),
+                ("method/features", clustering),
+            )
+            if on
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "define the segments one way: [[segmentations.NAME.segments]] rules, `by` a "
+                "field, or clustering with `method`/`features`"
+                + (f" (this one gives {' and '.join(given)})" if given else "")
+            )
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) is above k_max ({self.k_max})")
+        names = [s.name for s in self.segments]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"segment names must differ: {', '.join(twice)} given twice")
+        return self
+
+
+class SegmentsConfig(_Section):
+    """The segments stage: ready-made segmentations, sampling, stability and warnings."""
+
+    ready_made: bool | list[str] = Field(
+        True,
+        description="Build the ready-made segmentations the data has fields for (true), none "
+        "(false), or only those named (docs/segments.md lists them).",
+    )
+    sample: int = Field(
+        200_000,
+        ge=100,
+        description="Customers in the sample that clusterings are fitted on and separation is "
+        "measured on; everyone is then assigned in the engine.",
+    )
+    seed: int = Field(0, description="Seed of sampling, clustering and resampling.")
+    stability_resamples: int = Field(
+        5, ge=0, description="Bootstrap refits for the stability of clusterings (0: off)."
+    )
+    min_share: float = Field(
+        0.01, ge=0, le=1, description="Segments below this share of customers get a warning."
+    )
+    min_size: int = Field(30, ge=0, description="Segments with fewer customers get a warning.")
+    min_stability: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Clusterings (adjusted Rand index) and clusters (Jaccard) below this "
+        "bootstrap stability get a warning.",
+    )
+
+
 class Config(_Section):
     """The whole personae.toml."""
 
@@ -470,6 +597,8 @@ class Config(_Section):
     rfm: RFMConfig = Field(default_factory=RFMConfig)
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     predict: PredictConfig = Field(default_factory=PredictConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    segmentations: dict[str, SegmentationConfig] = Field(default_factory=dict)
 
 
 # Every section of personae.toml and the model that validates it, in file order: the docs
@@ -482,6 +611,9 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[rfm]", RFMConfig),
     ("[lifecycle]", LifecycleConfig),
     ("[predict]", PredictConfig),
+    ("[segments]", SegmentsConfig),
+    ("[segmentations.NAME]", SegmentationConfig),
+    ("[[segmentations.NAME.segments]]", SegmentRule),
 )
 
 
@@ -492,12 +624,14 @@ def _explain(err: ValidationError, path: Path) -> str:
         if e["type"] == "extra_forbidden":
             parent: type[BaseModel] = Config
             for part in e["loc"][:-1]:
+                if isinstance(part, int):
+                    continue  # an item of a list of sections
                 field = parent.model_fields.get(str(part))
                 ann = field.annotation if field else None
-                if isinstance(ann, type) and issubclass(ann, BaseModel):
-                    parent = ann
-                elif str(part) not in parent.model_fields:
-                    parent = SourceConfig
+                # a section (a model), or a table of named sections / list of sections
+                for inner in (ann, *get_args(ann)):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel):
+                        parent = inner
             hint = closest(str(e["loc"][-1]), parent.model_fields)
             lines.append(f"  {loc}: unknown setting.{hint}")
         else:

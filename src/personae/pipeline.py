@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,15 @@ from typing import Any
 from personae import ingest, predict, traits
 from personae.config import Config
 from personae.errors import PersonaeError, StoreError, closest
+from personae.segments import build as segments
 from personae.stage import Progress, RunContext, Stage, quiet
 from personae.store import Store
 from personae.store.schemas import TABLES
 
-__all__ = ["STAGES", "Runner", "select_stages", "stage_graph", "config_hash"]
+__all__ = ["STAGES", "Runner", "Skipped", "select_stages", "stage_graph", "config_hash"]
 log = logging.getLogger(__name__)
 
-STAGES: tuple[Stage, ...] = (ingest.STAGE, traits.STAGE, predict.STAGE)
+STAGES: tuple[Stage, ...] = (ingest.STAGE, traits.STAGE, predict.STAGE, segments.STAGE)
 
 
 def _by_name(name: str, stages: Sequence[Stage]) -> Stage:
@@ -89,6 +91,11 @@ class Runner:
         results: dict[str, Any] = {}
         try:
             for stage in stages:
+                reason = stage.skip_reason(self.store) if stage.skip_reason else None
+                if reason and len(stages) > 1:
+                    log.warning("%s skipped: %s", stage.name, reason)
+                    results[stage.name] = Skipped(stage.name, reason)
+                    continue
                 results[stage.name] = self.run_stage(stage, as_of, (options or {}).get(stage.name))
         finally:
             if self.changed:
@@ -109,6 +116,10 @@ class Runner:
                     f"`personae {parent}` first, or `personae run`."
                 )
             parents[parent] = run
+        for parent in stage.optional_parents:
+            run = store.latest_run(parent)
+            if run is not None and _reads_same(store, run, parents):
+                parents[parent] = run
         engine = self.config.store.engine if stage.uses_engine else "duckdb"
         run_id = store.start_run(
             stage.name,
@@ -161,6 +172,21 @@ class Runner:
             sql = f'SELECT count(*) FROM "{table}" WHERE {where}'
             rows[table] = int(self.store.con.execute(sql, [run_id]).fetchall()[0][0])
         return rows
+
+
+@dataclass
+class Skipped:
+    """A stage `personae run` left out because the data gives it nothing to do."""
+
+    stage: str
+    reason: str
+
+
+def _reads_same(store: Store, run: str, parents: dict[str, str]) -> bool:
+    """Whether an optional parent run read the same runs as the required parents (e.g. the
+    predictions were made from the traits run segments reads)."""
+    read = store.run_info(run)["parents"]
+    return all(read.get(stage, run_id) == run_id for stage, run_id in parents.items())
 
 
 def _rollback(store: Store) -> None:

@@ -87,6 +87,11 @@ class Stage:
     compute: Callable[[RunContext], Any]  # writes the outputs, returns the summary
     uses_engine: bool = False  # reads through the table engine (DuckDB or Spark)
     takes_as_of: bool = False  # `--as-of` means something to it
+    # parent stages read when they have run on the same data (e.g. predictions for segments)
+    optional_parents: tuple[str, ...] = ()
+    # why the stage has nothing to do on this store (None: it has): `personae run` then
+    # skips it with the reason instead of failing; run alone, it still explains itself
+    skip_reason: Callable[[Store], str | None] | None = None
 
 
 __all__ = ["Stage", "RunContext", "Progress", "quiet"]

@@ -176,9 +176,14 @@ def main_callback(
 
 
 def main() -> None:
-    from personae.cli import commands  # noqa: F401  (registers the commands)
+    register()
 
     app()
+
+
+def register() -> None:
+    """Import the command modules, which register their commands on `app`."""
+    from personae.cli import commands, segments  # noqa: F401
 
 
 def table_of(title: str, columns: list[str], rows: list[list[Any]]) -> Table:

@@ -570,13 +570,13 @@ def run(
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the pipeline's stages in order: ingest, traits, predict.
+    """Run the pipeline's stages in order: ingest, traits, predict, segments.
 
     Each stage reads the latest successful run of the stages before it and is recorded in
     the run ledger with those parent runs (`personae status` shows the lineage). A stage
     that fails keeps nothing it wrote, and readers keep seeing the previous results.
     """
-    from personae.pipeline import STAGES
+    from personae.pipeline import STAGES, Skipped
 
     day = parse_as_of(as_of, as_json)
     proj = open_project(project, as_json)
@@ -588,14 +588,20 @@ def run(
     if as_json:
         print_json(results)
         return
+    from personae.cli.segments import print_segments
+
     printers: dict[str, Callable[[Any], None]] = {
         "ingest": print_ingest,
         "traits": print_traits,
         "predict": print_predict,
+        "segments": print_segments,
     }
     for stage in STAGES:
-        if stage.name in results:
-            printers[stage.name](results[stage.name])
+        result = results.get(stage.name)
+        if isinstance(result, Skipped):
+            console.print(f"[yellow]{stage.name} skipped:[/] {escape(result.reason)}")
+        elif result is not None:
+            printers[stage.name](result)
 
 
 @app.command()

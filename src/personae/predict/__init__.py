@@ -37,6 +37,7 @@ from personae.models import (
 )
 from personae.purchases import DAYS_PER, calibration_end, holdout_purchases, purchase_summary
 from personae.stage import RunContext, Stage
+from personae.store import Store
 from personae.store.engine import Engine
 
 __all__ = ["predict", "PredictSummary", "STAGE"]
@@ -687,6 +688,13 @@ def _write_evaluation(ctx: RunContext, rows: list[tuple[Any, ...]]) -> None:
         )
 
 
+def _without_orders(store: Store) -> str | None:
+    """`personae run` skips predict on a store without order lines (customer-level data)."""
+    if store.con.execute("SELECT count(*) FROM orders").fetchall()[0][0]:
+        return None
+    return "no order lines in the store: the purchase models need dated purchases"
+
+
 STAGE = Stage(
     name="predict",
     description="Purchase and spend models on the traits run's buyers: expected purchases, "
@@ -696,4 +704,5 @@ STAGE = Stage(
     outputs=("predictions", "model_evaluations"),
     compute=predict,
     uses_engine=True,
+    skip_reason=_without_orders,
 )

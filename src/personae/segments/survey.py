@@ -419,8 +419,8 @@ def _unique(names: list[str]) -> list[str]:
 
 def sample_rows(table: ir.Table, rows: int, seed: int = 0) -> pa.Table:
     """At most `rows` rows of `table` as Arrow, chosen by a hash of customer_id and the seed
-    (the same rows for the same data and seed on one engine), ordered by customer_id."""
-    key = (table.customer_id.cast("string") + f":{seed}").hash()
+    (the same rows for the same data and seed on every engine), ordered by customer_id."""
+    key = (table.customer_id.cast("string") + f":{seed}").hexdigest("md5")  # same on Spark
     picked = table.order_by([key, table.customer_id]).limit(rows)
     return picked.order_by("customer_id").to_pyarrow()
 

@@ -24,6 +24,7 @@ import duckdb
 
 from personae.errors import StoreError
 from personae.store.schemas import (
+    HISTORY_TABLES,
     LINEAGE,
     TABLES,
     create_sql,
@@ -305,7 +306,7 @@ class Store:
     def prune_outputs(self, keep: int) -> int:
         """Delete the output rows of all but the `keep` latest ok runs of each stage, keeping
         every run the latest ones read (their lineage); the ledger keeps every run. Returns
-        the rows deleted."""
+        the rows deleted. Segment memberships are history and stay."""
         kept = {r["run_id"] for r in self.live_runs()}
         kept.update(
             r[0]
@@ -317,6 +318,8 @@ class Store:
         )
         deleted = 0
         for table in output_tables():
+            if table in HISTORY_TABLES:
+                continue  # segment history is kept for every run
             deleted += int(
                 self.con.execute(
                     f'DELETE FROM "{table}" WHERE NOT list_contains(?, run_id)', [sorted(kept)]

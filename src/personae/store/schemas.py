@@ -6,6 +6,7 @@ list them, and later stages read the tables they describe.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -893,8 +894,104 @@ def output_tables() -> dict[str, Table]:
             Column("actual", "float", "Observed value in the holdout."),
             Column("customers", "int", "Customers in the group (frequency buckets, bands)."),
         ),
+        *segment_tables(out, customer),
     )
     return {t.name: t for t in tables}
+
+
+# Output tables whose rows outlive `[store] keep_runs`: who was in which segment at each run
+# is the history that `personae segments diff` and `members --as-of` read.
+HISTORY_TABLES = ("memberships", "segmentations", "segments")
+
+
+def segment_tables(out: Callable[..., Table], customer: Column) -> tuple[Table, ...]:
+    """The segments stage's outputs: definitions, memberships, quality, distinguishing traits,
+    the choice of k and the overlap of segmentations."""
+    seg = Column("segmentation", "text", "Segmentation name.")
+    segment = Column("segment", "text", "Segment name.")
+    return (
+        out(
+            "segmentations",
+            "segmentation per segments run",
+            seg,
+            Column("model", "text", "Segmentation model (demographic, value-based, ...)."),
+            Column("kind", "text", "partition (one segment each) or audiences (overlapping)."),
+            Column("method", "text", "rules, by_field, kmeans, kprototypes, gmm."),
+            Column("origin", "text", "ready-made or config."),
+            Column("description", "text", "What the segmentation is."),
+            Column(
+                "definition", "json", "Rules, field, or the fitted model with its preprocessing."
+            ),
+            Column("customers", "int", "Customers segmented (members of at least one segment)."),
+            Column("segment_count", "int", "Segments with at least one member."),
+            Column("silhouette", "float", "Separation: mean silhouette on a sample."),
+            Column("stability", "float", "Mean bootstrap adjusted Rand index (clusterings)."),
+            Column("warnings", "json", "Tiny, empty or unstable segments, as sentences."),
+            key=("segmentation",),
+        ),
+        out(
+            "segments",
+            "segment per segments run",
+            seg,
+            segment,
+            Column("position", "int", "Order within the segmentation (rules: evaluation order)."),
+            Column("description", "text", "What the segment is."),
+            Column("rule", "text", "The rule, the field value, or the cluster number."),
+            Column("proposed_name", "text", "A name proposed from the distinguishing traits."),
+            Column("size", "int", "Members."),
+            Column("share_customers", "float", "Members / customers segmented."),
+            Column(
+                "share_revenue", "float", "Members' total_value / everyone's; NULL without amounts."
+            ),
+            Column("share_clv", "float", "Members' predicted CLV / everyone's; NULL without CLV."),
+            Column("silhouette", "float", "Mean silhouette of the members in the sample."),
+            Column("stability", "float", "Mean best bootstrap Jaccard overlap (clusters)."),
+            Column("warning", "text", "Why the segment needs care, or NULL."),
+            key=("segmentation", "segment"),
+        ),
+        out(
+            "memberships",
+            "customer and segment per segments run",
+            customer,
+            seg,
+            segment,
+        ),
+        out(
+            "segment_traits",
+            "distinguishing trait of a segment per segments run",
+            seg,
+            segment,
+            Column("trait", "text", "Field."),
+            Column("value", "text", "Category value (categorical traits), else NULL."),
+            Column(
+                "segment_mean", "float", "Mean (numeric) or share with the value (categorical)."
+            ),
+            Column("overall_mean", "float", "The same over everyone in the sample."),
+            Column("std_diff", "float", "(segment mean - overall mean) / overall sd (numeric)."),
+            Column("lift", "float", "Share in segment / share overall (categorical)."),
+            Column("support", "int", "Members in the sample behind the figure."),
+            Column("rank", "int", "1 = sets the segment apart most."),
+        ),
+        out(
+            "cluster_diagnostics",
+            "number of clusters tried per clustering per segments run",
+            seg,
+            Column("k", "int", "Clusters."),
+            Column("silhouette", "float", "Mean silhouette on the sample."),
+            Column("bic", "float", "Bayesian information criterion (lower is better)."),
+            Column("inertia", "float", "Within-cluster sum of squares."),
+            Column("chosen", "bool", "The k used."),
+        ),
+        out(
+            "segment_overlap",
+            "pair of segments of two partitions per segments run",
+            Column("segmentation_a", "text", "First segmentation."),
+            Column("segment_a", "text", "Its segment."),
+            Column("segmentation_b", "text", "Second segmentation."),
+            Column("segment_b", "text", "Its segment."),
+            Column("customers", "int", "Customers in both segments."),
+        ),
+    )
 
 
 def retired_table(table: Table) -> Table:

@@ -68,11 +68,19 @@ class TraitsSummary:
 
 
 def default_as_of(store: Store) -> date:
-    """The last order date: traits as of the end of the data."""
+    """The last order date: traits as of the end of the data. A customer-level table
+    without any date (e.g. age, income and a score) is described as of the day it was
+    loaded; one with purchase summaries needs the date they were taken."""
     row = store.con.execute(
         "SELECT coalesce((SELECT max(ordered_at)::DATE FROM orders), "
-        "(SELECT max(last_purchase_at)::DATE FROM customers))"
+        "(SELECT max(last_purchase_at)::DATE FROM customers)), "
+        "(SELECT count(*) FROM customers WHERE coalesce(purchases, tenure_months, "
+        "total_spend) IS NOT NULL OR created_at IS NOT NULL), "
+        "(SELECT max(finished_at)::DATE FROM runs WHERE stage = 'ingest' AND status = 'ok')"
     ).fetchall()[0]
+    if row[0] is None and row[1] == 0 and row[2] is not None:
+        log.info("no dates in the data: traits as of the last ingest, %s", row[2])
+        return date.fromisoformat(str(row[2]))
     if row[0] is None:
         raise StoreError(
             "No orders in the store, so there is no default as-of date. Ingest orders first, or "

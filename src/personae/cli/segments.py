@@ -1,0 +1,299 @@
+"""`personae segments ...`: build segmentations and read them back (list, show, members,
+diff). Each command calls one function of `personae.api`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from personae.cli import (
+    HANDLED,
+    EngineOpt,
+    JsonOpt,
+    ProjectOpt,
+    app,
+    console,
+    fail,
+    open_project,
+    print_json,
+    progress_bar,
+    step_callback,
+    table_of,
+)
+from personae.segments.build import SegmentsSummary
+
+segments_app = typer.Typer(
+    help="Segmentations: build them (`segments run`), list them with sizes and quality, show "
+    "one, list a segment's members as of a run, and see who moved between two runs.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(segments_app, name="segments")
+
+RunOpt = Annotated[
+    str | None,
+    typer.Option("--run", help="A segments run id, or a date: the latest run as of that date."),
+]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+@segments_app.callback()
+def overview(
+    ctx: typer.Context,
+    run: RunOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """List the segmentations of the latest segments run with sizes and quality.
+
+    Columns: segments, customers segmented, separation (mean silhouette on a sample) and
+    stability (bootstrap adjusted Rand index, clusterings only); warnings name tiny, empty
+    and unstable segments.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    proj = open_project(project, as_json)
+    try:
+        data = proj.segments(run)
+    except HANDLED as err:
+        fail(err, as_json)
+    if as_json:
+        print_json(data)
+        return
+    rows = [
+        [
+            s["segmentation"],
+            s["model"],
+            s["method"],
+            s["segment_count"],
+            s["customers"],
+            _num(s["silhouette"]),
+            _num(s["stability"]),
+            len(s["warnings"]),
+        ]
+        for s in data["segmentations"]
+    ]
+    as_of = data["segmentations"][0]["as_of"] if data["segmentations"] else "-"
+    console.print(
+        table_of(
+            f"Segmentations of run {data['run_id']} (as of {as_of})",
+            [
+                "segmentation",
+                "model",
+                "method",
+                "segments",
+                "customers",
+                "silhouette",
+                "stability",
+                "warnings",
+            ],
+            rows,
+        )
+    )
+    for s in data["segmentations"]:
+        for w in s["warnings"]:
+            console.print(f"[yellow]{escape(s['segmentation'])}:[/] {escape(w)}")
+    console.print("`personae segments show NAME` for a segmentation's segments.")
+
+
+@segments_app.command("run")
+def run_cmd(
+    engine: EngineOpt = None, project: ProjectOpt = Path("."), as_json: JsonOpt = False
+) -> None:
+    """Build every segmentation over the latest traits (and their predictions).
+
+    Ready-made segmentations are built when the data has their fields ([segments]
+    ready_made); yours come from \\[segmentations.NAME]. Memberships of every run are kept.
+    """
+    proj = open_project(project, as_json)
+    try:
+        with progress_bar(as_json) as bar:
+            summary = proj.segment(engine, step_callback(bar, "segments"))
+    except HANDLED as err:
+        fail(err, as_json)
+    if as_json:
+        print_json(summary)
+        return
+    print_segments(summary)
+
+
+def print_segments(s: SegmentsSummary) -> None:
+    rows = [
+        [
+            r.name,
+            r.model,
+            r.method,
+            len(r.segments),
+            r.customers,
+            _num(r.silhouette),
+            _num(r.stability),
+        ]
+        for r in s.segmentations
+    ]
+    console.print(
+        table_of(
+            f"Segmentations as of {s.as_of} ({s.customers:,} customers)",
+            ["segmentation", "model", "method", "segments", "customers", "silhouette", "stability"],
+            rows,
+        )
+    )
+    for r in s.segmentations:
+        for w in r.warnings:
+            console.print(f"[yellow]{escape(r.name)}:[/] {escape(w)}")
+    for name, why in s.skipped.items():
+        console.print(f"  not built: {escape(name)} ({escape(why)})")
+    console.print(f"Segments run {s.run_id} in {s.seconds:.1f} s. `personae segments` lists them.")
+
+
+@segments_app.command("show")
+def show_cmd(
+    name: Annotated[str, typer.Argument(help="Segmentation name (see `personae segments`).")],
+    run: RunOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a segmentation's segments: size, shares of customers, revenue and CLV,
+    separation, stability, warnings and the traits that set each apart."""
+    proj = open_project(project, as_json)
+    try:
+        data = proj.segmentation(name, run)
+    except HANDLED as err:
+        fail(err, as_json)
+    if as_json:
+        print_json(data)
+        return
+    console.print(
+        f"[bold]{escape(name)}[/] ({data['model']}, {data['method']}, {data['kind']}; run "
+        f"{data['run_id']} as of {data['as_of']}): {escape(data['description'] or '')}"
+    )
+    console.print(
+        table_of(
+            "Segments",
+            [
+                "segment",
+                "n",
+                "customers",
+                "revenue",
+                "CLV",
+                "silhouette",
+                "stability",
+                "proposed name",
+            ],
+            [
+                [
+                    s["segment"],
+                    s["size"],
+                    _pct(s["share_customers"]),
+                    _pct(s["share_revenue"]),
+                    _pct(s["share_clv"]),
+                    _num(s["silhouette"]),
+                    _num(s["stability"]),
+                    s["proposed_name"] or "",
+                ]
+                for s in data["segments"]
+            ],
+        )
+    )
+    for s in data["segments"]:
+        traits = ", ".join(_trait(t) for t in s["distinguishing"][:4])
+        line = f"  {escape(s['segment'])}: {escape(str(s['rule']))}"
+        console.print(line + (f"; sets apart: {escape(traits)}" if traits else ""))
+        if s["warning"]:
+            console.print(f"    [yellow]warning:[/] {escape(s['warning'])}")
+    if data["diagnostics"]:
+        console.print(
+            table_of(
+                "Number of clusters",
+                ["k", "silhouette", "bic", "chosen"],
+                [
+                    [d["k"], _num(d["silhouette"]), _num(d["bic"]), "yes" if d["chosen"] else ""]
+                    for d in data["diagnostics"]
+                ],
+            )
+        )
+
+
+def _trait(t: dict[str, Any]) -> str:
+    if t["value"] is not None:
+        return f"{t['trait']} = {t['value']} (lift {_num(t['lift'])})"
+    return f"{t['trait']} {_num(t['segment_mean'])} vs {_num(t['overall_mean'])}"
+
+
+@segments_app.command("members")
+def members_cmd(
+    segment: Annotated[str, typer.Argument(help="Segment name, e.g. 'At Risk'.")],
+    segmentation: Annotated[
+        str | None,
+        typer.Option("--segmentation", "-s", help="Its segmentation, when the name is in several."),
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="A date (the latest segments run as of then) or a segments run id."
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Customer ids to print (0: all).")] = 100,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """List the customers in a segment, now or as of a past run."""
+    proj = open_project(project, as_json)
+    try:
+        data = proj.members(segment, segmentation, as_of, limit or None)
+    except HANDLED as err:
+        fail(err, as_json)
+    if as_json:
+        print_json(data)
+        return
+    console.print(
+        f"{data['count']:,} customers in {escape(data['segmentation'])} / "
+        f"{escape(data['segment'])} (run {data['run_id']}, as of {data['as_of']})"
+    )
+    for cid in data["customer_ids"]:
+        console.print(escape(str(cid)))
+    if len(data["customer_ids"]) < data["count"]:
+        console.print(f"... {data['count'] - len(data['customer_ids']):,} more (--limit 0: all)")
+
+
+@segments_app.command("diff")
+def diff_cmd(
+    run_a: Annotated[str, typer.Argument(help="The earlier segments run id or as-of date.")],
+    run_b: Annotated[str, typer.Argument(help="The later segments run id or as-of date.")],
+    segmentation: Annotated[
+        str, typer.Option("--segmentation", "-s", help="Segmentation to compare.")
+    ] = "rfm",
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the migration matrix of a segmentation between two runs: who moved from which
+    segment to which."""
+    proj = open_project(project, as_json)
+    try:
+        data = proj.segments_diff(run_a, run_b, segmentation)
+    except HANDLED as err:
+        fail(err, as_json)
+    if as_json:
+        print_json(data)
+        return
+    froms = sorted({c["from"] for c in data["cells"]})
+    tos = sorted({c["to"] for c in data["cells"]})
+    counts = {(c["from"], c["to"]): c["customers"] for c in data["cells"]}
+    console.print(
+        table_of(
+            f"{segmentation}: {data['as_of_a']} (rows) -> {data['as_of_b']} (columns)",
+            ["from \\ to", *tos],
+            [[f, *[counts.get((f, t), 0) for t in tos]] for f in froms],
+        )
+    )
+    share = data["moved"] / data["customers"] if data["customers"] else 0.0
+    console.print(f"{data['moved']:,} of {data['customers']:,} customers moved ({share:.1%}).")
