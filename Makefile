@@ -18,12 +18,16 @@ demo: $(STAMP)
 	$(BIN)/personae run --project $(DEMO)
 	$(BIN)/personae export traits --project $(DEMO) --out $(DEMO)/out/traits.csv
 	$(BIN)/personae export predictions --project $(DEMO) --out $(DEMO)/out/predictions.csv
+	$(BIN)/personae export memberships --project $(DEMO) --out $(DEMO)/out/memberships.csv
+	$(BIN)/personae segments --project $(DEMO)
 	@echo ""
 	@echo "Demo data:     $(DEMO)/*.csv (planted truth in $(DEMO)/truth/)"
 	@echo "Store:         $(DEMO)/.personae/personae.duckdb (readers open the copy in $(DEMO)/.personae/published/)"
 	@echo "Traits:        $(DEMO)/out/traits.csv (defined in docs/traits.md)"
 	@echo "Predictions:   $(DEMO)/out/predictions.csv (CLV, P(alive), churn risk)"
+	@echo "Segments:      $(DEMO)/out/memberships.csv (customer, segmentation, segment; docs/segments.md)"
 	@echo "Look around:   $(BIN)/personae status --project $(DEMO)"
+	@echo "               $(BIN)/personae segments show clusters --project $(DEMO)"
 
 test: $(STAMP)
 	bash scripts/ensure-java.sh

@@ -22,10 +22,11 @@ latest traits run into groups, in one segments run:
 - **your own**, in `[segmentations.NAME]`: rules (a partition, first match wins, the rest in
   `remainder`; or overlapping `audiences`), one segment per value of a field (`by`), or
   clusters of chosen traits (`method`, `features`, `k`);
-- **clusters the data reveals**: `clusters` (k-means over numeric traits, k-prototypes when
-  categorical ones are chosen, Gaussian mixtures with `method = "gmm"`), and `psychographic`
-  / `needs` from survey answers (factor analysis of the Likert items, then k-means on the
-  factor scores).
+- **clusters the data reveals**: `clusters` (k-means over the traits chosen from the data,
+  categories one-hot encoded; in your own, `method = "auto"` is k-means over numbers and
+  k-prototypes with categories, `method = "gmm"` a Gaussian mixture), and `psychographic`
+  / `needs` from survey answers (factor analysis of the Likert items, then a Gaussian
+  mixture of the factor scores, k by BIC).
 
 A clustering is fitted on a sample (`[segments] sample`, default 200,000 customers, the same
 customers on every engine) and then every customer is assigned in the engine (nearest centroid
@@ -84,7 +85,7 @@ def _defined(s: Segmentation) -> str:
     if s.by:
         return f"one segment per value of `{s.by}` (the {s.top} most common, then Other, Unknown)"
     if s.survey:
-        return f"factors of the survey items ({s.survey} basis), then k-means"
+        return f"factors of the survey items ({s.survey} basis), then a Gaussian mixture (k by BIC)"
     if s.method:
         return "clusters of traits chosen from the data (k by silhouette and BIC)"
     rules = "; ".join(f"{d.name}: `{d.rule}`" for d in s.segments)

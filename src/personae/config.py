@@ -550,10 +550,12 @@ class SegmentationConfig(_Section):
             )
         if self.k_min > self.k_max:
             raise ValueError(f"k_min ({self.k_min}) is above k_max ({self.k_max})")
-        names = [s.name for s in self.segments]
+        names = [s.name for s in self.segments] + ([self.remainder] if self.segments else [])
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ValueError(f"segment names must differ: {', '.join(twice)} given twice")
+            raise ValueError(
+                f"segment names (and the remainder) must differ: {', '.join(twice)} given twice"
+            )
         return self
 
 

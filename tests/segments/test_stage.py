@@ -140,7 +140,7 @@ def test_rfm_segmentation_matches_the_rfm_trait(synth: Project) -> None:
     counted = dict(
         _one(
             synth,
-            "SELECT coalesce(rfm_segment, 'Unknown'), count(*) FROM traits WHERE run_id = ("
+            "SELECT coalesce(rfm_segment, '(unknown)'), count(*) FROM traits WHERE run_id = ("
             "SELECT max_by(run_id, seq) FROM runs WHERE stage = 'traits' AND status = 'ok') "
             "GROUP BY 1",
         )

@@ -315,24 +315,9 @@ def test_text_only_survey_is_an_error() -> None:
 
 
 def _cluster(scores: pa.Table, columns: list[str], seed: int) -> tuple[np.ndarray, str]:
-    """Labels of the factor scores with k chosen automatically: the clustering module's
-    fit_clusters when it exists, else k-means with k by the BIC of a Gaussian mixture."""
-    try:
-        from personae.segments.cluster import fit_clusters
-    except ImportError:
-        from sklearn.cluster import KMeans
-        from sklearn.mixture import GaussianMixture
-
-        x = _scores(scores, columns)
-        bic = {k: GaussianMixture(k, random_state=seed).fit(x).bic(x) for k in range(2, 9)}
-        k = min(bic, key=bic.__getitem__)
-        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(x)
-        return labels, f"k-means, k={k} by Gaussian-mixture BIC"
-    result = fit_clusters(scores, numeric=columns, k=None)
-    for attr in ("labels_", "labels", "assignments"):
-        if hasattr(result, attr):
-            return np.asarray(getattr(result, attr)), "personae.segments.cluster"
-    pytest.fail(f"fit_clusters returned {type(result).__name__}: update _cluster in this test")
+    """Labels of the factor scores as the segments stage clusters them (k chosen by BIC)."""
+    model = sv.cluster_scores(scores, columns, seed=seed)
+    return model.predict(scores), f"{model.method}, k={model.k}"
 
 
 @pytest.mark.slow

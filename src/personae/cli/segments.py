@@ -39,6 +39,11 @@ RunOpt = Annotated[
 ]
 
 
+def _safe(rows: list[list[Any]]) -> list[list[Any]]:
+    """Cells from the data (segment names, values) printed as they are, not as markup."""
+    return [[escape(v) if isinstance(v, str) else v for v in row] for row in rows]
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
@@ -97,7 +102,7 @@ def overview(
                 "stability",
                 "warnings",
             ],
-            rows,
+            _safe(rows),
         )
     )
     for s in data["segmentations"]:
@@ -144,7 +149,7 @@ def print_segments(s: SegmentsSummary) -> None:
         table_of(
             f"Segmentations as of {s.as_of} ({s.customers:,} customers)",
             ["segmentation", "model", "method", "segments", "customers", "silhouette", "stability"],
-            rows,
+            _safe(rows),
         )
     )
     for r in s.segmentations:
@@ -189,19 +194,21 @@ def show_cmd(
                 "stability",
                 "proposed name",
             ],
-            [
+            _safe(
                 [
-                    s["segment"],
-                    s["size"],
-                    _pct(s["share_customers"]),
-                    _pct(s["share_revenue"]),
-                    _pct(s["share_clv"]),
-                    _num(s["silhouette"]),
-                    _num(s["stability"]),
-                    s["proposed_name"] or "",
+                    [
+                        s["segment"],
+                        s["size"],
+                        _pct(s["share_customers"]),
+                        _pct(s["share_revenue"]),
+                        _pct(s["share_clv"]),
+                        _num(s["silhouette"]),
+                        _num(s["stability"]),
+                        s["proposed_name"] or "",
+                    ]
+                    for s in data["segments"]
                 ]
-                for s in data["segments"]
-            ],
+            ),
         )
     )
     for s in data["segments"]:
@@ -242,7 +249,7 @@ def members_cmd(
             "--as-of", help="A date (the latest segments run as of then) or a segments run id."
         ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="Customer ids to print (0: all).")] = 100,
+    limit: Annotated[int, typer.Option(min=0, help="Customer ids to print (0: all).")] = 100,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -291,8 +298,8 @@ def diff_cmd(
     console.print(
         table_of(
             f"{segmentation}: {data['as_of_a']} (rows) -> {data['as_of_b']} (columns)",
-            ["from \\ to", *tos],
-            [[f, *[counts.get((f, t), 0) for t in tos]] for f in froms],
+            ["from \\ to", *(escape(t) for t in tos)],
+            _safe([[f, *[counts.get((f, t), 0) for t in tos]] for f in froms]),
         )
     )
     share = data["moved"] / data["customers"] if data["customers"] else 0.0

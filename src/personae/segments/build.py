@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from personae.config import SegmentsConfig
-from personae.errors import ConfigError, PersonaeError
+from personae.errors import ConfigError, PersonaeError, closest
 from personae.segments import cluster, survey
 from personae.segments.catalog import READY_MADE, READY_MADE_NAMES, Segmentation, from_config
 from personae.segments.fields import Fields, build_fields
@@ -34,6 +34,7 @@ __all__ = ["segment", "SegmentsSummary", "STAGE"]
 log = logging.getLogger(__name__)
 
 REST_RULES = ("(other values)", "(no value)", "(remainder)")
+OTHER, UNKNOWN = "(other)", "(unknown)"  # by-field catch-alls: no data value looks like them
 SILHOUETTE_SAMPLE = 5_000  # rows of the sample silhouettes are measured on (quadratic cost)
 DESCRIBE_TOP = 8  # distinguishing traits kept per segment
 
@@ -77,6 +78,7 @@ class Built:
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     sample_labels: np.ndarray | None = None  # segment per sample row (partitions)
     sample: pa.Table | None = None  # the sample the labels are of (survey: respondents)
+    names: dict[int, str] = field(default_factory=dict)  # cluster label -> segment
 
 
 def segment(ctx: RunContext) -> SegmentsSummary:
@@ -89,19 +91,23 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     ctx.as_of = ctx.parent_as_of("traits")
     engine = ctx.engine()
     ctx.progress("fields", 0, 4)
-    fields = build_fields(engine, store, traits_run, predict_run)
+    fields = build_fields(engine, store, traits_run, predict_run, ctx.as_of)
     coverage = _coverage(engine, fields)
     total = coverage.pop("__rows__")
     if not total:
-        raise PersonaeError(f"The traits run {traits_run} has no customers to segment.")
+        raise PersonaeError(
+            f"The traits run {traits_run} has no customers to segment.",
+            hint="Ingest customers or orders, then `personae run --from traits`.",
+        )
     specs, skipped = _chosen(config.segmentations, cfg, fields, coverage)
     ctx.progress("sample", 1, 4)
-    sample = _sample(engine, fields, cfg)
+    sample = survey.sample_rows(fields.table, cfg.sample, cfg.seed)
+    sample_ids = engine.upload("_segment_sample_ids", sample.select(["customer_id"]))
     summary = SegmentsSummary(ctx.run_id, str(ctx.as_of), traits_run, predict_run, total)
     summary.skipped = skipped
     stamp = {"run_id": ctx.run_id, "as_of": str(ctx.as_of)}
     space: cluster.ClusterModel | None = None
-    described = cluster.choose_features(sample)  # what segments are described by
+    described = _description_features(sample, cfg.seed)
     for i, spec in enumerate(sorted(specs, key=lambda s: s.way not in ("clusters", "survey"))):
         ctx.progress(f"segmentation {spec.name}", i, len(specs))
         try:
@@ -109,14 +115,23 @@ def segment(ctx: RunContext) -> SegmentsSummary:
         except SkipSegmentation as why:
             summary.skipped[spec.name] = str(why)
             continue
+        except ConfigError as err:
+            if spec.origin == "config":
+                raise
+            summary.skipped[spec.name] = str(err).rstrip(".")  # e.g. too few customers
+            continue
         if built.model is not None and spec.way == "clusters" and space is None:
             space = built.model
-        result = _store(ctx, engine, fields, built, sample, space, described, cfg, stamp)
+        result = _store(
+            ctx, engine, fields, built, sample_ids, sample, space, described, cfg, stamp
+        )
         summary.segmentations.append(result)
     ctx.progress("overlap", 3, 4)
     _overlap(store, ctx.run_id, str(ctx.as_of), summary)
     ctx.details.update(
-        segmentations=[r.name for r in summary.segmentations], skipped=summary.skipped
+        segmentations=[r.name for r in summary.segmentations],
+        skipped=summary.skipped,
+        value_basis=fields.value_basis,
     )
     summary.seconds = round(time.perf_counter() - started, 2)
     return summary
@@ -172,9 +187,16 @@ def _needs(spec: Segmentation) -> set[str]:
     return set().union(*(rule_fields(s.rule) for s in spec.segments)) if spec.segments else set()
 
 
-def _sample(engine: Engine, fields: Fields, cfg: SegmentsConfig) -> pa.Table:
-    """Up to `[segments] sample` customers, the same ones on every engine."""
-    return survey.sample_rows(fields.table, cfg.sample, cfg.seed)
+DESCRIBE_ROWS = 20_000  # sample rows segments are described on
+
+
+def _description_features(sample: pa.Table, seed: int) -> tuple[list[str], list[str]]:
+    """The traits segments are described by (those a default clustering would use); none
+    when the data has no usable ones."""
+    try:
+        return cluster.choose_features(sample, seed=seed)
+    except ConfigError:
+        return [], []
 
 
 def _setting(spec: Segmentation, segment: str | None = None) -> str:
@@ -220,7 +242,7 @@ def _build(
     if spec.way == "by_field":
         return _by_field(spec, engine, fields)
     if spec.way == "survey":
-        return _survey(spec, engine, cfg)
+        return _survey(spec, engine, fields, cfg)
     return _clusters(spec, fields, sample, cfg)
 
 
@@ -230,7 +252,7 @@ def _by_field(spec: Segmentation, engine: Engine, fields: Fields) -> Built:
     name = (spec.by or "").lower()
     if name not in t.columns:
         raise ConfigError(
-            f"{_setting(spec)}: by = '{spec.by}' is not a field." + _closest(name, t.columns)
+            f"{_setting(spec)}: by = '{spec.by}' is not a field." + closest(name, t.columns)
         )
     value = t[name].cast("string")
     known = t.select(v=value).filter(lambda r: r.v.notnull())
@@ -239,19 +261,13 @@ def _by_field(spec: Segmentation, engine: Engine, fields: Fields) -> Built:
         counts.order_by(ibis.desc("n"), "v").limit(spec.top)
     ).to_pylist()
     values = [r["v"] for r in top]
-    label = ibis.cases((value.isnull(), "Unknown"), (value.isin(values), value), else_="Other")
+    label = ibis.cases((value.isnull(), UNKNOWN), (value.isin(values), value), else_=OTHER)
     order = [(v, f"{name} = {v}", f"{name} = '{v}'") for v in values]
-    order += [("Other", f"Other values of {name}", "(other values)")]
-    order += [("Unknown", f"No {name}", "(no value)")]
+    order += [(OTHER, f"Other values of {name}", "(other values)")]
+    order += [(UNKNOWN, f"No {name}", "(no value)")]
     return Built(
         spec, t.select("customer_id", segment=label), order, "by_field", {"by": name, "top": values}
     )
-
-
-def _closest(name: str, choices: list[str]) -> str:
-    from personae.errors import closest
-
-    return closest(name, choices)
 
 
 def _clusters(spec: Segmentation, fields: Fields, sample: pa.Table, cfg: SegmentsConfig) -> Built:
@@ -263,12 +279,13 @@ def _clusters(spec: Segmentation, fields: Fields, sample: pa.Table, cfg: Segment
         if missing:
             raise ConfigError(
                 f"{_setting(spec)}: features {', '.join(missing)} are not fields."
-                + _closest(missing[0], t.columns)
+                + closest(missing[0], t.columns),
+                hint="docs/segments.md lists the fields (traits, predictions, attributes).",
             )
         numeric = [f for f in wanted if fields.kinds[f] in ("int", "float", "bool")]
         categorical = [f for f in wanted if f not in numeric]
     else:
-        numeric, categorical = cluster.choose_features(sample)
+        numeric, categorical = cluster.choose_features(sample, seed=cfg.seed)
     model = cluster.fit_clusters(
         sample,
         numeric,
@@ -278,35 +295,49 @@ def _clusters(spec: Segmentation, fields: Fields, sample: pa.Table, cfg: Segment
         k_range=spec.k_range,
         seed=cfg.seed,
     )
+    definition = {"model": model.to_dict(), "numeric": numeric, "categorical": categorical}
+    return _clustered(spec, model, sample, t, model.method, definition)
+
+
+def _clustered(
+    spec: Segmentation,
+    model: cluster.ClusterModel,
+    sample: pa.Table,
+    table: ir.Table,
+    method: str,
+    definition: dict[str, Any],
+) -> Built:
+    """Memberships of a fitted clustering: everyone in `table` assigned in the engine;
+    Cluster 1 is the largest in the sample."""
     labels = model.predict(sample)
-    names = _cluster_names(labels, model.k)
-    label = model.assign(t)
+    sizes = np.bincount(labels, minlength=model.k)
+    ranked = sorted(range(model.k), key=lambda i: (-sizes[i], i))
+    names = {c: f"Cluster {n}" for n, c in enumerate(ranked, start=1)}
+    label = model.assign(table)
     segment = ibis.cases(*[(label == i, names[i]) for i in range(model.k)])
-    order = [(names[i], "", f"cluster {i}") for i in sorted(range(model.k), key=lambda i: names[i])]
+    order = [(names[i], "", f"nearest to centroid {i} of the model") for i in ranked]
     return Built(
         spec,
-        t.select("customer_id", segment=segment),
+        table.select("customer_id", segment=segment),
         order,
-        model.method,
-        {"model": model.to_dict(), "numeric": numeric, "categorical": categorical},
+        method,
+        definition,
         model,
         model.diagnostics,
         np.array([names[i] for i in labels], dtype=object),
         sample,
+        names,
     )
 
 
-def _cluster_names(labels: np.ndarray, k: int) -> dict[int, str]:
-    """Cluster 1 is the largest in the sample."""
-    sizes = np.bincount(labels, minlength=k)
-    ranked = sorted(range(k), key=lambda i: (-sizes[i], i))
-    return {c: f"Cluster {n}" for n, c in enumerate(ranked, start=1)}
-
-
-def _survey(spec: Segmentation, engine: Engine, cfg: SegmentsConfig) -> Built:
-    """Factor analysis of the survey items of the spec's basis, then clusters of the factor
-    scores; only respondents are members."""
+def _survey(spec: Segmentation, engine: Engine, fields: Fields, cfg: SegmentsConfig) -> Built:
+    """Factor analysis of the survey items of the spec's basis (answers up to the as-of
+    date), then clusters of the factor scores; the respondents among the traits run's
+    customers are the members."""
     responses = engine.table("responses")
+    responses = responses.filter(
+        responses.answered_at.isnull() | (responses.answered_at.cast("date") <= fields.as_of)
+    )
     try:
         items = survey.survey_items(responses)
         if not items:
@@ -314,7 +345,9 @@ def _survey(spec: Segmentation, engine: Engine, cfg: SegmentsConfig) -> Built:
         chosen = survey.basis_items(items, "needs" if spec.survey == "needs" else "psychographic")
         columns = survey.item_columns(chosen)
         texts = {columns[i["item_id"]]: i["item_text"] for i in items if i["item_id"] in columns}
-        wide = engine.temp(survey.survey_wide(responses, chosen), f"_survey_{spec.name}")
+        wide = survey.survey_wide(responses, chosen)
+        customers = fields.table.select("customer_id")
+        wide = engine.temp(wide.semi_join(customers, "customer_id"), f"_survey_{spec.name}")
         data = survey.sample_rows(wide, cfg.sample, cfg.seed)
         factors = survey.fit_factors(data, list(columns.values()), None, cfg.seed, texts)
     except ConfigError as err:
@@ -329,28 +362,9 @@ def _survey(spec: Segmentation, engine: Engine, cfg: SegmentsConfig) -> Built:
             **dict(zip(names, factors.transform(data).T, strict=True)),
         }
     )
-    model = cluster.fit_clusters(
-        scores, names, [], method="kmeans", k=spec.k, k_range=spec.k_range, seed=cfg.seed
-    )
-    labels = model.predict(scores)
-    cluster_names = _cluster_names(labels, model.k)
-    label = model.assign(scored)
-    seg = ibis.cases(*[(label == i, cluster_names[i]) for i in range(model.k)])
-    order = [
-        (cluster_names[i], "", f"cluster {i}")
-        for i in sorted(range(model.k), key=lambda i: cluster_names[i])
-    ]
-    return Built(
-        spec,
-        scored.select("customer_id", segment=seg),
-        order,
-        f"factors+{model.method}",
-        {"factors": factors.to_dict(), "model": model.to_dict(), "items": chosen},
-        model,
-        model.diagnostics,
-        np.array([cluster_names[i] for i in labels], dtype=object),
-        scores,
-    )
+    model = survey.cluster_scores(scores, names, spec.k, spec.k_range, cfg.seed)
+    definition = {"factors": factors.to_dict(), "model": model.to_dict(), "items": chosen}
+    return _clustered(spec, model, scores, scored, f"factors+{model.method}", definition)
 
 
 def _store(
@@ -358,6 +372,7 @@ def _store(
     engine: Engine,
     fields: Fields,
     built: Built,
+    sample_ids: ir.Table,
     sample: pa.Table,
     space: cluster.ClusterModel | None,
     described_by: tuple[list[str], list[str]],
@@ -366,35 +381,42 @@ def _store(
 ) -> SegmentationResult:
     """Write the memberships and the quality of one segmentation."""
     spec = built.spec
-    members = built.members.mutate(segmentation=ibis.literal(spec.name))
-    engine.write("memberships", members.select("customer_id", "segmentation", "segment"), stamp)
     t = fields.table
     value = t.select(
         "customer_id", "total_value", clv=t.clv if "clv" in t.columns else ibis.null("float64")
     )
-    joined = built.members.join(value, "customer_id")
-    agg = engine.backend.to_pyarrow(
-        joined.group_by("segment").agg(
-            size=joined.count(), revenue=joined.total_value.sum(), clv=joined.clv.sum()
-        )
-    ).to_pylist()
-    by_segment = {r["segment"]: r for r in agg}
-    everyone = engine.backend.to_pyarrow(
-        value.aggregate(n=value.count(), revenue=value.total_value.sum(), clv=value.clv.sum())
-    ).to_pylist()[0]
-    segmented = engine.backend.to_pyarrow(
-        built.members.aggregate(n=built.members.customer_id.nunique())
-    ).to_pylist()[0]["n"]
-    # separation and description on the sample
-    labels, data = _sample_labels(built, engine, sample)
+    # the membership expression (rules, a cluster assignment) is evaluated once
+    built.members = engine.temp(built.members.join(value, "customer_id"), "_segment_members")
+    members = built.members.select(
+        "customer_id", segmentation=ibis.literal(spec.name), segment=built.members.segment
+    )
+    engine.write("memberships", members, stamp)
+    joined = built.members
+    per_segment = joined.group_by("segment").agg(
+        size=joined.count(), revenue=joined.total_value.sum(), clv=joined.clv.sum()
+    )
+    by_segment = {r["segment"]: r for r in engine.backend.to_pyarrow(per_segment).to_pylist()}
+    if spec.kind == "audiences":
+        segmented = engine.backend.to_pyarrow(
+            joined.aggregate(n=joined.customer_id.nunique())
+        ).to_pylist()[0]["n"]
+    else:
+        segmented = sum(r["size"] for r in by_segment.values())
+    everyone = {  # the segmented customers' totals (partitions: everyone they hold)
+        "n": segmented,
+        "revenue": _total(engine, joined, "total_value", spec.kind),
+        "clv": _total(engine, joined, "clv", spec.kind),
+    }
+    # separation, stability and description on the sample
+    labels, data, in_segment = _sample_labels(built, engine, sample_ids, sample)
     silhouettes, overall = _silhouettes(labels, data, built, space, cfg)
     stability, jaccard = (None, {})
     if built.model is not None and cfg.stability_resamples:
         source = built.sample if built.sample is not None else sample
         ari, per = cluster.stability(source, built.model, cfg.stability_resamples, cfg.seed)
-        names = _cluster_names(built.model.predict(source), built.model.k)
-        stability, jaccard = float(ari), {names[i]: float(j) for i, j in enumerate(per)}
-    described = _describe(labels, data, built, described_by)
+        stability = float(ari)
+        jaccard = {built.names[i]: float(j) for i, j in enumerate(per)}
+    described = _describe(labels, data, in_segment, built, described_by, cfg.seed)
     result = SegmentationResult(
         spec.name,
         spec.model,
@@ -524,23 +546,33 @@ def _warning(
     return None
 
 
-def _sample_labels(built: Built, engine: Engine, sample: pa.Table) -> tuple[np.ndarray, pa.Table]:
-    """Each sample row's segment (partitions; audiences: the first segment it is in, which
-    is enough to describe them), and the sample the labels are of."""
+def _total(engine: Engine, joined: ir.Table, column: str, kind: str) -> float | None:
+    """The sum of a value over the segmented customers (each once, also in audiences)."""
+    if kind == "audiences":
+        joined = joined.select("customer_id", column).distinct()
+    return engine.backend.to_pyarrow(joined.aggregate(v=joined[column].sum())).to_pylist()[0]["v"]
+
+
+def _sample_labels(
+    built: Built, engine: Engine, sample_ids: ir.Table, sample: pa.Table
+) -> tuple[np.ndarray, pa.Table, dict[str, np.ndarray]]:
+    """Each sample row's segment (partitions; None outside), the sample the labels are of,
+    and each segment's members among the sample rows (audiences overlap)."""
     if built.sample_labels is not None and built.sample is not None:
-        return built.sample_labels, built.sample
-    ids = sample.select(["customer_id"])
-    chosen = engine.upload("_segment_sample_ids", ids)
+        labels = built.sample_labels
+        return labels, built.sample, {name: labels == name for name in set(labels)}
     members = built.members
-    picked = (
-        members.join(chosen, "customer_id")
-        .group_by("customer_id")
-        .agg(segment=members.segment.min())
-    )
+    picked = members.join(sample_ids, "customer_id").select("customer_id", "segment")
     rows = engine.backend.to_pyarrow(picked).to_pylist()
-    found = {r["customer_id"]: r["segment"] for r in rows}
-    labels = np.array([found.get(c) for c in sample["customer_id"].to_pylist()], dtype=object)
-    return labels, sample
+    position = {c: i for i, c in enumerate(sample["customer_id"].to_pylist())}
+    in_segment: dict[str, np.ndarray] = {}
+    labels = np.full(sample.num_rows, None, dtype=object)
+    for r in rows:
+        i = position[r["customer_id"]]
+        mask = in_segment.setdefault(r["segment"], np.zeros(sample.num_rows, bool))
+        mask[i] = True
+        labels[i] = r["segment"]
+    return labels, sample, in_segment
 
 
 def _silhouettes(
@@ -575,24 +607,41 @@ def _silhouettes(
 
 
 def _describe(
-    labels: np.ndarray, data: pa.Table, built: Built, features: tuple[list[str], list[str]]
+    labels: np.ndarray,
+    data: pa.Table,
+    in_segment: dict[str, np.ndarray],
+    built: Built,
+    features: tuple[list[str], list[str]],
+    seed: int,
 ) -> dict[str, dict[str, Any]]:
-    """Distinguishing traits and a proposed name per segment, from the sample."""
-    keep = np.array([lab is not None for lab in labels])
-    if keep.sum() == 0:
-        return {}
-    rows = pa.array(np.nonzero(keep)[0])
-    subset = data.take(rows)
-    lab = labels[keep].astype(str)
-    names = sorted(set(lab))
-    codes = np.array([names.index(x) for x in lab])
+    """Distinguishing traits and a proposed name per segment, on up to DESCRIBE_ROWS sample
+    rows: a partition's segments against everyone, an audience against everyone too."""
     numeric, categorical = features
     if built.model is not None:  # describe clusters by what they were made of, too
         numeric = list(dict.fromkeys([*(f.name for f in built.model.numeric), *numeric]))
-    numeric = [c for c in numeric if c in subset.column_names]
-    categorical = [c for c in categorical if c in subset.column_names]
-    described = cluster.describe_clusters(subset, codes, numeric, categorical, top=DESCRIBE_TOP)
-    return {names[int(d["label"])]: d for d in described}
+    numeric = [c for c in numeric if c in data.column_names]
+    categorical = [c for c in categorical if c in data.column_names]
+    if not (numeric or categorical) or not in_segment:
+        return {}
+    rows = np.arange(data.num_rows)
+    if len(rows) > DESCRIBE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, DESCRIBE_ROWS, replace=False))
+    subset = data.take(pa.array(rows))
+    if built.spec.kind == "audiences":
+        out = {}
+        for name, mask in in_segment.items():
+            codes = mask[rows].astype(np.int64)
+            if codes.any():
+                found = cluster.describe_clusters(
+                    subset, codes, numeric, categorical, top=DESCRIBE_TOP
+                )
+                out[name] = next(d for d in found if int(d["label"]) == 1)
+        return out
+    names = sorted(in_segment)
+    index = {name: i for i, name in enumerate(names)}
+    codes = np.array([index.get(x, len(names)) for x in labels[rows]])
+    found = cluster.describe_clusters(subset, codes, numeric, categorical, top=DESCRIBE_TOP)
+    return {names[int(d["label"])]: d for d in found if int(d["label"]) < len(names)}
 
 
 def insert_rows(
@@ -611,32 +660,39 @@ def insert_rows(
 
 
 def _overlap(store: Store, run_id: str, as_of: str, summary: SegmentsSummary) -> None:
-    """Customers in each pair of segments of two partitions (one query per pair over the
-    run's memberships in the store)."""
+    """Customers in each pair of segments of every two partitions: one pass over the run's
+    memberships in the store, one grouping set per pair."""
     partitions = [r.name for r in summary.segmentations if r.kind == "partition"]
     if len(partitions) < 2:
         return
     columns = ", ".join(
         f"max(segment) FILTER (WHERE segmentation = ?) AS p{i}" for i in range(len(partitions))
     )
-    store.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _wide AS SELECT customer_id, {columns} FROM memberships "
-        "WHERE run_id = ? GROUP BY customer_id",
+    pairs = [(i, j) for i in range(len(partitions)) for j in range(i + 1, len(partitions))]
+    sets = ", ".join(f"(p{i}, p{j})" for i, j in pairs)
+    which = " ".join(f"WHEN grouping(p{i}, p{j}) = 0 THEN {n}" for n, (i, j) in enumerate(pairs))
+    rows = store.con.execute(
+        f"""WITH wide AS (SELECT customer_id, {columns} FROM memberships
+                          WHERE run_id = ? GROUP BY customer_id)
+            SELECT CASE {which} END AS pair, {", ".join(f"p{i}" for i in range(len(partitions)))},
+                   count(*) FROM wide GROUP BY GROUPING SETS ({sets})""",
         [*partitions, run_id],
-    )
-    try:
-        for i, a in enumerate(partitions):
-            for j, b in enumerate(partitions[i + 1 :], start=i + 1):
-                qa, qb = f"p{i}", f"p{j}"
-                store.con.execute(
-                    f"""INSERT INTO segment_overlap (segmentation_a, segment_a, segmentation_b,
-                        segment_b, customers, run_id, as_of)
-                    SELECT ?, "{qa}", ?, "{qb}", count(*), ?, ?::DATE FROM _wide
-                    WHERE "{qa}" IS NOT NULL AND "{qb}" IS NOT NULL GROUP BY ALL""",
-                    [a, b, run_id, as_of],
-                )
-    finally:
-        store.con.execute("DROP TABLE IF EXISTS _wide")
+    ).fetchall()
+    out = []
+    for row in rows:
+        i, j = pairs[row[0]]
+        a, b, n = row[1 + i], row[1 + j], row[-1]
+        if a is not None and b is not None:
+            out.append(
+                {
+                    "segmentation_a": partitions[i],
+                    "segment_a": a,
+                    "segmentation_b": partitions[j],
+                    "segment_b": b,
+                    "customers": n,
+                }
+            )
+    insert_rows(store, "segment_overlap", out, {"run_id": run_id, "as_of": as_of})
 
 
 STAGE = Stage(

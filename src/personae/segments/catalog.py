@@ -216,9 +216,9 @@ READY_MADE: tuple[Segmentation, ...] = (
     Segmentation(
         "clusters",
         "behavioural",
-        "Clusters of the customers' traits (features chosen from the traits; k chosen by "
-        "silhouette and BIC).",
-        method="auto",
+        "Clusters of the customers' traits (features chosen from the traits, categories "
+        "one-hot encoded; k chosen by silhouette and BIC).",
+        method="kmeans",
     ),
 )
 

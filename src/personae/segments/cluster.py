@@ -82,6 +82,7 @@ SILHOUETTE_TIE = 0.01
 SILHOUETTE_ROWS = 5000
 GMM_REG = 1e-2  # variance floor: a component must not collapse onto one value of a feature
 STATS_ROWS = 20_000  # rows choose_features looks at
+CHOOSE_ROWS = 20_000  # rows k is chosen on, and bootstrap refits drawn from
 
 # Catalog traits left out of the default features (choose_features with candidates=None),
 # and why. Traits the catalog does not know go by the data rules alone.
@@ -882,13 +883,16 @@ def fit_clusters(
     k: int | None = None,
     k_range: tuple[int, int] = (2, 8),
     seed: int = 0,
+    choose_by: str = "silhouette",
 ) -> ClusterModel:
     """Fit a segmentation on the sample `data`.
 
     method: `auto` is k-means without categories and k-prototypes with them; `gmm` a
-    Gaussian mixture. Without `k`, every k in `k_range` is fitted and the one with the best
-    silhouette (ties within 0.01 broken by the lower BIC) is kept; the table of all of them
-    is `model.diagnostics`. The same data and seed give the same model."""
+    Gaussian mixture. Without `k`, every k in `k_range` is fitted (on CHOOSE_ROWS rows of a
+    larger sample) and the one with the best silhouette (ties within 0.01 broken by the lower
+    BIC) is fitted on all of `data`; `choose_by="bic"` takes the lowest BIC instead, for
+    features a Gaussian model suits (survey factor scores). The table of all of them is
+    `model.diagnostics`. The same data and seed give the same model."""
     numeric, categorical = list(numeric), list(categorical)
     if not numeric and not categorical:
         raise ConfigError(
@@ -930,16 +934,20 @@ def fit_clusters(
             + ".",
             hint="Cluster more customers or ask for fewer segments.",
         )
-    prep = _prepare(data, numeric, categorical)
+    # k is chosen on at most CHOOSE_ROWS rows (every k is a full fit), then fitted on all
+    trial = _sample_rows(data, CHOOSE_ROWS, seed) if len(ks) > 1 else data
+    prep = _prepare(trial, numeric, categorical)
     fits, rows = [], []
     for kk in ks:
-        model, labels = _fit_k(data, prep, method, kk, seed)
+        model, labels = _fit_k(trial, prep, method, kk, seed)
         fits.append(model)
         rows.append(_diagnose(prep, model, labels, seed))
         log.debug("k=%d: %s", kk, rows[-1])
-    pick = _choose(rows)
+    pick = _choose(rows) if choose_by == "silhouette" else int(np.argmin([r["bic"] for r in rows]))
     rows[pick]["chosen"] = 1.0
     chosen = fits[pick]
+    if trial.num_rows < data.num_rows:
+        chosen, _ = _fit_k(data, _prepare(data, numeric, categorical), method, ks[pick], seed)
     chosen.diagnostics = rows
     return chosen
 
@@ -1061,6 +1069,7 @@ def stability(
     its best Jaccard overlap with a refit cluster (Hennig 2007; above 0.75 is stable)."""
     from sklearn.metrics import adjusted_rand_score
 
+    data = _sample_rows(data, CHOOSE_ROWS, seed)  # refits on resamples of at most this many
     base = model.predict(data)
     numeric = [f.name for f in model.numeric]
     categorical = [f.name for f in model.categorical]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 
 import ibis
 import ibis.expr.types as ir
 
+from personae.segments.rules import field_kind
 from personae.segments.survey import attitudinal_bands
 from personae.store import Store
 from personae.store.engine import Engine
@@ -42,29 +44,15 @@ class Fields:
 
     table: ir.Table
     kinds: dict[str, str]  # field -> text | int | float | bool | date | timestamp
+    as_of: date
     attributes: dict[str, str] = field(default_factory=dict)  # field -> source column name
-    value_basis: str = "total_value"  # what value_rank ranks by
+    value_basis: str = "total_value"  # what value_rank ranks by (kept in the run's details)
 
 
 def field_name(column: str) -> str:
     """A source column name as a field name: lower case, words joined by underscores."""
     name = re.sub(r"[^0-9a-z]+", "_", column.lower()).strip("_") or "column"
     return f"a_{name}" if name[0].isdigit() else name
-
-
-def kind_of(dtype: object) -> str:
-    """The rule language's kind of an Ibis data type."""
-    text = str(dtype).lower()
-    for kind, marks in (
-        ("bool", ("boolean",)),
-        ("int", ("int",)),
-        ("float", ("float", "decimal")),
-        ("timestamp", ("timestamp",)),
-        ("date", ("date",)),
-    ):
-        if any(text.startswith(m) for m in marks):
-            return kind
-    return "text"
 
 
 def _attribute_kinds(store: Store) -> dict[str, str]:
@@ -88,8 +76,11 @@ def _rank(value: ir.NumericValue) -> ir.FloatingValue:
     return ibis.ifelse(value.notnull(), rank / known, ibis.null()).cast("float64")
 
 
-def build_fields(engine: Engine, store: Store, traits_run: str, predict_run: str | None) -> Fields:
-    """The fields table of a traits run (materialised once in the engine)."""
+def build_fields(
+    engine: Engine, store: Store, traits_run: str, predict_run: str | None, as_of: date
+) -> Fields:
+    """The fields table of a traits run (materialised once in the engine); feedback counts
+    up to the run's as-of date, as the traits do."""
     traits = engine.table("traits")
     table = traits.filter(traits.run_id == traits_run).drop("run_id", "as_of")
     basis = "total_value"
@@ -120,7 +111,11 @@ def build_fields(engine: Engine, store: Store, traits_run: str, predict_run: str
             account_revenue=ibis.null("float64"),
         )
     if store.con.execute("SELECT count(rating) FROM feedback").fetchall()[0][0]:
-        bands = attitudinal_bands(engine.table("feedback"))
+        feedback = engine.table("feedback")
+        feedback = feedback.filter(
+            feedback.created_at.isnull() | (feedback.created_at.cast("date") <= as_of)
+        )
+        bands = attitudinal_bands(feedback)
         rating = bands.select(
             "customer_id",
             rating_mean=bands.rating_mean,
@@ -152,7 +147,8 @@ def build_fields(engine: Engine, store: Store, traits_run: str, predict_run: str
     table = engine.temp(table, "_segment_fields")
     return Fields(
         table,
-        {name: kind_of(dtype) for name, dtype in table.schema().items()},
+        {name: field_kind(dtype) for name, dtype in table.schema().items()},
+        as_of,
         attributes,
         basis,
     )

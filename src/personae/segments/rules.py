@@ -694,7 +694,7 @@ not (gender = 'F')
 
 | construct | written as |
 |---|---|
-| fields | `age`, `AGE` (names ignore case), `"Spending Score"` (names with spaces) |
+| fields | `age`, `AGE` (names ignore case), `"Total_Value"` (double quotes allowed) |
 | numbers, text | `12`, `0.5`, `-3`, `'Paris'` (single quotes; `''` for a quote inside) |
 | other values | `true`, `false`, `date '2011-06-01'`, `timestamp '2011-06-01 08:30:00'` |
 | comparisons | `=` (or `==`), `!=` (or `<>`), `<`, `<=`, `>`, `>=` |

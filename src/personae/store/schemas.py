@@ -901,7 +901,14 @@ def output_tables() -> dict[str, Table]:
 
 # Output tables whose rows outlive `[store] keep_runs`: who was in which segment at each run
 # is the history that `personae segments diff` and `members --as-of` read.
-HISTORY_TABLES = ("memberships", "segmentations", "segments")
+HISTORY_TABLES = (
+    "memberships",
+    "segmentations",
+    "segments",
+    "segment_traits",
+    "cluster_diagnostics",
+    "segment_overlap",
+)
 
 
 def segment_tables(out: Callable[..., Table], customer: Column) -> tuple[Table, ...]:
