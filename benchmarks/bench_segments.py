@@ -124,7 +124,7 @@ def child(code: str, project: Path, arg: str) -> dict:
     )
     if res.returncode:
         raise SystemExit(res.stderr)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return json.loads(res.stdout[res.stdout.rindex('{"seconds"') :].strip())  # after DuckDB's bar
 
 
 def ensure_project(work: Path, customers: int) -> Path:
@@ -180,7 +180,7 @@ def main() -> None:
         f"{notebook['seconds']:.1f} s ({notebook['seconds'] / clusters['seconds']:.1f}x).",
         "",
     ]
-    print("\n".join(write_section("segments", "Segments", lines)))
+    print(write_section("segments", "Segments", lines))
 
 
 if __name__ == "__main__":
