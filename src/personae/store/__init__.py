@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,16 +72,26 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+LOCK_WAIT = 5.0  # seconds to wait for a lock another process holds for a moment
+
+
 def _connect(path: Path, read_only: bool, settings: dict[str, Any]) -> duckdb.DuckDBPyConnection:
-    try:
-        return duckdb.connect(str(path), read_only=read_only, config=settings)
-    except duckdb.IOException as err:
-        if "lock" not in str(err).lower():
-            raise StoreError(damaged_message(path, err), hint=readable_hint(path)) from None
-        raise StoreError(
-            f"Cannot open the store {path}: {err}. Another personae process may hold it for "
-            "writing; wait for it to finish."
-        ) from None
+    """Open the store; a lock held briefly by another process (a reader's look at the file)
+    is waited for, a longer one is an error that says so."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=settings)
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower():
+                raise StoreError(damaged_message(path, err), hint=readable_hint(path)) from None
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            raise StoreError(
+                f"Cannot open the store {path}: {err}. Another personae process may hold it "
+                "for writing; wait for it to finish."
+            ) from None
 
 
 def damaged_message(path: Path, err: BaseException) -> str:
