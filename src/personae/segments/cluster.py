@@ -51,7 +51,6 @@ import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.stats import rankdata, skew
 
 from personae.errors import ConfigError, closest
 
@@ -433,6 +432,8 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     ok = ~np.isnan(x) & ~np.isnan(y)
     if ok.sum() < 3:
         return 0.0
+    from scipy.stats import rankdata  # here: scipy.stats takes 0.3 s to import
+
     rx, ry = rankdata(x[ok]), rankdata(y[ok])
     if rx.std() == 0 or ry.std() == 0:
         return 0.0
@@ -620,6 +621,7 @@ class _Prepared:
 
 def _prepare(data: pa.Table, numeric: Sequence[str], categorical: Sequence[str]) -> _Prepared:
     """Learn the preprocessing on the sample (module docstring)."""
+    from scipy.stats import skew
     nums, cols = [], []
     for name in numeric:
         raw = _floats(data, name)
