@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 REST_RULES = ("(other values)", "(no value)", "(remainder)")
 OTHER, UNKNOWN = "(other)", "(unknown)"  # by-field catch-alls: no data value looks like them
-SILHOUETTE_SAMPLE = 5_000  # rows of the sample silhouettes are measured on (quadratic cost)
 DESCRIBE_TOP = 8  # distinguishing traits kept per segment
 
 
@@ -582,7 +581,7 @@ def _silhouettes(
     space: cluster.ClusterModel | None,
     cfg: SegmentsConfig,
 ) -> tuple[dict[str, float], float | None]:
-    """Mean silhouette per segment and overall, on up to SILHOUETTE_SAMPLE sample rows, in
+    """Mean silhouette per segment and overall, on up to cluster.SILHOUETTE_ROWS sample rows, in
     the segmentation's own feature space (clusters) or the default clustering's (rules)."""
     from sklearn.metrics import silhouette_samples
 
@@ -593,9 +592,9 @@ def _silhouettes(
     if keep.sum() < 3:
         return {}, None
     rows = np.nonzero(keep)[0]
-    if len(rows) > SILHOUETTE_SAMPLE:
+    if len(rows) > cluster.SILHOUETTE_ROWS:
         rows = np.sort(
-            np.random.default_rng(cfg.seed).choice(rows, SILHOUETTE_SAMPLE, replace=False)
+            np.random.default_rng(cfg.seed).choice(rows, cluster.SILHOUETTE_ROWS, replace=False)
         )
     x = model.transform(data.take(pa.array(rows)))
     lab = labels[rows].astype(str)

@@ -622,6 +622,7 @@ class _Prepared:
 def _prepare(data: pa.Table, numeric: Sequence[str], categorical: Sequence[str]) -> _Prepared:
     """Learn the preprocessing on the sample (module docstring)."""
     from scipy.stats import skew
+
     nums, cols = [], []
     for name in numeric:
         raw = _floats(data, name)

@@ -8,7 +8,7 @@ small aggregate, is read from the store."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import ibis
@@ -45,7 +45,6 @@ class Fields:
     table: ir.Table
     kinds: dict[str, str]  # field -> text | int | float | bool | date | timestamp
     as_of: date
-    attributes: dict[str, str] = field(default_factory=dict)  # field -> source column name
     value_basis: str = "total_value"  # what value_rank ranks by (kept in the run's details)
 
 
@@ -129,7 +128,6 @@ def build_fields(
             rating_count=ibis.null("int64"),
             rating_band=ibis.null("string"),
         )
-    attributes = {}
     kinds = _attribute_kinds(store)
     if kinds:
         taken = set(table.columns)
@@ -139,7 +137,6 @@ def build_fields(
                 for key, kind in kinds.items()
             },
         )
-        attributes = {name: key for key, name in zip(kinds, extracted.columns[1:], strict=True)}
         table = table.left_join(extracted, "customer_id").drop("customer_id_right")
     table = table.mutate(
         value_rank=_rank(table[basis]), engagement_rank=_rank(table.engagement_score)
@@ -149,7 +146,6 @@ def build_fields(
         table,
         {name: field_kind(dtype) for name, dtype in table.schema().items()},
         as_of,
-        attributes,
         basis,
     )
 

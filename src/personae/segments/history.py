@@ -73,23 +73,7 @@ def overview(store: Store, run: str | None = None) -> dict[str, Any]:
 def show(store: Store, segmentation: str, run: str | None = None) -> dict[str, Any]:
     """One segmentation: its segments with size, shares, quality and distinguishing traits."""
     run_id = resolve_run(store, run)
-    head = store.query(
-        "SELECT * EXCLUDE (run_id) FROM segmentations WHERE run_id = ? AND segmentation = ?",
-        [run_id, segmentation],
-    )
-    if not head:
-        names = [
-            r["segmentation"]
-            for r in store.query(
-                "SELECT segmentation FROM segmentations WHERE run_id = ?", [run_id]
-            )
-        ]
-        raise PersonaeError(
-            f"No segmentation '{segmentation}' in segments run {run_id}."
-            + closest(segmentation, names),
-            hint="`personae segments` lists them: " + ", ".join(sorted(names)),
-        )
-    info = head[0]
+    info = _segmentation(store, run_id, segmentation)
     info["definition"] = json.loads(info["definition"] or "{}")
     info["warnings"] = json.loads(info["warnings"] or "[]")
     info["as_of"] = str(info["as_of"])
@@ -115,6 +99,25 @@ def show(store: Store, segmentation: str, run: str | None = None) -> dict[str, A
         [run_id, segmentation],
     )
     return {"run_id": run_id, **info, "segments": segments, "diagnostics": diagnostics}
+
+
+def _segmentation(store: Store, run_id: str, segmentation: str) -> dict[str, Any]:
+    """A segmentation's row of a run, or an error naming the ones there are."""
+    head = store.query(
+        "SELECT * EXCLUDE (run_id) FROM segmentations WHERE run_id = ? AND segmentation = ?",
+        [run_id, segmentation],
+    )
+    if head:
+        return head[0]
+    names = [
+        r["segmentation"]
+        for r in store.query("SELECT segmentation FROM segmentations WHERE run_id = ?", [run_id])
+    ]
+    raise PersonaeError(
+        f"No segmentation '{segmentation}' in segments run {run_id}."
+        + closest(segmentation, names),
+        hint="`personae segments` lists them: " + ", ".join(sorted(names)),
+    )
 
 
 def _segmentation_of(store: Store, run_id: str, segment: str, segmentation: str | None) -> str:
@@ -181,15 +184,7 @@ def diff(store: Store, a: str | date, b: str | date, segmentation: str) -> dict[
     """The migration matrix of one segmentation between two runs (or as-of dates): how many
     customers went from each segment to each; NONE for a customer in one run only."""
     run_a, run_b = resolve_run(store, a), resolve_run(store, b)
-    for run in (run_a, run_b):
-        show(store, segmentation, run)  # the segmentation exists in both (or a clear error)
-    kinds = {
-        r["kind"]
-        for r in store.query(
-            "SELECT kind FROM segmentations WHERE segmentation = ? AND run_id IN (?, ?)",
-            [segmentation, run_a, run_b],
-        )
-    }
+    kinds = {_segmentation(store, run, segmentation)["kind"] for run in (run_a, run_b)}
     if "audiences" in kinds:
         raise PersonaeError(
             f"'{segmentation}' is a set of overlapping audiences: a customer can be in several "
