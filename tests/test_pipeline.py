@@ -199,7 +199,10 @@ def test_readers_see_the_last_published_run_while_a_run_writes(tmp_path: Path) -
     exported = tmp_path / "before.csv"
     n_before = project.export("traits", exported)
 
-    big = _orders_csv(tmp_path / "big.csv", 1_000_000, first_order=10**7)
+    # big enough that a reader starting a CLI process (about 1.3 s) overlaps it on a busy
+    # 2-core machine; 3 M lines was not always
+    customers = 2_000_000
+    big = _orders_csv(tmp_path / "big.csv", customers, first_order=10**7)
     text = (tmp_path / "personae.toml").read_text() + (
         f'\n[sources.big]\ntable = "orders"\npath = "{big}"\n'
         'date_formats = { ordered_at = "%Y-%m-%d" }\n'
@@ -246,7 +249,7 @@ def test_readers_see_the_last_published_run_while_a_run_writes(tmp_path: Path) -
     assert writer.returncode == 0, writer.stderr.read().decode()
     assert reads_while_locked >= 1, "the ingest finished before a read could overlap it"
     after = project.status()
-    assert after["tables"]["orders"] == before["tables"]["orders"] + 3_000_000
+    assert after["tables"]["orders"] == before["tables"]["orders"] + 3 * customers
 
 
 def test_engine_overrides_are_validated(tmp_path: Path) -> None:
