@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize
+from threadpoolctl import ThreadpoolController
 
 from personae.errors import PersonaeError
 
@@ -18,6 +19,8 @@ LOG_LOW, LOG_HIGH = np.log(1e-8), np.log(1e6)
 WARM_START_ROWS = 50_000  # above this many unique rows, fits start from a sample's estimate
 MAX_RELATIVE_SE = 50.0  # a standard error beyond 50 times the estimate: not identified
 NEWTON_DECREMENT = 1e-12  # below this, no Newton step can improve the mean log-likelihood
+# a warm start's sample stops sooner: its estimate is ~1/sample size away from the full data's
+SAMPLE_DECREMENT = 1e-8
 SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
 
 
@@ -61,29 +64,65 @@ def compress(*columns: ArrayLike, weights: ArrayLike | None = None) -> tuple[lis
     return unique, np.bincount(inverse, weights=w, minlength=len(unique[0])).astype(float)
 
 
-def _pack(cols: Sequence[Array]) -> tuple[NDArray[np.int64], list[int]] | None:
-    """Columns of non-negative whole numbers packed into one order-keeping int64 key, with
-    each column's radix; None when they are not whole numbers or do not fit."""
+DECIMAL_SCALES = (1, 10, 100, 1000, 10_000)  # decimals a column may have and still be packed
+
+
+def _pack(cols: Sequence[Array]) -> tuple[NDArray[np.int64], list[tuple[int, int]]] | None:
+    """Columns of non-negative numbers with at most four decimals (counts, days, weeks
+    rounded to two decimals) packed into one order-keeping int64 key, with each column's
+    (radix, decimal scale); None when they have more decimals or do not fit."""
     key = np.zeros(len(cols[0]), dtype=np.int64)
     radices, span = [], 1
     for c in cols:
         low, high = float(c.min()), float(c.max())
-        if not (low >= 0 and high < 2**40) or not np.array_equal(c, np.floor(c)):
+        if not (low >= 0 and high < 2**40):
             return None
-        radices.append(int(high) + 1)
-        span *= radices[-1]
+        scale = _decimal_scale(c)
+        if scale is None:
+            return None
+        radices.append((int(round(high * scale)) + 1, scale))
+        span *= radices[-1][0]
         if span >= 2**62:
             return None
-        key = key * radices[-1] + c.astype(np.int64)
+        digits = c.astype(np.int64) if scale == 1 else np.round(c * scale).astype(np.int64)
+        key = key * radices[-1][0] + digits
     return key, radices
 
 
-def _unpack(keys: NDArray[np.int64], radices: list[int]) -> list[Array]:
+def _decimal_scale(c: Array) -> int | None:
+    """The smallest power of ten that makes every value of c a whole number such that
+    c == whole / scale exactly (so that unpacking gives back the same floats), or None."""
+    head = c[:1000]
+    for scale in DECIMAL_SCALES:
+        if scale == 1:
+            if np.array_equal(head, np.floor(head)) and np.array_equal(c, np.floor(c)):
+                return 1
+        elif np.array_equal(np.round(head * scale) / scale, head) and np.array_equal(
+            np.round(c * scale) / scale, c
+        ):
+            return scale
+    return None
+
+
+def _unpack(keys: NDArray[np.int64], radices: list[tuple[int, int]]) -> list[Array]:
     cols = []
-    for radix in reversed(radices):
+    for radix, scale in reversed(radices):
         keys, digit = np.divmod(keys, radix)
-        cols.append(digit.astype(float))
+        cols.append(digit.astype(float) if scale == 1 else digit / scale)
     return cols[::-1]
+
+
+def one_blas_thread() -> Any:
+    """A context in which BLAS (numpy's dot products and matrix products) runs on one
+    thread: the fits' dot products are short and many, and BLAS threads that wait for a busy
+    core cost more than they bring (5x the time of a BG/NBD fit on a loaded 2-core machine)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_CONTROLLER: ThreadpoolController | None = None
 
 
 class BaseFitter:
@@ -129,8 +168,10 @@ class BaseFitter:
     # the fitted limit of the model when its likelihood is highest at an edge (see _limit)
     limit_: BaseFitter | None = None
     limit_reason_: str | None = None
-    # whether the model gives `_derivatives`
+    # whether the model gives `_derivatives`, and whether they cost many likelihoods
     exact_derivatives: ClassVar[bool] = False
+    costly_derivatives: ClassVar[bool] = False
+    _newton_search = False  # whether this fit searches by Newton steps
 
     def _prepare(self, data: Sequence[Array], weights: Array) -> Any:
         """The data as `_total` and `_derivatives` want them, worked out once per fit."""
@@ -148,19 +189,27 @@ class BaseFitter:
         return float(np.sum(weights * self._loglik(params, *data)))
 
     def _fit(self, data: Sequence[Array], weights: Array) -> BaseFitter:
+        with one_blas_thread():
+            return self._fit_unique(data, weights)
+
+    def _fit_unique(self, data: Sequence[Array], weights: Array) -> BaseFitter:
         n = float(weights.sum())
         if n == 0:
             raise ModelError(f"{type(self).__name__}: no customers to fit.")
         self.limit_, self.limit_reason_ = None, None
+        # derivatives by differences pay off on many rows; on few, the quasi-Newton search
+        # costs little and decides the edges the likelihood may run to, as it always has
+        self._newton_search = self.exact_derivatives and (
+            not self.costly_derivatives or len(weights) > WARM_START_ROWS
+        )
         x0 = np.log(np.asarray(self.initial, dtype=float))
-        if self.exact_derivatives and len(weights) > WARM_START_ROWS:
-            # the first, long stretch of the Newton search on a random ~25,000 customers;
-            # the full data then only take the last few steps (quasi-Newton searches gain
-            # nothing from this: they rebuild their curvature estimate from scratch)
+        if len(weights) > WARM_START_ROWS:
+            # the first, long stretch of the search on a random ~25,000 customers; the full
+            # data then only take the last few steps (Newton) or iterations (quasi-Newton)
             sample = np.random.default_rng(0).poisson(weights * WARM_START_ROWS / (2 * n))
             keep = sample > 0
             sample_data = self._prepare([c[keep] for c in data], sample[keep].astype(float))
-            start = self._maximise(sample_data, float(sample.sum()), x0)
+            start = self._maximise(sample_data, float(sample.sum()), x0, SAMPLE_DECREMENT)
             if start.fun < 1e299 and np.all((start.x > LOG_LOW) & (start.x < LOG_HIGH)):
                 x0 = start.x
         prepared = self._prepare(data, weights)
@@ -169,7 +218,9 @@ class BaseFitter:
         try:
             self._refuse_failed_or_at_bound(best, params)
             with np.errstate(all="ignore"):
-                ll, grad, hess = self._total_derivatives(params, prepared)
+                ll, grad, hess = best.get("derivatives") or self._total_derivatives(
+                    params, prepared
+                )
             self._store_covariance(hess, params, grad)
             self._refuse_vague(params)
         except ModelError as err:
@@ -206,7 +257,7 @@ class BaseFitter:
     def _total_derivatives(self, params: Array, prepared: Any) -> tuple[float, Array, Array]:
         """Total log-likelihood with its gradient (zeros where nobody needs it: an
         unpenalised fit of a model without exact derivatives) and Hessian at params."""
-        if self.exact_derivatives:
+        if self._newton_search:
             return self._derivatives(params, prepared)
         grad = self._gradient(params, prepared) if self.penalizer else np.zeros(len(params))
         return self._total(params, prepared), grad, self._hessian(params, prepared)
@@ -264,11 +315,13 @@ class BaseFitter:
                 f"{type(self).__name__}: the data do not identify {shown}. {self._advice()}"
             )
 
-    def _maximise(self, prepared: Any, n: float, x0: Array) -> optimize.OptimizeResult:
+    def _maximise(
+        self, prepared: Any, n: float, x0: Array, decrement: float = NEWTON_DECREMENT
+    ) -> optimize.OptimizeResult:
         """Minimise the penalised mean negative log-likelihood of n customers over
         log-parameters from x0; Nelder-Mead polishes where L-BFGS-B stops short (a Newton
-        search that stops short is not near a maximum: polishing would only crawl to a
-        bound)."""
+        search with exact derivatives that stops short is not near a maximum: polishing
+        would only crawl to a bound)."""
         gram = self.penalizer / n * self._penalty_matrix()  # of the mean, per customer
 
         def value(log_params: Array) -> float:
@@ -281,9 +334,16 @@ class BaseFitter:
                 return 1e300
             return -ll / n + float(log_params @ gram @ log_params)
 
-        if self.exact_derivatives:
-            best = self._newton(x0, prepared, n)
-        else:
+        quasi = not self._newton_search
+        if self._newton_search:
+            best = self._newton(x0, prepared, n, decrement)
+            # derivatives by differences (Pareto/NBD): where Newton finds no maximum, the
+            # bounded quasi-Newton search of the models without derivatives decides which
+            # edge the likelihood runs to (e.g. no dropout, the NBD limit)
+            quasi = not best.success and self.costly_derivatives
+            x0 = np.asarray(self.initial if quasi else x0, dtype=float)
+            x0 = np.log(x0) if quasi else x0
+        if quasi:
             # Bounded log-parameters keep the search out of regions where the special
             # functions are slow or undefined; an estimate at a bound is reported later.
             best = optimize.minimize(
@@ -293,7 +353,7 @@ class BaseFitter:
                 bounds=[(LOG_LOW, LOG_HIGH)] * len(x0),
                 options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol},
             )
-        if not best.success and not self.exact_derivatives:
+        if not best.success and quasi:
             polish = optimize.minimize(
                 value,
                 np.clip(best.x, LOG_LOW, LOG_HIGH),
@@ -305,21 +365,48 @@ class BaseFitter:
                 best = polish
         return best
 
-    def _newton(self, x0: Array, prepared: Any, n: float) -> optimize.OptimizeResult:
-        """Trust-region Newton steps in log-parameters with the model's exact derivatives:
-        a handful of passes over the data where quasi-Newton needs dozens."""
+    def _newton(
+        self, x0: Array, prepared: Any, n: float, tolerance: float = NEWTON_DECREMENT
+    ) -> optimize.OptimizeResult:
+        """Trust-region Newton steps in log-parameters with the model's derivatives: a
+        handful of passes over the data where quasi-Newton needs dozens. A step the trust
+        region rejects costs one likelihood (not the derivatives) when the model's
+        derivatives are dearer than its likelihood; the search stops when the Newton
+        decrement (the improvement a full step would bring) is at rounding level."""
         gram = self.penalizer / n * self._penalty_matrix()  # of the mean, per customer
         last: dict[bytes, tuple[float, Array, Array]] = {}
+        raw: dict[bytes, tuple[float, Array, Array]] = {}  # in the natural parameters
+        values: dict[bytes, float] = {}
+
+        def allowed(log_params: Array) -> bool:
+            # outside the box of the other searches the step went too far (or the
+            # estimate runs off to a bound, reported after the search): refuse it
+            return bool(np.all((log_params > LOG_LOW - 1) & (log_params < LOG_HIGH + 1)))
+
+        def value_only(log_params: Array) -> float:
+            key = log_params.tobytes()
+            if key in last:
+                return last[key][0]
+            if not self.costly_derivatives:
+                return evaluate(log_params)[0]
+            if key not in values:
+                values.clear()
+                values[key] = 1e300
+                if allowed(log_params):
+                    with np.errstate(all="ignore"):
+                        ll = self._total(np.exp(log_params), prepared)
+                    v = -ll / n + float(log_params @ gram @ log_params)
+                    values[key] = v if np.isfinite(v) else 1e300
+            return values[key]
 
         def evaluate(log_params: Array) -> tuple[float, Array, Array]:
             key = log_params.tobytes()
             if key not in last:
                 last.clear()
+                raw.clear()
                 k = len(log_params)
-                # outside the box of the other searches the step went too far (or the
-                # estimate runs off to a bound, reported after the search): refuse it
                 last[key] = (1e300, np.zeros(k), np.eye(k))
-                if np.all((log_params > LOG_LOW - 1) & (log_params < LOG_HIGH + 1)):
+                if allowed(log_params):
                     p = np.exp(log_params)
                     with np.errstate(all="ignore"):
                         ll, g, h = self._derivatives(p, prepared)
@@ -333,26 +420,36 @@ class BaseFitter:
                         and np.all(np.isfinite(hess))
                     ):
                         last[key] = (value, grad, hess)
+                        raw[key] = (ll, g, h)
             return last[key]
+
+        def decrement(log_params: Array) -> float:
+            _, grad, hess = evaluate(log_params)
+            try:
+                return float(grad @ np.linalg.solve(hess, grad))
+            except np.linalg.LinAlgError:
+                return np.inf
+
+        def converged(intermediate_result: optimize.OptimizeResult) -> None:
+            if 0 <= decrement(intermediate_result.x) < tolerance:
+                raise StopIteration
 
         with np.errstate(all="ignore"):  # refused steps are worth 1e300: ratios overflow
             result = optimize.minimize(
-                lambda y: evaluate(y)[0],
+                value_only,
                 x0,
                 jac=lambda y: evaluate(y)[1],
                 hess=lambda y: evaluate(y)[2],
                 method="trust-exact",
+                callback=converged if self.costly_derivatives else None,
                 options={"gtol": self.tol, "maxiter": self.max_iter},
             )
         if not result.success:
             # Stopped because no step improves the value any more: converged when the
-            # Newton decrement (the improvement a full step would bring) is at rounding level.
-            _, grad, hess = evaluate(result.x)
-            try:
-                decrement = float(grad @ np.linalg.solve(hess, grad))
-            except np.linalg.LinAlgError:
-                decrement = np.inf
-            result.success = 0 <= decrement < NEWTON_DECREMENT
+            # Newton decrement is at rounding level.
+            result.success = 0 <= decrement(result.x) < tolerance
+        # the derivatives where the search stopped, for the standard errors
+        result.derivatives = raw.get(result.x.tobytes())
         return result
 
     def _hessian(self, params: Array, prepared: Any) -> Array:
