@@ -5,8 +5,10 @@ run. lifetimes needs an old numeric stack, so it runs in its own venv (never a d
         pandas==1.5.3 autograd==1.6.2 dill "setuptools<70" lifetimes==0.11.3
     python benchmarks/bench_models.py [--lifetimes-python /tmp/lt-venv/bin/python]
 
-Data: (frequency, recency, T) in days of the 1,000,000 customers of bench_traits.py's store
-(run it first), and the CDNOW sample summary. Results go to docs/benchmarks.md.
+Data, two shapes of the same customers: (frequency, recency, T) in whole days of the buyers of
+bench_traits.py's store (run it first; many ties), and in weeks with two decimals from the
+order times of the same orders.csv (frequency = repeat orders; few ties); and the CDNOW sample
+summary. Results go to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ CDNOW = ROOT.parent / "shared" / "data" / "cdnow" / "cdnow_customers_summary.csv
 PERSONAE = r"""
 import json, sys, time
 import numpy as np, pyarrow.parquet as pq
-from personae.models import BGNBD, ParetoNBD, GammaGamma, compress
+from personae.models import BGNBD, ParetoNBD, compress
 from personae.models import clv_factor
-data, cdnow, pareto_n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data, cdnow, pareto_n, unit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 t = pq.read_table(data).to_pydict()
 x, tx, T = (np.asarray(t[k], float) for k in ("frequency", "recency", "T"))
 out = {}
@@ -46,21 +48,25 @@ con = duckdb.connect()
 con.register("customers", pa.table({"x": x, "tx": tx, "T": T}))
 s = time.perf_counter()
 (ux, utx, uT), _ = compress(x, tx, T)
+year, month = 365.25 / unit, 30.4375 / unit
 scores = pa.table({"x": ux, "tx": utx, "T": uT,
-                   "e": bg.expected_purchases(365.25, ux, utx, uT),
+                   "e": bg.expected_purchases(year, ux, utx, uT),
                    "a": bg.prob_alive(ux, utx, uT),
-                   "f": clv_factor(bg, ux, utx, uT, 365.25, 30.4375, 0.10)})
+                   "f": clv_factor(bg, ux, utx, uT, year, month, 0.10)})
 con.register("scores", scores)
 # as in the predict stage: every customer's scores by a join on the unique rows
 con.execute("CREATE TABLE per_customer AS SELECT * FROM customers JOIN scores "
             "USING (x, tx, T)")
 out["score_1m"] = time.perf_counter() - s
 out["scored"] = con.execute("SELECT count(*) FROM per_customer").fetchall()[0][0]
-import csv
-rows = list(csv.DictReader(open(cdnow)))
-cx, ctx, cT = (np.array([float(r[k]) for r in rows]) for k in ("frequency", "recency", "T"))
-s = time.perf_counter(); BGNBD().fit(cx, ctx, cT); out["bgnbd_cdnow"] = time.perf_counter() - s
-s = time.perf_counter(); ParetoNBD().fit(cx, ctx, cT); out["pnbd_cdnow"] = time.perf_counter() - s
+if cdnow != "-":
+    import csv
+    rows = list(csv.DictReader(open(cdnow)))
+    cx, ctx, cT = (np.array([float(r[k]) for r in rows]) for k in ("frequency", "recency", "T"))
+    s = time.perf_counter(); BGNBD().fit(cx, ctx, cT)
+    out["bgnbd_cdnow"] = time.perf_counter() - s
+    s = time.perf_counter(); ParetoNBD().fit(cx, ctx, cT)
+    out["pnbd_cdnow"] = time.perf_counter() - s
 print(json.dumps(out))
 """
 
@@ -69,7 +75,7 @@ import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 import numpy as np, pandas as pd
 from lifetimes import BetaGeoFitter, ParetoNBDFitter
-data, cdnow, pareto_n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data, cdnow, pareto_n, unit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 d = pd.read_csv(data.replace(".parquet", ".csv"))
 out = {}
 s = time.perf_counter(); bg = BetaGeoFitter().fit(d.frequency, d.recency, d["T"])
@@ -80,16 +86,39 @@ s = time.perf_counter(); pn = ParetoNBDFitter().fit(p.frequency, p.recency, p["T
 out["pnbd"] = time.perf_counter() - s
 out["pnbd_params"] = {k: float(v) for k, v in pn.params_.items()}
 s = time.perf_counter()
-e = bg.conditional_expected_number_of_purchases_up_to_time(365.25, d.frequency, d.recency, d["T"])
+e = bg.conditional_expected_number_of_purchases_up_to_time(
+    365.25 / unit, d.frequency, d.recency, d["T"])
 a = bg.conditional_probability_alive(d.frequency, d.recency, d["T"])
 out["score_1m"] = time.perf_counter() - s
-c = pd.read_csv(cdnow)
-s = time.perf_counter(); BetaGeoFitter().fit(c.frequency, c.recency, c["T"])
-out["bgnbd_cdnow"] = time.perf_counter() - s
-s = time.perf_counter(); ParetoNBDFitter().fit(c.frequency, c.recency, c["T"])
-out["pnbd_cdnow"] = time.perf_counter() - s
+if cdnow != "-":
+    c = pd.read_csv(cdnow)
+    s = time.perf_counter(); BetaGeoFitter().fit(c.frequency, c.recency, c["T"])
+    out["bgnbd_cdnow"] = time.perf_counter() - s
+    s = time.perf_counter(); ParetoNBDFitter().fit(c.frequency, c.recency, c["T"])
+    out["pnbd_cdnow"] = time.perf_counter() - s
 print(json.dumps(out))
 """
+
+# (frequency, recency, T) in weeks with two decimals from the order times of the buyers
+# bench_traits.py counts (purchase lines: amount > 0, up to its as-of date 2024-12-31)
+WEEKS_SQL = """
+COPY (
+  WITH o AS (
+    SELECT customer_id, ordered_at FROM read_csv('{orders}')
+    WHERE amount > 0 AND ordered_at < TIMESTAMP '2025-01-01' GROUP BY ALL
+  )
+  SELECT count(*) - 1 AS frequency,
+         round(epoch(max(ordered_at) - min(ordered_at)) / 604800, 2) AS recency,
+         round(epoch(TIMESTAMP '2025-01-01' - min(ordered_at)) / 604800, 2) AS T
+  FROM o GROUP BY customer_id ORDER BY customer_id
+) TO '{out}' (FORMAT parquet)
+"""
+
+# the two shapes: name, file, time unit in days, how the doc names them
+SHAPES = (
+    ("days", "rfm_days.parquet", 1.0, "whole days (many ties)"),
+    ("weeks", "rfm_weeks.parquet", 7.0, "weeks with two decimals (few ties)"),
+)
 
 
 def main() -> None:
@@ -97,49 +126,65 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/personae-bench"))
     ap.add_argument("--lifetimes-python", default="/tmp/lt-venv/bin/python")
     ap.add_argument("--pareto-customers", type=int, default=1_000_000)
+    ap.add_argument("--shapes", default="days,weeks", help="days, weeks or both")
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     saved = args.work / "models-results.json"
-    data = args.work / "rfm_days.parquet"
     if args.render_only:
         results = json.loads(saved.read_text())
     else:
-        if not data.exists():
-            import duckdb
+        import duckdb
 
-            con = duckdb.connect(
-                str(args.work / "traits-store" / ".personae" / "personae.duckdb"), read_only=True
+        results = json.loads(saved.read_text()) if saved.exists() else {}
+        results.pop("personae", None)  # the single-shape layout of earlier runs
+        wanted = args.shapes.split(",")
+        for shape, file, unit, _ in SHAPES:
+            if shape not in wanted:
+                continue
+            data = args.work / file
+            if not data.exists() and shape == "days":
+                con = duckdb.connect(
+                    str(args.work / "traits-store" / ".personae" / "personae.duckdb"),
+                    read_only=True,
+                )
+                con.execute(
+                    f"COPY (SELECT frequency, recency, T FROM bench_traits_duckdb WHERE "
+                    f"purchase_days > 0) TO '{data}' (FORMAT parquet)"
+                )
+            elif not data.exists():
+                orders = args.work / "data" / "orders.csv"
+                duckdb.sql(WEEKS_SQL.format(orders=orders, out=data))
+            csv_copy = data.with_suffix(".csv")
+            if not csv_copy.exists():  # lifetimes' venv has no parquet reader
+                duckdb.sql(f"COPY (SELECT * FROM '{data}') TO '{csv_copy}' (HEADER)")
+            cdnow = str(CDNOW) if shape == "days" else "-"
+            for name, python, code in (
+                ("personae", sys.executable, PERSONAE),
+                ("lifetimes", args.lifetimes_python, LIFETIMES),
+            ):
+                print(f"running {name} on {shape} ...", flush=True)
+                res = subprocess.run(
+                    [python, "-c", code, str(data), cdnow, str(args.pareto_customers), str(unit)],
+                    capture_output=True,
+                    text=True,
+                )
+                if res.returncode != 0:
+                    raise SystemExit(res.stderr[-3000:])
+                results[f"{name}_{shape}"] = json.loads(res.stdout.strip().splitlines()[-1])
+                print(f"  {results[f'{name}_{shape}']}", flush=True)
+            results[f"log_likelihoods_{shape}"] = _log_likelihoods(
+                results[f"personae_{shape}"],
+                results[f"lifetimes_{shape}"],
+                data,
+                args.pareto_customers,
             )
-            con.execute(
-                f"COPY (SELECT frequency, recency, T FROM bench_traits_duckdb WHERE "
-                f"purchase_days > 0) TO '{data}' (FORMAT parquet)"
-            )
-        csv_copy = data.with_suffix(".csv")
-        if not csv_copy.exists():  # lifetimes' venv has no parquet reader
-            import duckdb
-
-            duckdb.sql(f"COPY (SELECT * FROM '{data}') TO '{csv_copy}' (HEADER)")
-        results = {}
-        for name, python, code in (
-            ("personae", sys.executable, PERSONAE),
-            ("lifetimes", args.lifetimes_python, LIFETIMES),
-        ):
-            print(f"running {name} ...", flush=True)
-            res = subprocess.run(
-                [python, "-c", code, str(data), str(CDNOW), str(args.pareto_customers)],
-                capture_output=True,
-                text=True,
-            )
-            if res.returncode != 0:
-                raise SystemExit(res.stderr[-3000:])
-            results[name] = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"  {results[name]}", flush=True)
-        results["log_likelihoods"] = _log_likelihoods(results, data, args.pareto_customers)
-        saved.write_text(json.dumps(results))
+            saved.write_text(json.dumps(results))
     write_doc(results, args.pareto_customers)
 
 
-def _log_likelihoods(results: dict, data: Path, pareto_n: int) -> dict[str, float]:
+def _log_likelihoods(
+    personae: dict, lifetimes: dict, data: Path, pareto_n: int
+) -> dict[str, float]:
     """Both libraries' estimates scored by one log-likelihood, to show which is higher."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -150,53 +195,71 @@ def _log_likelihoods(results: dict, data: Path, pareto_n: int) -> dict[str, floa
     x, tx, T = (np.asarray(t[k], float) for k in ("frequency", "recency", "T"))
     out = {}
     for model, key, n in ((BGNBD(), "bgnbd", len(x)), (ParetoNBD(), "pnbd", pareto_n)):
-        for lib in ("personae", "lifetimes"):
-            params = np.array([results[lib][f"{key}_params"][k] for k in model.param_names])
+        for lib, res in (("personae", personae), ("lifetimes", lifetimes)):
+            params = np.array([res[f"{key}_params"][k] for k in model.param_names])
             out[f"{key}_{lib}"] = float(np.sum(model._loglik(params, x[:n], tx[:n], T[:n])))
     return out
 
 
+def _largest_difference(p: dict, lt: dict, key: str, names: tuple[str, ...]) -> float:
+    return max(abs(p[f"{key}_params"][k] / lt[f"{key}_params"][k] - 1) for k in names)
+
+
 def write_doc(results: dict, pareto_n: int) -> None:
-    p, lt, ll = results["personae"], results["lifetimes"], results["log_likelihoods"]
-    pnbd_gap = abs(ll["pnbd_personae"] - ll["pnbd_lifetimes"]) / abs(ll["pnbd_personae"])
-    rel = max(
-        abs(p["bgnbd_params"][k] / lt["bgnbd_params"][k2] - 1)
-        for k, k2 in (("r", "r"), ("alpha", "alpha"), ("a", "a"), ("b", "b"))
-    )
-    prel = max(
-        abs(p["pnbd_params"][k] / lt["pnbd_params"][k2] - 1)
-        for k, k2 in (("r", "r"), ("alpha", "alpha"), ("s", "s"), ("beta", "beta"))
-    )
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
-    n = p["scored"]  # the buyers of bench_traits.py's store
-    rows = [
-        (f"BG/NBD fit, {n:,} customers", "bgnbd_1m"),
-        (f"Pareto/NBD fit, {min(pareto_n, n):,} customers", "pnbd"),
-        (f"score {n:,} customers (E[purchases 1 year], P(alive), CLV factor)", "score_1m"),
-        ("BG/NBD fit, CDNOW 2,357", "bgnbd_cdnow"),
-        ("Pareto/NBD fit, CDNOW 2,357", "pnbd_cdnow"),
-    ]
+    shapes = [s for s in SHAPES if f"personae_{s[0]}" in results]
+    n = results[f"personae_{shapes[0][0]}"]["scored"]  # the buyers of bench_traits.py
+    described = "; ".join(
+        f"{label}: {results[f'personae_{shape}']['unique_rows']:,} unique rows"
+        for shape, _, _, label in shapes
+    )
     lines = [
-        f"Machine: {machine}. (frequency, recency, T) in days of the {n:,} buyers of "
-        f"`bench_traits.py` ({p['unique_rows']:,} unique rows); lifetimes 0.11.3 in its own "
-        "venv, the same run.",
+        f"Machine: {machine}. (frequency, recency, T) of the {n:,} buyers of "
+        f"`bench_traits.py` in two shapes, {described}; lifetimes 0.11.3 in its own venv, "
+        "the same run.",
         "",
         "| task | personae | lifetimes 0.11.3 | speed-up |",
         "|---|---|---|---|",
-        *[f"| {label} | {p[k]:.2f} s | {lt[k]:.2f} s | {lt[k] / p[k]:.1f}x |" for label, k in rows],
+    ]
+    notes = []
+    for shape, _, _, label in shapes:
+        p, lt = results[f"personae_{shape}"], results[f"lifetimes_{shape}"]
+        ll = results[f"log_likelihoods_{shape}"]
+        rows = [
+            (f"BG/NBD fit, {label}", "bgnbd_1m"),
+            (f"Pareto/NBD fit, {min(pareto_n, n):,} customers, {label}", "pnbd"),
+            (f"score (E[purchases 1 year], P(alive), CLV factor), {label}", "score_1m"),
+        ]
+        if shape == "days":
+            rows += [
+                ("BG/NBD fit, CDNOW 2,357", "bgnbd_cdnow"),
+                ("Pareto/NBD fit, CDNOW 2,357", "pnbd_cdnow"),
+            ]
+        lines += [
+            f"| {what} | {p[k]:.2f} s | {lt[k]:.2f} s | {lt[k] / p[k]:.1f}x |" for what, k in rows
+        ]
+        rel = _largest_difference(p, lt, "bgnbd", ("r", "alpha", "a", "b"))
+        prel = _largest_difference(p, lt, "pnbd", ("r", "alpha", "s", "beta"))
+        gap = abs(ll["pnbd_personae"] - ll["pnbd_lifetimes"])
+        higher = "higher" if ll["pnbd_personae"] >= ll["pnbd_lifetimes"] else "lower"
+        notes.append(
+            f"{label.split(' (')[0].capitalize()}: largest relative difference of the fitted "
+            f"parameters BG/NBD {rel:.1e}, Pareto/NBD {prel:.1e}; scored by one "
+            f"log-likelihood the estimates differ by "
+            f"{abs(ll['bgnbd_personae'] - ll['bgnbd_lifetimes']):.1e} (BG/NBD) and {gap:.1e} "
+            f"(Pareto/NBD, personae's {higher}) "
+            f"out of {abs(ll['pnbd_personae']):,.0f}."
+        )
+    lines += [
         "",
-        f"Largest relative difference of the fitted parameters: BG/NBD {rel:.1e}, "
-        f"Pareto/NBD {prel:.1e}. Scored by one log-likelihood, the estimates differ by "
-        f"{abs(ll['bgnbd_personae'] - ll['bgnbd_lifetimes']):.1e} (BG/NBD) and "
-        f"{abs(ll['pnbd_personae'] - ll['pnbd_lifetimes']):.1e} (Pareto/NBD) out of "
-        f"{abs(ll['pnbd_personae']):,.0f} (relative {pnbd_gap:.0e}): the Pareto/NBD "
-        "likelihood is flat along s and beta, so estimates of the same value differ there by "
-        "~1e-4. "
-        "lifetimes' scoring covers expected purchases and P(alive) only (its CLV needs a "
-        "spend model and another pass).",
+        *notes,
+        "",
+        "The Pareto/NBD likelihood is flat along s and beta, so estimates of the same value "
+        "differ there by up to ~1e-4. lifetimes' scoring covers expected purchases and P(alive) "
+        "only (its CLV needs a spend model and another pass).",
     ]
     section = write_section("models", "Models (`benchmarks/bench_models.py`)", lines)
     print(section)

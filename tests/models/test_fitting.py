@@ -15,14 +15,18 @@ from personae.models import (
     ParetoNBD,
     compress,
 )
-from personae.models._base import WARM_START_ROWS, unique_rows
+from personae.models._base import WARM_START_ROWS, _pack, unique_rows
 
 
-@pytest.mark.parametrize("scale", [1.0, 0.37, 2.0**41])  # whole numbers, fractions, too big
+# whole numbers, fractions, weeks with two decimals (packed like whole numbers), too big
+@pytest.mark.parametrize("scale", [1.0, 0.37, 1 / 7, 2.0**41])
 def test_compress_finds_unique_rows_and_weights(scale: float) -> None:
     rng = np.random.default_rng(1)
     x = rng.integers(0, 5, 2000).astype(float)
     t = rng.integers(0, 40, 2000) * scale
+    if scale == 1 / 7:
+        t = np.round(t, 2)
+        assert _pack([x, t]) is not None
     (ux, ut), counts = compress(x, t)
     expected = sorted({(a, b) for a, b in zip(x, t, strict=True)})
     assert list(zip(ux, ut, strict=True)) == expected
@@ -78,6 +82,26 @@ def test_large_fit_recovers_planted_parameters() -> None:
             moved = estimate.copy()
             moved[i] *= 1 + sign * 1e-4
             assert cold._derivatives(moved, prepared)[0] < best
+
+
+def test_large_pareto_fit_is_the_maximum() -> None:
+    """More unique rows than WARM_START_ROWS: Pareto/NBD's search starts from a sample's
+    estimate and takes Newton steps with derivatives by differences; it still lands on the
+    maximum of the full data, with standard errors."""
+    x, tx, T = _simulate_bgnbd(80_000, (0.6, 40.0, 1.2, 8.0), seed=6)
+    data, w = compress(x, tx, T)
+    assert len(w) > WARM_START_ROWS
+    m = ParetoNBD().fit(x, tx, T)
+    estimate = np.array([m.params_[k] for k in m.param_names])
+    assert all(np.isfinite(v) and v > 0 for v in m.standard_errors_.values())
+    prepared = m._prepare(data, w)
+    best = m._total(estimate, prepared)
+    assert m.log_likelihood_ == pytest.approx(best, abs=1e-6)
+    for i in range(4):
+        for sign in (-1, 1):
+            moved = estimate.copy()
+            moved[i] *= 1 + sign * 1e-4
+            assert m._total(moved, prepared) < best
 
 
 @pytest.mark.parametrize("model", [BGNBD, ModifiedBGNBD, ParetoNBD])

@@ -24,6 +24,10 @@ SAMPLE_DECREMENT = 1e-8
 SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
 
 
+# Pareto/NBD's derivatives by differences in the log-parameters: the steps
+GRADIENT_STEP, CURVATURE_STEP = 2e-5, 1e-3
+
+
 class ModelError(PersonaeError):
     """A model could not be fitted or used; the message says what to try."""
 
@@ -203,6 +207,7 @@ class BaseFitter:
             not self.costly_derivatives or len(weights) > WARM_START_ROWS
         )
         x0 = np.log(np.asarray(self.initial, dtype=float))
+        curvature = None
         if len(weights) > WARM_START_ROWS:
             # the first, long stretch of the search on a random ~25,000 customers; the full
             # data then only take the last few steps (Newton) or iterations (quasi-Newton)
@@ -212,8 +217,13 @@ class BaseFitter:
             start = self._maximise(sample_data, float(sample.sum()), x0, SAMPLE_DECREMENT)
             if start.fun < 1e299 and np.all((start.x > LOG_LOW) & (start.x < LOG_HIGH)):
                 x0 = start.x
+                curvature = _curvature(start, float(sample.sum()))
         prepared = self._prepare(data, weights)
-        best = self._maximise(prepared, n, x0)
+        best = None
+        if self.costly_derivatives and self._newton_search and curvature is not None:
+            best = self._chord(x0, prepared, n, curvature)
+        if best is None or not best.success:
+            best = self._maximise(prepared, n, x0)
         params = np.exp(best.x)
         try:
             self._refuse_failed_or_at_bound(best, params)
@@ -364,6 +374,65 @@ class BaseFitter:
             if polish.fun <= value(best.x):
                 best = polish
         return best
+
+    def _chord(
+        self, x0: Array, prepared: Any, n: float, curvature: Array
+    ) -> optimize.OptimizeResult | None:
+        """Newton steps on the full data with the sample's curvature (per customer, in
+        log-parameters) for models whose Hessian costs many likelihoods: each step costs a
+        gradient by central differences (8 likelihoods) and converges almost as fast as
+        Newton's, the sample's curvature being within a few per cent of the full data's.
+        None when the curvature is not that of a maximum."""
+        gram = self.penalizer / n * self._penalty_matrix()
+        hess = curvature + 2 * gram
+        if not np.all(np.isfinite(hess)) or np.any(np.linalg.eigvalsh(hess) <= 0):
+            return None
+
+        def value(y: Array) -> float:
+            if not np.all((y > LOG_LOW - 1) & (y < LOG_HIGH + 1)):
+                return 1e300
+            with np.errstate(all="ignore"):
+                v = -self._total(np.exp(y), prepared) / n + float(y @ gram @ y)
+            return v if np.isfinite(v) else 1e300
+
+        def gradient(y: Array) -> Array:
+            h, eye = GRADIENT_STEP, np.eye(len(y))
+            return np.array([(value(y + h * e) - value(y - h * e)) / (2 * h) for e in eye])
+
+        y, f = np.asarray(x0, dtype=float), value(x0)
+        success, steps, last, refreshed = False, 0, np.inf, False
+        while steps < 30:
+            steps += 1
+            g = gradient(y)
+            step = -np.linalg.solve(hess, g)
+            if not np.all(np.isfinite(step)) or f >= 1e299:
+                break
+            decrement = float(-(g @ step))
+            if decrement < NEWTON_DECREMENT:
+                success = True
+                break
+            if decrement > 0.01 * last and not refreshed:
+                # slow: the sample's estimate was far from the full data's along a flat
+                # direction, where the curvature differs; take the full data's, once
+                refreshed = True
+                p = np.exp(y)
+                with np.errstate(all="ignore"):
+                    _, gn, hn = self._derivatives(p, prepared)
+                full = -(np.outer(p, p) * hn + np.diag(gn * p)) / n + 2 * gram
+                if np.all(np.isfinite(full)) and np.all(np.linalg.eigvalsh(full) > 0):
+                    hess = full
+                    step = -np.linalg.solve(hess, g)
+            last = decrement
+            t = 1.0
+            while t > 1e-4:  # halve the step until the likelihood improves
+                new = value(y + t * step)
+                if new <= f:
+                    break
+                t /= 2
+            else:
+                break
+            y, f = y + t * step, new
+        return optimize.OptimizeResult(x=y, fun=f, success=success, nit=steps, message="chord")
 
     def _newton(
         self, x0: Array, prepared: Any, n: float, tolerance: float = NEWTON_DECREMENT
@@ -526,3 +595,13 @@ class BaseFitter:
             "log_likelihood": self.log_likelihood_,
             "customers": self.n_customers_,
         }
+
+
+def _curvature(result: optimize.OptimizeResult, n: float) -> Array | None:
+    """The Hessian of the mean negative log-likelihood (without the penalty) in
+    log-parameters where a Newton search stopped, or None when it has none."""
+    if result.get("derivatives") is None:
+        return None
+    _, g, h = result.derivatives
+    p = np.exp(result.x)
+    return np.asarray(-(np.outer(p, p) * h + np.diag(g * p)) / n)

@@ -26,13 +26,19 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import integrate, optimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp, polygamma
 
-from personae.models._base import Array, BaseFitter, ModelError, compress, unique_rows
+from personae.models._base import (
+    CURVATURE_STEP,
+    GRADIENT_STEP,
+    Array,
+    BaseFitter,
+    ModelError,
+    compress,
+    unique_rows,
+)
 
 ROWS_PER_BLOCK = 32_768
 # the NBD limit is taken when its log-likelihood is within this of where the search stopped
 LIMIT_TOLERANCE = 1e-3
-# Pareto/NBD's derivatives by differences in the log-parameters: the steps
-GRADIENT_STEP, CURVATURE_STEP = 2e-5, 1e-3
 
 
 def _arrays(*values: ArrayLike) -> list[Array]:
