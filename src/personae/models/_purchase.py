@@ -247,7 +247,7 @@ class _BetaGeometricNBD(PurchaseModel):
     def _prepare(self, data: Sequence[Array], weights: Array) -> _Prepared:
         x, tx, T = data
         quiet = x + self._shift == 0  # BG/NBD's customers without repeat purchases
-        ux, inv = np.unique(x[~quiet], return_inverse=True)
+        ux, inv = _distinct(x[~quiet])
         return _Prepared(
             T0=T[quiet],
             w0=weights[quiet],
@@ -394,6 +394,18 @@ def _row_terms(
     return float(ll), grad, hess
 
 
+def _distinct(x: Array) -> tuple[Array, NDArray[np.intp]]:
+    """Distinct values of x and where each value of x sits among them; one pass when x is
+    sorted (as compressed rows are: by frequency first)."""
+    if len(x) and np.all(x[1:] >= x[:-1]):
+        new = np.empty(len(x), dtype=bool)
+        new[:1] = True
+        np.not_equal(x[1:], x[:-1], out=new[1:])
+        return x[new], (np.cumsum(new) - 1).astype(np.intp)
+    ux, inv = np.unique(x, return_inverse=True)
+    return ux, inv.astype(np.intp)
+
+
 @dataclass(frozen=True)
 class _ParetoData:
     """Pareto/NBD fitting rows as their weights and distinct (x, t_x) and (x, T) pairs."""
@@ -467,29 +479,51 @@ class ParetoNBD(PurchaseModel):
         """Log-likelihood, gradient and Hessian in the natural parameters by differences in
         the log-parameters: the gradient by central differences with a small step (its
         error, ~1e-10 relative, sets where the search stops), the Hessian with a larger one
-        (the curvature only shapes the steps and the standard errors, and the rounding of
-        the sum of a million terms would swamp a small step's second differences): 23
-        evaluations of the likelihood, where a quasi-Newton search takes hundreds."""
+        (see _hessian_at): 23 evaluations of the likelihood, where a quasi-Newton search
+        takes hundreds."""
+        ll = self._total(p, d)
+        g_log = self._log_gradient(p, d)
+        return ll, g_log / p, self._hessian_at(p, d, ll, g_log)
+
+    def _log_gradient(
+        self, p: Array, d: _ParetoData, precise: bool = True, ll: float | None = None
+    ) -> Array:
+        """Gradient in the log-parameters by central differences (8 likelihoods), or by
+        forward ones (4, and the log-likelihood ll at p) when the search is still far."""
+        y, h = np.log(p), GRADIENT_STEP
+        eye = np.eye(len(y))
+        if not precise:
+            f0 = self._total(p, d) if ll is None else ll
+            return np.array([(self._total(np.exp(y + h * e), d) - f0) / h for e in eye])
+        return np.array(
+            [
+                (self._total(np.exp(y + h * e), d) - self._total(np.exp(y - h * e), d)) / (2 * h)
+                for e in eye
+            ]
+        )
+
+    def _hessian_at(self, p: Array, d: _ParetoData, ll: float, g_log: Array) -> Array:
+        """Hessian in the natural parameters given the log-likelihood and its gradient in
+        the log-parameters at p, by differences with a larger step than the gradient's (the
+        curvature only shapes the steps and the standard errors, and the rounding of the
+        sum of a million terms would swamp a small step's second differences): 14
+        likelihoods."""
         y = np.log(p)
         k = len(y)
 
         def f(step: Array) -> float:
             return self._total(np.exp(y + step), d)
 
-        f0 = f(np.zeros(k))
         eye = np.eye(k)
-        g_log = np.array(
-            [(f(GRADIENT_STEP * e) - f(-GRADIENT_STEP * e)) / (2 * GRADIENT_STEP) for e in eye]
-        )
         up = np.array([f(CURVATURE_STEP * e) for e in eye])
         down = np.array([f(-CURVATURE_STEP * e) for e in eye])
-        h_log = np.diag((up - 2 * f0 + down) / CURVATURE_STEP**2)
+        h_log = np.diag((up - 2 * ll + down) / CURVATURE_STEP**2)
         for i in range(k):
             for j in range(i + 1, k):
                 both = f(CURVATURE_STEP * (eye[i] + eye[j]))
-                h_log[i, j] = h_log[j, i] = (both - up[i] - up[j] + f0) / CURVATURE_STEP**2
+                h_log[i, j] = h_log[j, i] = (both - up[i] - up[j] + ll) / CURVATURE_STEP**2
         # back to the natural parameters: d/dlog(p) = p d/dp
-        return f0, g_log / p, (h_log - np.diag(g_log)) / np.outer(p, p)
+        return np.asarray((h_log - np.diag(g_log)) / np.outer(p, p))
 
     @staticmethod
     def _log_death_term(p: Array, x: Array, t: Array) -> Array:
