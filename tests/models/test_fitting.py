@@ -172,6 +172,27 @@ def test_unidentified_estimates_are_errors_that_say_what_to_try() -> None:
         GammaGamma().fit([1, 1, 1], [5.0, 5.0, 5.0])
 
 
+@pytest.mark.parametrize("model", [BGNBD, ModifiedBGNBD])
+def test_interpolated_expected_purchases_match_the_exact_ones(model: type[BGNBD]) -> None:
+    """Times with decimals: thousands of distinct T per frequency, where the expected
+    purchases of each frequency are interpolated over T instead of one hypergeometric
+    function per customer and horizon; they match the exact ones to 1e-11."""
+    x, tx, T = _simulate_bgnbd(20_000, (0.6, 4.0, 1.2, 8.0), seed=9)
+    tx, T = np.round(tx, 2), np.round(T, 2)
+    m = model().fit(x, tx, T)
+    ts, weights = [4.0, 13.0, 52.0], np.array([0.5, 0.3, 0.2])
+    (px, pT), at = unique_rows(x, T)
+    odds = 1.0 + m._alive_odds(x, tx, T)
+    assert np.bincount(px.astype(int)).max() > 4 * 24  # some frequencies are interpolated
+    exact = m._alive_exact(ts, weights, px, pT)[at] / odds
+    got = m.expected_purchases_weighted(ts, weights, x, tx, T)
+    np.testing.assert_allclose(got, exact, rtol=1e-11)
+    curve = m.expected_purchases_over(ts, x, tx, T)
+    np.testing.assert_allclose(weights @ curve, exact, rtol=1e-11)
+    one = m._alive_exact([13.0], np.ones(1), px, pT)[at] / odds
+    np.testing.assert_allclose(m.expected_purchases(13.0, x, tx, T), one, rtol=1e-11)
+
+
 @pytest.mark.parametrize("model", [BGNBD, ParetoNBD])
 def test_expected_purchases_over_several_horizons(model: type[BGNBD]) -> None:
     x, tx, T = _simulate_bgnbd(3000, (0.3, 5.0, 0.8, 2.5), seed=7)

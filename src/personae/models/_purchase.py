@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from numpy.polynomial.chebyshev import chebval
 from numpy.typing import ArrayLike, NDArray
 from scipy import integrate, optimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp, polygamma
@@ -37,6 +38,7 @@ from personae.models._base import (
 )
 
 ROWS_PER_BLOCK = 32_768
+CHEBYSHEV_NODES = 24  # per frequency, for the beta-geometric models' expected purchases
 # the NBD limit is taken when its log-likelihood is within this of where the search stopped
 LIMIT_TOLERANCE = 1e-3
 
@@ -85,6 +87,31 @@ class PurchaseModel(BaseFitter):
         if self.limit_ is not None:
             return self._nbd.expected_purchases_over(ts, frequency, recency, T)
         return self._expected_over(ts, frequency, recency, T)
+
+    def expected_purchases_weighted(
+        self,
+        ts: Sequence[float],
+        weights: ArrayLike,
+        frequency: ArrayLike,
+        recency: ArrayLike,
+        T: ArrayLike,
+    ) -> Array:
+        """sum over k of weights_k expected_purchases(ts_k, ...) per customer: the
+        discounted sum a CLV needs, without a row per horizon."""
+        w = np.asarray(weights, dtype=float)
+        if self.limit_ is not None:
+            return w @ self._nbd.expected_purchases_over(ts, frequency, recency, T)
+        return self._expected_weighted(ts, w, frequency, recency, T)
+
+    def _expected_weighted(
+        self,
+        ts: Sequence[float],
+        weights: Array,
+        frequency: ArrayLike,
+        recency: ArrayLike,
+        T: ArrayLike,
+    ) -> Array:
+        return weights @ self._expected_over(ts, frequency, recency, T)
 
     def prob_alive(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
         """P(alive | x, t_x, T) = 1 / (1 + odds of having dropped out)."""
@@ -320,18 +347,67 @@ class _BetaGeometricNBD(PurchaseModel):
         2007): the expected purchases of a customer still alive, over 1 + the odds of having
         dropped out. The hypergeometric term depends on (x, T) only and is evaluated once
         per distinct pair."""
-        r, alpha, a, b = self._p()
-        o = self._shift
         x, tx, T_ = _arrays(frequency, recency, T)
         (px, pT), at = unique_rows(x, T_)
         odds = 1.0 + self._alive_odds(x, tx, T_)
-        rows = []
-        for t in ts:
-            hyp = hyp2f1(r + px, b + px + o, a + b + px + o - 1, t / (alpha + pT + t))
-            shrink = ((alpha + pT) / (alpha + pT + t)) ** (r + px)
-            alive = (a + b + px + o - 1) / (a - 1) * (1 - shrink * hyp)
-            rows.append(alive[at] / odds)
-        return np.vstack(rows)
+        return np.vstack([self._alive_sum([t], np.ones(1), px, pT)[at] / odds for t in ts])
+
+    def _expected_weighted(
+        self,
+        ts: Sequence[float],
+        weights: Array,
+        frequency: ArrayLike,
+        recency: ArrayLike,
+        T: ArrayLike,
+    ) -> Array:
+        x, tx, T_ = _arrays(frequency, recency, T)
+        (px, pT), at = unique_rows(x, T_)
+        odds = 1.0 + self._alive_odds(x, tx, T_)
+        return self._alive_sum(ts, weights, px, pT)[at] / odds
+
+    def _alive_exact(self, ts: Sequence[float], weights: Array, x: Array, T: Array) -> Array:
+        """sum over k of weights_k E[purchases in (T, T + ts_k] | alive at T, x]."""
+        r, alpha, a, b = self._p()
+        o = self._shift
+        out = np.zeros(len(T))
+        for t, w in zip(ts, weights, strict=True):
+            hyp = hyp2f1(r + x, b + x + o, a + b + x + o - 1, t / (alpha + T + t))
+            shrink = ((alpha + T) / (alpha + T + t)) ** (r + x)
+            out += w * ((a + b + x + o - 1) / (a - 1) * (1 - shrink * hyp))
+        return out
+
+    def _alive_sum(self, ts: Sequence[float], weights: Array, px: Array, pT: Array) -> Array:
+        """_alive_exact for distinct (x, T) pairs sorted by x, then T. For an x with many
+        distinct T (time in weeks with decimals: few ties) the sum is a smooth function of
+        log(alpha + T), analytic in a strip of half-width pi around the real line: its
+        Chebyshev interpolant on CHEBYSHEV_NODES points stands in for a hypergeometric
+        function per pair and horizon, where it matches the exact sum to 1e-12 at the
+        points between the nodes (else the exact sum is taken)."""
+        alpha = self._p()[1]
+        out = np.empty(len(px))
+        n = CHEBYSHEV_NODES
+        bounds = np.flatnonzero(np.diff(px)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(px)], strict=True):
+            x, T = px[lo], pT[lo:hi]
+            if hi - lo < 4 * n or not T[-1] > T[0]:
+                out[lo:hi] = self._alive_exact(ts, weights, np.full(hi - lo, x), T)
+                continue
+            u = np.log(alpha + T)
+            mid, half = (u[-1] + u[0]) / 2, (u[-1] - u[0]) / 2
+            # Chebyshev points of the first kind, and the points halfway between them
+            nodes = np.cos(np.pi * (np.arange(n) + 0.5) / n)
+            checks = np.cos(np.pi * np.arange(1, n) / n)
+            at = np.exp(mid + half * np.r_[nodes, checks]) - alpha
+            exact = self._alive_exact(ts, weights, np.full(len(at), x), np.maximum(at, 0.0))
+            coef = (
+                2 / n * np.cos(np.pi * np.outer(np.arange(n), np.arange(n) + 0.5) / n) @ exact[:n]
+            )
+            coef[0] /= 2
+            if np.max(np.abs(chebval(checks, coef) - exact[n:])) > 1e-12 * np.max(np.abs(exact)):
+                out[lo:hi] = self._alive_exact(ts, weights, np.full(hi - lo, x), T)
+                continue
+            out[lo:hi] = chebval((u - mid) / half, coef)
+        return out
 
     def _prob_n(self, n: int, t: float) -> float:
         """P(X(t) = n) for a customer just acquired (FHL05 eq. 8; for MBG/NBD the same

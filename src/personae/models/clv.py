@@ -51,8 +51,7 @@ def clv_factor(
     with one_blas_thread():
         for start in range(0, len(x), CLV_BLOCK):
             rows = slice(start, start + CLV_BLOCK)
-            cumulative = model.expected_purchases_over(ends, x[rows], tx[rows], T[rows])
-            out[rows] = weights @ cumulative
+            out[rows] = model.expected_purchases_weighted(ends, weights, x[rows], tx[rows], T[rows])
     return out
 
 
