@@ -251,7 +251,8 @@ TRAITS += (
         "online_share",
         "behaviour",
         "Share of purchase value in online channels "
-        "([traits] online_channels); the rest is offline.",
+        "([traits] online_channels); the rest is offline, so 0 for a buyer who only buys "
+        "offline. NULL when no purchase line has a channel (or an amount).",
         "share",
     ),
     Trait(

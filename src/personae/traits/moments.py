@@ -76,6 +76,7 @@ def timing_traits(lines: ir.Table, customers: ir.Table, calendar: ir.Table) -> i
     agg = b.group_by("customer_id").aggregate(_total=b.amount.sum(), **shares)
     agg = agg.select(
         "customer_id",
+        "_total",
         *[((agg[k].fill_null(0) / agg._total.nullif(0)).cast("float64")).name(k) for k in shares],
     )
     monthly = b.group_by(["customer_id", "_month"]).aggregate(spend=b.amount.sum())
@@ -99,10 +100,7 @@ def timing_traits(lines: ir.Table, customers: ir.Table, calendar: ir.Table) -> i
     )
     occ = occasion_spend(lines, calendar)
     occ_cols = occ.group_by("customer_id").aggregate(
-        **{
-            f"{name}_share": occ.share.sum(where=occ.occasion == name)
-            for name in BUILT_IN_OCCASIONS
-        },
+        **{f"_{name}": occ.spend.sum(where=occ.occasion == name) for name in BUILT_IN_OCCASIONS},
     )
     w2 = ibis.window(group_by="customer_id", order_by=[occ.spend.desc(), occ.occasion])
     top = occ.mutate(_r=ibis.row_number().over(w2))
@@ -114,20 +112,17 @@ def timing_traits(lines: ir.Table, customers: ir.Table, calendar: ir.Table) -> i
         amount=hit.amount.max()
     )
     any_occ = any_line.group_by("customer_id").aggregate(_occ=any_line.amount.sum())
-    any_occ = join_on_customer(
-        any_occ, buys.group_by("customer_id").aggregate(_total=buys.amount.sum())
-    )
-    any_occ = any_occ.select(
-        "customer_id", occasion_share=(any_occ._occ / any_occ._total.nullif(0)).cast("float64")
-    )
     out = join_on_customer(agg, peak, bday, occ_cols, top, any_occ)
-    return out.mutate(
-        **{
-            f"{name}_share": out[f"{name}_share"].fill_null(0.0).cast("float64")
-            for name in BUILT_IN_OCCASIONS
-        },
-        occasion_share=out.occasion_share.fill_null(0.0),
+
+    def share(spend: ir.NumericValue) -> ir.FloatingValue:
+        # no line in the occasion: 0 of a known total; NULL when the total is 0 or unknown
+        return (spend.fill_null(0) / out._total.nullif(0)).cast("float64")
+
+    out = out.mutate(
+        **{f"{name}_share": share(out[f"_{name}"]) for name in BUILT_IN_OCCASIONS},
+        occasion_share=share(out._occ),
     )
+    return out.drop("_total", "_occ", *[f"_{name}" for name in BUILT_IN_OCCASIONS])
 
 
 def lifecycle_traits(purchase: ir.Table, cfg: LifecycleConfig) -> ir.Table:

@@ -97,9 +97,11 @@ def behaviour_traits(lines: ir.Table, cfg: TraitsConfig) -> ir.Table:
     chan_spend = chans.group_by(["customer_id", "channel"]).aggregate(spend=chans.amount.sum())
     top_chan = _top(chan_spend, "channel", "channel", "spend", "top_channel")
     online = [c.lower() for c in cfg.online_channels]
+    # a sum over no online lines is NULL: a store-only buyer's online share is 0, not unknown
+    # (it stays NULL only when the buyer's channel lines carry no amount)
     mix = chans.group_by("customer_id").aggregate(
         online_share=(
-            chans.amount.sum(where=chans.channel.lower().isin(online))
+            chans.amount.sum(where=chans.channel.lower().isin(online)).fill_null(0)
             / chans.amount.sum().nullif(0)
         ).cast("float64"),
     )
