@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from personae import PersonaeError, Project
-from personae.synth import generate
+from personae.config import TraitsConfig
+from personae.synth import _occasion_windows, generate
 from personae.synth.segments import SEGMENTS
+from personae.traits.moments import black_friday
 
 
 def _digest(folder: Path) -> str:
@@ -95,3 +99,44 @@ def test_truth_file(synth_project: Project) -> None:
         "alive_at_end",
         "spend_level",
     }
+
+
+def test_occasions_lie_in_the_traits_windows() -> None:
+    """Orders planted in an occasion fall in the traits' default window of that occasion, so
+    occasion_share measures what was planted."""
+    years = np.arange(2015, 2035)
+    first, last = (d.astype("datetime64[D]").astype(object) for d in _occasion_windows(years))
+    windows = TraitsConfig().occasions
+    for i, year in enumerate(years.tolist()):
+        friday = black_friday(year)
+        assert (first[0, i], last[0, i]) == (friday, friday + timedelta(days=3))  # to Monday
+        for row, name in enumerate(("christmas", "valentines", "back_to_school"), start=1):
+            lo, hi = (date.fromisoformat(f"{year}-{d}") for d in windows[name])
+            assert lo <= first[row, i] <= last[row, i] <= hi, (name, year)
+            assert (last[row, i] - first[row, i]).days >= 6  # holds a weekend
+
+
+def test_planted_occasion_orders(synth_project: Project) -> None:
+    """The share of repeat orders in the synth's own occasion windows follows the planted
+    share (a weekend move keeps an occasion order in its occasion)."""
+    truth = synth_project.root / "truth" / "customers_truth.parquet"
+    first, last = _occasion_windows(np.arange(2022, 2025))
+    days = set()
+    for a, b in zip(first.ravel().tolist(), last.ravel().tolist(), strict=True):
+        days.update(range(a, b + 1))
+    with synth_project.store(read_only=True) as store:
+        rows = store.con.execute(
+            f"""SELECT t.segment, o.day FROM (
+                    SELECT customer_id, order_id, min(ordered_at)::DATE - DATE '1970-01-01' AS day,
+                           rank() OVER (PARTITION BY customer_id ORDER BY min(ordered_at)) AS k
+                    FROM orders GROUP BY customer_id, order_id) o
+                JOIN read_parquet('{truth}') t USING (customer_id) WHERE o.k > 1"""
+        ).fetchall()
+    share = {s.name: s.occasion for s in SEGMENTS}
+    base = len(days) / (3 * 365)  # orders that land in a window by chance
+    got: dict[str, list[bool]] = {}
+    for segment, day in rows:
+        got.setdefault(segment, []).append(day in days)
+    for segment, hits in got.items():
+        expected = share[segment] + (1 - share[segment]) * base
+        assert abs(np.mean(hits) - expected) < 0.08, (segment, np.mean(hits), expected)

@@ -27,7 +27,8 @@ def by_segment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
                    avg(t.discounted_line_share) AS discounted,
                    avg(t.children) AS children,
                    avg(t.frequency) AS frequency,
-                   avg((t.top_category = 'gifts')::INT) AS gifts
+                   avg((t.top_category = 'gifts')::INT) AS gifts,
+                   avg(t.occasion_share) AS occasion
             FROM traits t JOIN read_parquet('{truth}') s USING (customer_id)
             WHERE t.run_id = ? GROUP BY 1""",
             [run],
@@ -61,3 +62,16 @@ def test_behaviour_and_technographics(by_segment: dict[str, dict[str, float]]) -
         v["gifts"] for k, v in seg.items() if k != "Occasional Gifters"
     )
     assert seg["Loyal Seniors"]["frequency"] > seg["Occasional Gifters"]["frequency"]
+
+
+def test_occasions(by_segment: dict[str, dict[str, float]]) -> None:
+    """Planted share of orders in occasions: gifters 70 %, trend seekers 35 %, families 15 %,
+    professionals and seniors 5 %; the traits' windows (88 days a year) hold about a quarter
+    of the rest."""
+    occasion = {k: v["occasion"] for k, v in by_segment.items()}
+    assert occasion["Occasional Gifters"] > 0.65 > occasion["Young Trend Seekers"]
+    assert occasion["Young Trend Seekers"] > 0.4 > occasion["Budget Families"]
+    assert occasion["Budget Families"] > max(
+        occasion["Premium Professionals"], occasion["Loyal Seniors"]
+    )
+    assert max(occasion["Premium Professionals"], occasion["Loyal Seniors"]) < 0.35

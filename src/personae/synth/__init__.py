@@ -214,6 +214,17 @@ def generate(
     end_s = np.datetime64(end, "s").astype(np.int64) + 86399
     span = end_s - start_s
     acquired = start_s + (rng.random(n) * (span - 30 * 86400)).astype(np.int64)
+    # occasion buyers also come in at occasions: their first order is an occasion order too
+    # (drawn from a second stream, so every other draw stays what it was)
+    occ_rng = np.random.default_rng([seed, 1])
+    acquired = _occasions(
+        occ_rng,
+        acquired,
+        S["occasion"][seg],
+        np.full(n, start_s),
+        np.full(n, end_s - 30 * 86400),
+        np.zeros(n, bool),
+    )
     age_mu = np.array([s.age[0] for s in SEGMENTS])[seg]
     age_sd = np.array([s.age[1] for s in SEGMENTS])[seg]
     age = np.clip(rng.normal(age_mu, age_sd), 18, 92)
@@ -544,6 +555,26 @@ def generate(
     return SynthResult(str(out), rows, round(time.perf_counter() - t0, 2))
 
 
+OCCASION_ODDS = (0.3, 0.45, 0.15, 0.10)  # Black Friday, Christmas, Valentine's, back to school
+
+
+def _occasion_windows(year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last day (days since 1970-01-01) of each occasion in `year`, shape (4, n):
+    Black Friday to Cyber Monday (the Friday after the fourth Thursday of November), 1-23
+    December, 7-14 February, 15 August - 4 September. Each lies inside the traits' default
+    window of the same name, so the occasion shares see what was planted."""
+    months = (np.asarray(year) - 1970) * 12
+
+    def first_of(month: int) -> np.ndarray:
+        return (months + month - 1).astype("datetime64[M]").astype("datetime64[D]").astype(int)
+
+    nov1 = first_of(11)
+    thursday = nov1 + (3 - (nov1 + 3) % 7) % 7 + 21  # the fourth; 1970-01-01 was a Thursday
+    first = np.stack([thursday + 1, first_of(12), first_of(2) + 6, first_of(8) + 14])
+    days = np.array([4, 23, 8, 21])[:, None]
+    return first, first + days - 1
+
+
 def _occasions(
     rng: np.random.Generator,
     t: np.ndarray,
@@ -552,33 +583,44 @@ def _occasions(
     hi: np.ndarray,
     first: np.ndarray,
 ) -> np.ndarray:
-    """Move a segment-dependent share of repeat orders into calendar occasions of the same
-    year (Black Friday week, Christmas season, Valentine's week, back to school)."""
+    """Move a segment-dependent share of the orders (not the first ones, flagged `first`)
+    into a calendar occasion (Black Friday weekend, Christmas season, Valentine's week, back
+    to school): into its nearest occurrence (the year before, of, or after the order) that
+    lies in the order's [lo, hi] (the customer's active time)."""
     move = (rng.random(len(t)) < share) & ~first
+    which = rng.choice(4, size=len(t), p=list(OCCASION_ODDS))
+    pick = rng.integers(0, 1 << 30, len(t))
+    second = rng.integers(0, 86400, len(t))
     year = t.astype("datetime64[s]").astype("datetime64[Y]").astype(int) + 1970
-    which = rng.choice(4, size=len(t), p=[0.3, 0.45, 0.15, 0.10])
-    month = np.array([11, 12, 2, 8])[which]
-    day0 = np.array([22, 1, 7, 15])[which]
-    width = np.array([7, 23, 8, 21])[which]
-    start = (
-        np.array(year - 1970, "datetime64[Y]").astype("datetime64[M]")
-        + (month - 1).astype("timedelta64[M]")
-    ).astype("datetime64[D]")
-    new = (
-        start + (day0 - 1 + rng.integers(0, 1 << 30, len(t)) % width).astype("timedelta64[D]")
-    ).astype("datetime64[s]").astype(np.int64) + rng.integers(0, 86400, len(t))
-    ok = move & (new >= lo) & (new <= hi)
-    return np.where(ok, new, t)
+    out, gap = t.copy(), np.full(len(t), np.inf)
+    rows = np.arange(len(t))
+    for dy in (0, -1, 1):
+        a, b = _occasion_windows(year + dy)
+        a, b = a[which, rows], b[which, rows]
+        new = (a + pick % (b - a + 1)) * 86400 + second
+        ok = move & (new >= lo) & (new <= hi) & (np.abs(new - t) < gap)
+        out = np.where(ok, new, out)
+        gap = np.where(ok, np.abs(new - t), gap)
+    return out
 
 
 def _time_of_week(
     rng: np.random.Generator, t: np.ndarray, weekend: np.ndarray, evening: np.ndarray
 ) -> np.ndarray:
-    """Set the hour (evening or daytime) and move weekday orders to the weekend by share."""
+    """Set the hour (evening or daytime) and move weekday orders to the weekend by share:
+    to the weekend after, or for an order in an occasion when that leaves the occasion, the
+    weekend before (every occasion window holds a weekend)."""
     day = t // 86400
     dow = (day + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
     to_weekend = (rng.random(len(t)) < weekend) & (dow < 5)
-    day = np.where(to_weekend, day + (5 - dow) + rng.integers(0, 2, len(t)), day)
+    sunday = rng.integers(0, 2, len(t))
+    after = day + (5 - dow) + sunday
+    before = day - dow - 2 + sunday
+    year = day.astype("datetime64[D]").astype("datetime64[Y]").astype(int) + 1970
+    a, b = _occasion_windows(year)
+    inside = (day >= a) & (day <= b)
+    leaves = (inside & (after > b)).any(axis=0)
+    day = np.where(to_weekend, np.where(leaves, before, after), day)
     eve = rng.random(len(t)) < evening
     hour = np.where(eve, rng.integers(18, 23, len(t)), rng.integers(8, 18, len(t)))
     return day * 86400 + hour * 3600 + rng.integers(0, 3600, len(t))
