@@ -193,6 +193,23 @@ def test_interpolated_expected_purchases_match_the_exact_ones(model: type[BGNBD]
     np.testing.assert_allclose(m.expected_purchases(13.0, x, tx, T), one, rtol=1e-11)
 
 
+@pytest.mark.parametrize("params", [(0.6, 4.0, 1.2, 30.0), (0.6, 30.0, 1.2, 4.0)])
+def test_interpolated_pareto_death_terms_match_the_exact_ones(
+    params: tuple[float, float, float, float],
+) -> None:
+    """Pareto/NBD's hypergeometric death terms of frequencies with many distinct times
+    are interpolated; they match the exact ones to rounding (alpha below and above beta)."""
+    x, tx, T = _simulate_bgnbd(30_000, (0.6, 4.0, 1.2, 8.0), seed=10)
+    tx, T = np.round(tx, 2), np.round(T, 2)
+    d = ParetoNBD()._prepare(*compress(x, tx, T))
+    assert np.bincount(d.x_T.astype(int)).max() >= 384  # some are interpolated
+    p = np.array(params)
+    for xs, ts in ((d.x_tx, d.tx_u), (d.x_T, d.T_u)):
+        exact = ParetoNBD._log_death_term(p, xs, ts)
+        got = ParetoNBD._log_death_sorted(p, xs, ts)
+        np.testing.assert_allclose(got, exact, rtol=1e-13, atol=1e-12)
+
+
 @pytest.mark.parametrize("model", [BGNBD, ParetoNBD])
 def test_expected_purchases_over_several_horizons(model: type[BGNBD]) -> None:
     x, tx, T = _simulate_bgnbd(3000, (0.3, 5.0, 0.8, 2.5), seed=7)

@@ -39,6 +39,7 @@ from personae.models._base import (
 
 ROWS_PER_BLOCK = 32_768
 CHEBYSHEV_NODES = 24  # per frequency, for the beta-geometric models' expected purchases
+INTERPOLATED_PAIRS = 384  # from this many distinct times per frequency, Pareto/NBD interpolates
 # the NBD limit is taken when its log-likelihood is within this of where the search stopped
 LIMIT_TOLERANCE = 1e-3
 
@@ -612,16 +613,62 @@ class ParetoNBD(PurchaseModel):
         z = abs(alpha - beta) / (big + t)
         return np.log(hyp2f1(r + s + x, b, r + s + x + 1, z)) - (r + s + x) * np.log(big + t)
 
+    @staticmethod
+    def _log_death_sorted(p: Array, x: Array, t: Array) -> Array:
+        """_log_death_term of (x, t) pairs sorted by x, then t. With m and b as there,
+        the term is G(w) - (r+s+x) log(m+t) where G = log 2F1(r+s+x, b; r+s+x+1; 1 - e^w)
+        and w = log((min(alpha, beta) + t) / (m + t)): for an x with many distinct t (times
+        with decimals) G is a smooth function of w, analytic in a strip of half-width pi
+        around the real line, and its Chebyshev interpolant on CHEBYSHEV_NODES points
+        stands in for a hypergeometric function per pair where it matches G to 1e-13
+        (relative) at the points between the nodes (else G itself is taken)."""
+        r, alpha, s, beta = p
+        big, small = max(alpha, beta), min(alpha, beta)
+        log_big = np.log(big + t)
+        a = r + s + x
+        out = np.empty(len(x))
+        n = CHEBYSHEV_NODES
+        nodes = np.cos(np.pi * (np.arange(n) + 0.5) / n)
+        checks = np.cos(np.pi * np.arange(1, n) / n)
+        cosines = 2 / n * np.cos(np.pi * np.outer(np.arange(n), np.arange(n) + 0.5) / n)
+        left = np.ones(len(x), dtype=bool)  # the pairs for the hypergeometric function
+        bounds = np.flatnonzero(np.diff(x)) + 1
+        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(x)], strict=True):
+            if hi - lo < INTERPOLATED_PAIRS:  # fewer: the function itself is cheaper
+                continue
+            ai = a[lo]
+            bi = s + 1 if alpha >= beta else r + x[lo]
+            rows = slice(lo, hi)
+            z = (big - small) / (big + t[rows])
+            if not z[0] > z[-1] > 0:
+                continue
+            w = np.log1p(-z)
+            mid, half = (w[-1] + w[0]) / 2, (w[-1] - w[0]) / 2
+            at = -np.expm1(mid + half * np.r_[nodes, checks])  # z at the nodes
+            exact = np.log(hyp2f1(ai, bi, ai + 1, at))
+            coef = cosines @ exact[:n]
+            coef[0] /= 2
+            error = np.max(np.abs(chebval(checks, coef) - exact[n:]))
+            if error <= 1e-13 * max(1.0, float(np.max(np.abs(exact)))):
+                out[rows] = chebval((w - mid) / half, coef) - ai * log_big[rows]
+                left[rows] = False
+        b = np.full(int(left.sum()), s + 1) if alpha >= beta else r + x[left]
+        z = (big - small) / (big + t[left])
+        out[left] = np.log(hyp2f1(a[left], b, a[left] + 1, z)) - a[left] * log_big[left]
+        return out
+
     @classmethod
-    def _terms_at_T(cls, p: Array, x: Array, T: Array) -> tuple[Array, Array, Array]:
+    def _terms_at_T(
+        cls, p: Array, x: Array, T: Array, death: Array | None = None
+    ) -> tuple[Array, Array, Array]:
         """The terms that depend on (x, T) only: log of the constant part of the
         likelihood with s / (r+s+x), of being alive at T relative to it, and the death term
-        at T."""
+        at T (computed here unless given)."""
         r, alpha, s, beta = p
         to_dead = np.log(s) - np.log(r + s + x)
         head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta) + to_dead
         alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T) - to_dead
-        return head, alive, cls._log_death_term(p, x, T)
+        return head, alive, cls._log_death_term(p, x, T) if death is None else death
 
     @staticmethod
     def _row_loglik(at_T: tuple[Array, Array, Array], death_at_tx: Array) -> Array:
@@ -656,8 +703,13 @@ class ParetoNBD(PurchaseModel):
     def _pair_terms(
         self, params: Array, d: _ParetoData
     ) -> tuple[Array, tuple[Array, Array, Array]]:
-        """The death terms at each distinct (x, t_x) and the terms at each distinct (x, T)."""
-        return self._log_death_term(params, d.x_tx, d.tx_u), self._terms_at_T(params, d.x_T, d.T_u)
+        """The death terms at each distinct (x, t_x) and the terms at each distinct (x, T)
+        (both sorted by x, then time)."""
+        death_T = self._log_death_sorted(params, d.x_T, d.T_u)
+        return (
+            self._log_death_sorted(params, d.x_tx, d.tx_u),
+            self._terms_at_T(params, d.x_T, d.T_u, death_T),
+        )
 
     def _prob_alive(self, x: Array, tx: Array, T_: Array) -> Array:
         """P(alive | x, t_x, T): the alive part of the likelihood over all of it, with the
