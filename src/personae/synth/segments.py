@@ -86,7 +86,7 @@ class Segment:
     channels: tuple[float, float, float]  # web, app, store
     devices: tuple[float, float, float]  # desktop, mobile, tablet
     discount: float  # share of lines bought on discount
-    occasion: float  # share of orders moved into occasions
+    occasion: float  # share of orders in occasions (a first order: the customer came in at one)
     weekend: float  # share of orders on weekends
     evening: float  # share of orders 18:00-23:00
     consent: float
