@@ -22,6 +22,10 @@ NEWTON_DECREMENT = 1e-12  # below this, no Newton step can improve the mean log-
 # Newton with exact derivatives stops below this decrement and takes one more step for free
 EXACT_DECREMENT = 1e-8
 LAST_STEP = 1e-3  # the longest such step, in log-parameters
+# a costly model's curvature measured within this of its estimate (in log-parameters) is
+# taken for the standard errors
+CURVATURE_REUSE = 2e-3
+FRESH_DECREMENT = 1e-10  # where a costly model may stop with such a curvature
 # a warm start's sample stops sooner: its estimate is ~1/sample size away from the full data's
 SAMPLE_DECREMENT = 1e-8
 SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
@@ -439,7 +443,8 @@ class BaseFitter:
             return h, -(np.outer(p, p) * h + np.diag(g_log)) / n + 2 * gram
 
         y, f = np.asarray(x0, dtype=float), value(x0)
-        success, steps, last, refreshed = False, 0, np.inf, False
+        success, steps, last, refreshed = False, 0, np.inf, 0
+        measured: Array | None = None  # where the full data's curvature was measured
         while steps < 30 and f < 1e299:
             steps += 1
             # forward differences (4 likelihoods) while far, central ones (8) near the end
@@ -454,16 +459,19 @@ class BaseFitter:
                 decrement = float(-(g @ step))
             if not np.all(np.isfinite(step)):
                 break
-            if decrement < NEWTON_DECREMENT:
+            fresh = measured is not None and np.max(np.abs(y - measured)) < CURVATURE_REUSE
+            if decrement < NEWTON_DECREMENT or (fresh and decrement < FRESH_DECREMENT):
+                # (with the full data's curvature measured close by, the free last step
+                # of _last_step takes a decrement of 1e-10 below 1e-15)
                 success = True
                 break
-            if decrement > 0.01 * last and not refreshed:
+            if decrement > 0.01 * last and refreshed < 3:
                 # slow: the sample's estimate was far from the full data's along a flat
-                # direction, where the curvature differs; take the full data's, once
-                refreshed = True
+                # direction, where the curvature differs; take the full data's
+                refreshed += 1
                 _, full = curvature(y, f, g)
                 if np.all(np.isfinite(full)) and np.all(np.linalg.eigvalsh(full) > 0):
-                    hess = full
+                    hess, measured = full, y
                     step = -np.linalg.solve(hess, g)
             last = decrement
             t = 1.0
@@ -478,7 +486,15 @@ class BaseFitter:
         result = optimize.OptimizeResult(x=y, fun=f, success=success, nit=steps, message="chord")
         if success:  # the derivatives where it stopped, for the standard errors
             p = np.exp(y)
-            h, full = curvature(y, f, g)
+            if measured is not None and np.max(np.abs(y - measured)) < CURVATURE_REUSE:
+                # the full data's curvature in log-parameters, measured that close by,
+                # stands (its change is of the order of the distance: ~1e-3 relative)
+                full = hess
+                h_log = -n * (full - 2 * gram)
+                g_log = -n * (g - 2 * gram @ y)
+                h = (h_log - np.diag(g_log)) / np.outer(p, p)
+            else:
+                h, full = curvature(y, f, g)
             result.derivatives = (-n * (f - float(y @ gram @ y)), -n * (g - 2 * gram @ y) / p, h)
             if np.all(np.isfinite(full)) and np.all(np.linalg.eigvalsh(full) > 0):
                 _last_step(result, g, full, n, self.penalizer)
