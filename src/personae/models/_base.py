@@ -28,6 +28,7 @@ CURVATURE_REUSE = 2e-3
 FRESH_DECREMENT = 1e-10  # where a costly model may stop with such a curvature
 # a warm start's sample stops sooner: its estimate is ~1/sample size away from the full data's
 SAMPLE_DECREMENT = 1e-8
+COSTLY_SAMPLE_DECREMENT = 1e-6  # sooner still where a Newton step costs 23 likelihoods
 SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
 
 
@@ -224,6 +225,9 @@ class BaseFitter:
         x0 = np.log(np.asarray(self.initial, dtype=float))
         curvature = None
         if len(weights) > WARM_START_ROWS:
+            start_values = self._start(data, weights)
+            if start_values is not None:
+                x0 = np.log(start_values)
             # the first, long stretch of the search on a random ~25,000 customers; the full
             # data then only take the last few steps (Newton) or iterations (quasi-Newton).
             # Derivatives by differences make every Newton step 23 likelihoods: there the
@@ -234,7 +238,12 @@ class BaseFitter:
                 sample = np.random.default_rng(0).poisson(weights * size / n)
                 keep = sample > 0
                 sample_data = self._prepare([c[keep] for c in data], sample[keep].astype(float))
-                start = self._maximise(sample_data, float(sample.sum()), x0, SAMPLE_DECREMENT)
+                start = self._maximise(
+                    sample_data,
+                    float(sample.sum()),
+                    x0,
+                    COSTLY_SAMPLE_DECREMENT if self.costly_derivatives else SAMPLE_DECREMENT,
+                )
                 if start.fun < 1e299 and np.all((start.x > LOG_LOW) & (start.x < LOG_HIGH)):
                     x0 = start.x
                     curvature = _curvature(start, float(sample.sum()))
@@ -283,6 +292,10 @@ class BaseFitter:
         self.n_customers_ = limit.n_customers_
         self.limit_reason_ = str(err)
         return self
+
+    def _start(self, data: Sequence[Array], weights: Array) -> Array | None:
+        """Where the search on many rows starts, from the data (None: `initial`)."""
+        return None
 
     def _log_gradient(
         self, p: Array, prepared: Any, precise: bool = True, ll: float | None = None

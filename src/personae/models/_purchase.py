@@ -552,6 +552,17 @@ class ParetoNBD(PurchaseModel):
     exact_derivatives = True
     costly_derivatives = True
 
+    def _start(self, data: Sequence[Array], weights: Array) -> Array | None:
+        """Scales from the data: purchase rates r / alpha of the mean repeat purchases per
+        unit of age, dropout rates s / beta of one per mean age (the shapes 1), so that the
+        first search does not spend its steps finding the time unit."""
+        x, _, T = data
+        n = weights.sum()
+        mean_T, mean_x = float(weights @ T) / n, float(weights @ x) / n
+        if not (mean_T > 0 and mean_x > 0):
+            return None
+        return np.array([1.0, mean_T / mean_x, 1.0, mean_T])
+
     def _derivatives(self, p: Array, d: _ParetoData) -> tuple[float, Array, Array]:
         """Log-likelihood, gradient and Hessian in the natural parameters by differences in
         the log-parameters: the gradient by central differences with a small step (its
