@@ -136,7 +136,8 @@ def main() -> None:
         import duckdb
 
         results = json.loads(saved.read_text()) if saved.exists() else {}
-        results.pop("personae", None)  # the single-shape layout of earlier runs
+        for key in ("personae", "lifetimes", "log_likelihoods"):  # the one-shape layout
+            results.pop(key, None)
         wanted = args.shapes.split(",")
         for shape, file, unit, _ in SHAPES:
             if shape not in wanted:
