@@ -494,6 +494,7 @@ class _ParetoData:
     x_T: Array
     T_u: Array
     at_T: NDArray[np.intp]
+    w_T: Array  # the weights of each (x, T) pair's rows
 
 
 @dataclass(frozen=True)
@@ -696,19 +697,28 @@ class ParetoNBD(PurchaseModel):
         x, tx, T = data
         (x_tx, tx_u), at_tx = unique_rows(x, tx)
         (x_T, T_u), at_T = unique_rows(x, T)
-        return _ParetoData(weights, x_tx, tx_u, at_tx, x_T, T_u, at_T)
+        w_T = np.bincount(at_T, weights=weights, minlength=len(T_u)).astype(float)
+        return _ParetoData(weights, x_tx, tx_u, at_tx, x_T, T_u, at_T, w_T)
 
     def _total(self, params: Array, d: _ParetoData) -> float:
         """As the sum of _loglik, with the costly hypergeometric terms evaluated once per
         distinct (x, t_x) and (x, T) pair: with counts and days there are a few per cent as
         many pairs as customers."""
-        total = 0.0
-        at_tx, at_T = self._pair_terms(params, d)
+        death_tx, (head, alive, death_T) = self._pair_terms(params, d)
+        # per row head + logaddexp(alive, dead) = head + alive + softplus(dead - alive):
+        # head + alive depends on (x, T) alone, summed once per pair with its rows' weights
+        total = float((head + alive) @ d.w_T)
         for start in range(0, len(d.w), ROWS_PER_BLOCK):  # blocks that stay in cache
             rows = slice(start, start + ROWS_PER_BLOCK)
-            head, alive, death = (t[d.at_T[rows]] for t in at_T)
-            block = self._row_loglik((head, alive, death), at_tx[d.at_tx[rows]])
-            total += float(d.w[rows] @ block)
+            at = d.at_T[rows]
+            dead = death_tx[d.at_tx[rows]]
+            gap = death_T[at] - dead
+            np.minimum(gap, -1e-16, out=gap)
+            dead += np.log1p(-np.exp(gap))
+            dead -= alive[at]  # now dead - alive
+            soft = np.log1p(np.exp(-np.abs(dead)))
+            soft += np.maximum(dead, 0)
+            total += float(d.w[rows] @ soft)
         return total
 
     def _pair_terms(
