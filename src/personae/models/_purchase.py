@@ -705,6 +705,18 @@ class ParetoNBD(PurchaseModel):
         distinct (x, t_x) and (x, T) pair: with counts and days there are a few per cent as
         many pairs as customers."""
         death_tx, (head, alive, death_T) = self._pair_terms(params, d)
+        if not self._newton_search:
+            # the quasi-Newton search on few rows keeps the arithmetic it always had: where
+            # the likelihood is flat, the edge it stops at depends on the last digits
+            total = 0.0
+            for start in range(0, len(d.w), ROWS_PER_BLOCK):
+                rows = slice(start, start + ROWS_PER_BLOCK)
+                at = d.at_T[rows]
+                block = self._row_loglik(
+                    (head[at], alive[at], death_T[at]), death_tx[d.at_tx[rows]]
+                )
+                total += float(d.w[rows] @ block)
+            return total
         # per row head + logaddexp(alive, dead) = head + alive + softplus(dead - alive):
         # head + alive depends on (x, T) alone, summed once per pair with its rows' weights
         total = float((head + alive) @ d.w_T)
