@@ -19,6 +19,7 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from personae.config import SegmentsConfig
 from personae.errors import ConfigError, PersonaeError, closest
@@ -66,13 +67,20 @@ class SegmentsSummary:
 
 @dataclass
 class Built:
-    """One segmentation's memberships (an engine expression) and what goes with it."""
+    """One segmentation's membership as engine expressions, and what goes with it.
+
+    A partition gives `codes`: per customer the index of its segment in `labels` (NULL for
+    a customer outside it); audiences give one boolean per segment in `flags`. Both are over
+    the fields table, or over `table` (survey respondents) when that is set."""
 
     spec: Segmentation
-    members: ir.Table  # customer_id, segment
     order: list[tuple[str, str, str]]  # (segment, description, rule) in position order
     method: str
     definition: dict[str, Any]
+    labels: list[str]  # code -> segment name
+    codes: ir.IntegerValue | None = None
+    flags: list[ir.BooleanValue] = field(default_factory=list)
+    table: ir.Table | None = None
     model: cluster.ClusterModel | None = None
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     sample_labels: np.ndarray | None = None  # segment per sample row (partitions)
@@ -81,7 +89,12 @@ class Built:
 
 
 def segment(ctx: RunContext) -> SegmentsSummary:
-    """Build and store every segmentation of the traits run this run reads."""
+    """Build and store every segmentation of the traits run this run reads.
+
+    Each segmentation is first built as engine expressions (clusters fitted on the sample);
+    then one table holds every customer's segment in each of them, and memberships, sizes and
+    overlap come from it in one write and two queries, whatever the number of
+    segmentations."""
     started = time.perf_counter()
     store, config = ctx.store, ctx.config
     cfg = config.segments
@@ -89,7 +102,7 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     predict_run = ctx.parents.get("predict")
     ctx.as_of = ctx.parent_as_of("traits")
     engine = ctx.engine()
-    ctx.progress("fields", 0, 4)
+    ctx.progress("fields", 0, 5)
     fields = build_fields(engine, store, traits_run, predict_run, ctx.as_of)
     coverage = _coverage(engine, fields)
     total = coverage.pop("__rows__")
@@ -99,34 +112,44 @@ def segment(ctx: RunContext) -> SegmentsSummary:
             hint="Ingest customers or orders, then `personae run --from traits`.",
         )
     specs, skipped = _chosen(config.segmentations, cfg, fields, coverage)
-    ctx.progress("sample", 1, 4)
+    ctx.progress("sample", 1, 5)
     sample = survey.sample_rows(fields.table, cfg.sample, cfg.seed)
-    sample_ids = engine.upload("_segment_sample_ids", sample.select(["customer_id"]))
     summary = SegmentsSummary(ctx.run_id, str(ctx.as_of), traits_run, predict_run, total)
     summary.skipped = skipped
-    stamp = {"run_id": ctx.run_id, "as_of": str(ctx.as_of)}
-    space: cluster.ClusterModel | None = None
-    described = _description_features(sample, cfg.seed)
-    for i, spec in enumerate(sorted(specs, key=lambda s: s.way not in ("clusters", "survey"))):
-        ctx.progress(f"segmentation {spec.name}", i, len(specs))
+    built_all: list[Built] = []
+    for spec in sorted(specs, key=lambda s: s.way not in ("clusters", "survey")):
+        ctx.progress(f"segmentation {spec.name}", 2, 5)
         try:
-            built = _build(spec, engine, fields, sample, coverage, cfg)
+            built_all.append(_build(spec, engine, fields, sample, coverage, cfg))
         except SkipSegmentation as why:
             summary.skipped[spec.name] = str(why)
-            continue
         except ConfigError as err:
             if spec.origin == "config":
                 raise
             summary.skipped[spec.name] = str(err).rstrip(".")  # e.g. too few customers
-            continue
-        if built.model is not None and spec.way == "clusters" and space is None:
-            space = built.model
+    if not built_all:
+        return _finish(ctx, summary, fields, started)
+    ctx.progress("memberships", 3, 5)
+    stamp = {"run_id": ctx.run_id, "as_of": str(ctx.as_of)}
+    labels = _label_table(engine, fields, built_all)
+    engine.write("memberships", _memberships(labels, built_all), stamp)
+    quality = _quality(engine, labels, built_all)
+    in_sample = _sample_codes(engine, labels, built_all, sample)
+    space = next((b.model for b in built_all if b.spec.way == "clusters"), None)
+    described = _description_features(sample, cfg.seed)
+    for i, built in enumerate(built_all):
+        ctx.progress(f"quality {built.spec.name}", 4, 5)
         result = _store(
-            ctx, engine, fields, built, sample_ids, sample, space, described, cfg, stamp
+            ctx.store, built, quality[i], in_sample[i], sample, space, described, cfg, stamp
         )
         summary.segmentations.append(result)
-    ctx.progress("overlap", 3, 4)
-    _overlap(store, ctx.run_id, str(ctx.as_of), summary)
+    _overlap(engine, store, labels, built_all, stamp)
+    return _finish(ctx, summary, fields, started)
+
+
+def _finish(
+    ctx: RunContext, summary: SegmentsSummary, fields: Fields, started: float
+) -> SegmentsSummary:
     ctx.details.update(
         segmentations=[r.name for r in summary.segmentations],
         skipped=summary.skipped,
@@ -224,20 +247,14 @@ def _build(
         ]
         conds = [compile_rule(s.rule, t, setting=_setting(spec, s.name)) for s in segs]
         order = [(s.name, s.description, s.rule) for s in segs]
+        names = [s.name for s in segs]
         definition: dict[str, Any] = {"segments": [asdict(s) for s in segs]}
         if spec.kind == "audiences":
-            parts = [
-                t.filter(c).select("customer_id", segment=ibis.literal(s.name))
-                for s, c in zip(segs, conds, strict=True)
-            ]
-            members = ibis.union(*parts) if len(parts) > 1 else parts[0]
-            return Built(spec, members, order, "rules", definition)
-        label = ibis.cases(
-            *[(c, s.name) for s, c in zip(segs, conds, strict=True)], else_=spec.remainder
-        )
+            return Built(spec, order, "rules", definition, names, flags=conds)
+        codes = ibis.cases(*[(c, i) for i, c in enumerate(conds)], else_=len(segs))
         order.append((spec.remainder, "Customers no rule above matches.", "(remainder)"))
         definition["remainder"] = spec.remainder
-        return Built(spec, t.select("customer_id", segment=label), order, "rules", definition)
+        return Built(spec, order, "rules", definition, [*names, spec.remainder], codes=codes)
     if spec.way == "by_field":
         return _by_field(spec, engine, fields)
     if spec.way == "survey":
@@ -260,13 +277,16 @@ def _by_field(spec: Segmentation, engine: Engine, fields: Fields) -> Built:
         counts.order_by(ibis.desc("n"), "v").limit(spec.top)
     ).to_pylist()
     values = [r["v"] for r in top]
-    label = ibis.cases((value.isnull(), UNKNOWN), (value.isin(values), value), else_=OTHER)
+    codes = ibis.cases(
+        (value.isnull(), len(values) + 1),
+        *[(value == v, i) for i, v in enumerate(values)],
+        else_=len(values),
+    )
     order = [(v, f"{name} = {v}", f"{name} = '{v}'") for v in values]
     order += [(OTHER, f"Other values of {name}", "(other values)")]
     order += [(UNKNOWN, f"No {name}", "(no value)")]
-    return Built(
-        spec, t.select("customer_id", segment=label), order, "by_field", {"by": name, "top": values}
-    )
+    definition = {"by": name, "top": values}
+    return Built(spec, order, "by_field", definition, [*values, OTHER, UNKNOWN], codes=codes)
 
 
 def _clusters(spec: Segmentation, fields: Fields, sample: pa.Table, cfg: SegmentsConfig) -> Built:
@@ -305,27 +325,28 @@ def _clustered(
     table: ir.Table,
     method: str,
     definition: dict[str, Any],
+    respondents: bool = False,
 ) -> Built:
-    """Memberships of a fitted clustering: everyone in `table` assigned in the engine;
-    Cluster 1 is the largest in the sample."""
+    """A fitted clustering: everyone in `table` (the fields table, or the survey's
+    `respondents`) assigned in the engine; Cluster 1 is the largest in the sample."""
     labels = model.predict(sample)
     sizes = np.bincount(labels, minlength=model.k)
     ranked = sorted(range(model.k), key=lambda i: (-sizes[i], i))
     names = {c: f"Cluster {n}" for n, c in enumerate(ranked, start=1)}
-    label = model.assign(table)
-    segment = ibis.cases(*[(label == i, names[i]) for i in range(model.k)])
     order = [(names[i], "", f"nearest to centroid {i} of the model") for i in ranked]
     return Built(
         spec,
-        table.select("customer_id", segment=segment),
         order,
         method,
         definition,
-        model,
-        model.diagnostics,
-        np.array([names[i] for i in labels], dtype=object),
-        sample,
-        names,
+        [names[i] for i in range(model.k)],
+        codes=model.assign(table),
+        table=table if respondents else None,
+        model=model,
+        diagnostics=model.diagnostics,
+        sample_labels=np.array([names[i] for i in labels], dtype=object),
+        sample=sample,
+        names=names,
     )
 
 
@@ -363,51 +384,183 @@ def _survey(spec: Segmentation, engine: Engine, fields: Fields, cfg: SegmentsCon
     )
     model = survey.cluster_scores(scores, names, spec.k, spec.k_range, cfg.seed)
     definition = {"factors": factors.to_dict(), "model": model.to_dict(), "items": chosen}
-    return _clustered(spec, model, scores, scored, f"factors+{model.method}", definition)
+    method = f"factors+{model.method}"
+    return _clustered(spec, model, scores, scored, method, definition, respondents=True)
+
+
+def _column(i: int, j: int | None = None) -> str:
+    """The label table's column of segmentation i (a partition's codes; audience j's flag)."""
+    return f"s{i}" if j is None else f"s{i}_{j}"
+
+
+def _columns(i: int, b: Built) -> list[str]:
+    return [_column(i, j) for j in range(len(b.flags))] if b.flags else [_column(i)]
+
+
+def _label_table(engine: Engine, fields: Fields, built: list[Built]) -> ir.Table:
+    """One row per customer with its value and, per segmentation, its segment code (or its
+    audience flags): every membership expression is evaluated once, in one pass."""
+    t = fields.table
+    columns: dict[str, ir.Value] = {
+        "total_value": t.total_value.cast("float64"),
+        "clv": t.clv.cast("float64") if "clv" in t.columns else ibis.null("float64"),
+    }
+    for i, b in enumerate(built):
+        if b.table is None and b.codes is not None:
+            columns[_column(i)] = b.codes.cast("int32")
+        for j, flag in enumerate(b.flags):
+            columns[_column(i, j)] = flag.fill_null(False)
+    table = t.select("customer_id", **columns)
+    for i, b in enumerate(built):
+        if b.table is not None and b.codes is not None:  # survey respondents only
+            codes = b.table.select("customer_id", **{_column(i): b.codes.cast("int32")})
+            table = table.left_join(codes, "customer_id").drop("customer_id_right")
+    return engine.temp(table, "_segment_labels")
+
+
+def _memberships(labels: ir.Table, built: list[Built]) -> ir.Table:
+    """Every customer's segments in every segmentation, as rows (customer, segmentation,
+    segment) for the memberships table."""
+    parts = []
+    for i, b in enumerate(built):
+        name = ibis.literal(b.spec.name)
+        if b.flags:
+            for j, segment in enumerate(b.labels):
+                member = labels.filter(labels[_column(i, j)])
+                parts.append(
+                    member.select("customer_id", segmentation=name, segment=ibis.literal(segment))
+                )
+        else:
+            code = labels[_column(i)]
+            segment = ibis.cases(*[(code == c, ibis.literal(s)) for c, s in enumerate(b.labels)])
+            parts.append(
+                labels.filter(code.notnull()).select(
+                    "customer_id", segmentation=name, segment=segment
+                )
+            )
+    return ibis.union(*parts) if len(parts) > 1 else parts[0]
+
+
+@dataclass
+class Quality:
+    """One segmentation's sizes and values: per segment, and over its customers."""
+
+    segments: dict[str, dict[str, Any]]
+    customers: int
+    revenue: float | None
+    clv: float | None
+
+
+def _quality(engine: Engine, labels: ir.Table, built: list[Built]) -> list[Quality]:
+    """Size, revenue and CLV of every segment of every segmentation, in one query; an
+    audience's customers are counted once however many of its segments they are in."""
+
+    def sums(t: ir.Table, i: int, code: ir.Value) -> ir.Table:
+        return t.aggregate(n=t.count(), revenue=t.total_value.sum(), clv=t.clv.sum()).select(
+            part=ibis.literal(i, "int32"), code=code, n="n", revenue="revenue", clv="clv"
+        )
+
+    parts = []
+    for i, b in enumerate(built):
+        if b.flags:
+            for j in range(len(b.flags)):
+                parts.append(
+                    sums(labels.filter(labels[_column(i, j)]), i, ibis.literal(j, "int32"))
+                )
+            anyone = ibis.or_(*[labels[_column(i, j)] for j in range(len(b.flags))])
+            parts.append(sums(labels.filter(anyone), i, ibis.literal(-1, "int32")))
+        else:
+            t = labels.filter(labels[_column(i)].notnull())
+            per = t.group_by(code=t[_column(i)]).aggregate(
+                n=t.count(), revenue=t.total_value.sum(), clv=t.clv.sum()
+            )
+            parts.append(
+                per.select(
+                    part=ibis.literal(i, "int32"), code="code", n="n", revenue="revenue", clv="clv"
+                )
+            )
+    rows = engine.backend.to_pyarrow(ibis.union(*parts)).to_pylist()
+    out = [Quality({}, 0, None, None) for _ in built]
+    for r in rows:
+        q, b = out[r["part"]], built[r["part"]]
+        if r["code"] == -1:
+            q.customers, q.revenue, q.clv = int(r["n"]), r["revenue"], r["clv"]
+        else:
+            q.segments[b.labels[r["code"]]] = {"size": int(r["n"]), **r}
+    for q, b in zip(out, built, strict=True):
+        if not b.flags:  # a partition's customers are its segments' customers
+            q.customers = sum(s["size"] for s in q.segments.values())
+            q.revenue = _sum([s["revenue"] for s in q.segments.values()])
+            q.clv = _sum([s["clv"] for s in q.segments.values()])
+    return out
+
+
+def _sum(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(sum(known)) if known else None
+
+
+@dataclass
+class InSample:
+    """A segmentation's segment per row of the sample it is judged on (None outside it),
+    and each segment's rows (audiences overlap)."""
+
+    labels: np.ndarray
+    data: pa.Table
+    members: dict[str, np.ndarray]
+
+
+def _sample_codes(
+    engine: Engine, labels: ir.Table, built: list[Built], sample: pa.Table
+) -> list[InSample]:
+    """Every segmentation's segments of the sample's customers, fetched in one query."""
+    out: list[InSample | None] = [None] * len(built)
+    wanted = [i for i, b in enumerate(built) if b.sample_labels is None]
+    for i, b in enumerate(built):
+        if b.sample_labels is not None and b.sample is not None:
+            lab = b.sample_labels
+            out[i] = InSample(lab, b.sample, {name: lab == name for name in set(lab)})
+    if wanted:
+        ids = engine.upload("_segment_sample_ids", sample.select(["customer_id"]))
+        columns = [c for i in wanted for c in _columns(i, built[i])]
+        fetched = engine.backend.to_pyarrow(
+            labels.semi_join(ids, "customer_id").select("customer_id", *columns)
+        )
+        where = pc.index_in(sample["customer_id"], fetched["customer_id"]).to_numpy(
+            zero_copy_only=False
+        )
+        for i in wanted:
+            b = built[i]
+            members: dict[str, np.ndarray] = {}
+            lab = np.full(sample.num_rows, None, dtype=object)
+            if b.flags:
+                for j, name in enumerate(b.labels):
+                    flag = fetched[_column(i, j)].to_numpy(zero_copy_only=False)[where]
+                    members[name] = flag.astype(bool)
+                    lab[members[name]] = name
+            else:
+                codes = pc.fill_null(fetched[_column(i)], len(b.labels)).to_numpy()[where]
+                lab = np.array([*b.labels, None], dtype=object)[codes]
+                members = {name: lab == name for name in b.labels if (lab == name).any()}
+            out[i] = InSample(lab, sample, members)
+    return [o for o in out if o is not None]
 
 
 def _store(
-    ctx: RunContext,
-    engine: Engine,
-    fields: Fields,
+    store: Store,
     built: Built,
-    sample_ids: ir.Table,
+    quality: Quality,
+    in_sample: InSample,
     sample: pa.Table,
     space: cluster.ClusterModel | None,
     described_by: tuple[list[str], list[str]],
     cfg: SegmentsConfig,
     stamp: dict[str, str],
 ) -> SegmentationResult:
-    """Write the memberships and the quality of one segmentation."""
+    """Write the quality of one segmentation: its row, its segments, their distinguishing
+    traits, the clustering's diagnostics."""
     spec = built.spec
-    t = fields.table
-    value = t.select(
-        "customer_id", "total_value", clv=t.clv if "clv" in t.columns else ibis.null("float64")
-    )
-    # the membership expression (rules, a cluster assignment) is evaluated once
-    built.members = engine.temp(built.members.join(value, "customer_id"), "_segment_members")
-    members = built.members.select(
-        "customer_id", segmentation=ibis.literal(spec.name), segment=built.members.segment
-    )
-    engine.write("memberships", members, stamp)
-    joined = built.members
-    per_segment = joined.group_by("segment").agg(
-        size=joined.count(), revenue=joined.total_value.sum(), clv=joined.clv.sum()
-    )
-    by_segment = {r["segment"]: r for r in engine.backend.to_pyarrow(per_segment).to_pylist()}
-    if spec.kind == "audiences":
-        segmented = engine.backend.to_pyarrow(
-            joined.aggregate(n=joined.customer_id.nunique())
-        ).to_pylist()[0]["n"]
-    else:
-        segmented = sum(r["size"] for r in by_segment.values())
-    everyone = {  # the segmented customers' totals (partitions: everyone they hold)
-        "n": segmented,
-        "revenue": _total(engine, joined, "total_value", spec.kind),
-        "clv": _total(engine, joined, "clv", spec.kind),
-    }
-    # separation, stability and description on the sample
-    labels, data, in_segment = _sample_labels(built, engine, sample_ids, sample)
+    labels, data, in_segment = in_sample.labels, in_sample.data, in_sample.members
     silhouettes, overall = _silhouettes(labels, data, built, space, cfg)
     stability, jaccard = (None, {})
     if built.model is not None and cfg.stability_resamples:
@@ -422,18 +575,20 @@ def _store(
         spec.kind,
         built.method,
         spec.origin,
-        int(segmented or 0),
+        quality.customers,
         {},
         overall,
         stability,
     )
     seg_rows, trait_rows = [], []
     for position, (name, description, rule) in enumerate(built.order, start=1):
-        row = by_segment.get(name, {"size": 0, "revenue": None, "clv": None})
+        row = quality.segments.get(name, {"size": 0, "revenue": None, "clv": None})
         size = int(row["size"])
         if size == 0 and rule in REST_RULES:
             continue  # nobody in Other / Unknown / the remainder: not a segment
-        warning = _warning(name, size, total=everyone["n"], stability=jaccard.get(name), cfg=cfg)
+        warning = _warning(
+            name, size, total=quality.customers, stability=jaccard.get(name), cfg=cfg
+        )
         if size == 0 and spec.origin == "ready-made":
             warning = None  # a ready-made band the data does not reach is no cause for care
         if warning:
@@ -449,9 +604,9 @@ def _store(
                 "rule": rule,
                 "proposed_name": info.get("proposed_name"),
                 "size": size,
-                "share_customers": size / everyone["n"] if everyone["n"] else None,
-                "share_revenue": _share(row["revenue"], everyone["revenue"]),
-                "share_clv": _share(row["clv"], everyone["clv"]),
+                "share_customers": size / quality.customers if quality.customers else None,
+                "share_revenue": _share(row["revenue"], quality.revenue),
+                "share_clv": _share(row["clv"], quality.clv),
                 "silhouette": silhouettes.get(name),
                 "stability": jaccard.get(name),
                 "warning": warning,
@@ -479,7 +634,7 @@ def _store(
             f"{cfg.min_stability}",
         )
     insert_rows(
-        ctx.store,
+        store,
         "segmentations",
         [
             {
@@ -499,10 +654,10 @@ def _store(
         ],
         stamp,
     )
-    insert_rows(ctx.store, "segments", seg_rows, stamp)
-    insert_rows(ctx.store, "segment_traits", trait_rows, stamp)
+    insert_rows(store, "segments", seg_rows, stamp)
+    insert_rows(store, "segment_traits", trait_rows, stamp)
     insert_rows(
-        ctx.store,
+        store,
         "cluster_diagnostics",
         [
             {
@@ -543,35 +698,6 @@ def _warning(
             f"{cfg.min_stability}"
         )
     return None
-
-
-def _total(engine: Engine, joined: ir.Table, column: str, kind: str) -> float | None:
-    """The sum of a value over the segmented customers (each once, also in audiences)."""
-    if kind == "audiences":
-        joined = joined.select("customer_id", column).distinct()
-    return engine.backend.to_pyarrow(joined.aggregate(v=joined[column].sum())).to_pylist()[0]["v"]
-
-
-def _sample_labels(
-    built: Built, engine: Engine, sample_ids: ir.Table, sample: pa.Table
-) -> tuple[np.ndarray, pa.Table, dict[str, np.ndarray]]:
-    """Each sample row's segment (partitions; None outside), the sample the labels are of,
-    and each segment's members among the sample rows (audiences overlap)."""
-    if built.sample_labels is not None and built.sample is not None:
-        labels = built.sample_labels
-        return labels, built.sample, {name: labels == name for name in set(labels)}
-    members = built.members
-    picked = members.join(sample_ids, "customer_id").select("customer_id", "segment")
-    rows = engine.backend.to_pyarrow(picked).to_pylist()
-    position = {c: i for i, c in enumerate(sample["customer_id"].to_pylist())}
-    in_segment: dict[str, np.ndarray] = {}
-    labels = np.full(sample.num_rows, None, dtype=object)
-    for r in rows:
-        i = position[r["customer_id"]]
-        mask = in_segment.setdefault(r["segment"], np.zeros(sample.num_rows, bool))
-        mask[i] = True
-        labels[i] = r["segment"]
-    return labels, sample, in_segment
 
 
 def _silhouettes(
@@ -658,40 +784,40 @@ def insert_rows(
         store.con.unregister("_rows")
 
 
-def _overlap(store: Store, run_id: str, as_of: str, summary: SegmentsSummary) -> None:
-    """Customers in each pair of segments of every two partitions: one pass over the run's
-    memberships in the store, one grouping set per pair."""
-    partitions = [r.name for r in summary.segmentations if r.kind == "partition"]
+def _overlap(
+    engine: Engine, store: Store, labels: ir.Table, built: list[Built], stamp: dict[str, str]
+) -> None:
+    """Customers in each pair of segments of every two partitions: one query counts the
+    customers of each combination of segments (far fewer rows than customers), and each
+    pair's counts are sums over those."""
+    partitions = [i for i, b in enumerate(built) if not b.flags]
     if len(partitions) < 2:
         return
-    columns = ", ".join(
-        f"max(segment) FILTER (WHERE segmentation = ?) AS p{i}" for i in range(len(partitions))
-    )
-    pairs = [(i, j) for i in range(len(partitions)) for j in range(i + 1, len(partitions))]
-    sets = ", ".join(f"(p{i}, p{j})" for i, j in pairs)
-    which = " ".join(f"WHEN grouping(p{i}, p{j}) = 0 THEN {n}" for n, (i, j) in enumerate(pairs))
-    rows = store.con.execute(
-        f"""WITH wide AS (SELECT customer_id, {columns} FROM memberships
-                          WHERE run_id = ? GROUP BY customer_id)
-            SELECT CASE {which} END AS pair, {", ".join(f"p{i}" for i in range(len(partitions)))},
-                   count(*) FROM wide GROUP BY GROUPING SETS ({sets})""",
-        [*partitions, run_id],
-    ).fetchall()
+    columns = [_column(i) for i in partitions]
+    combos = engine.backend.to_pyarrow(labels.group_by(columns).aggregate(n=labels.count()))
+    n = combos["n"].to_numpy()
+    codes = {
+        i: pc.fill_null(combos[_column(i)], len(built[i].labels)).to_numpy().astype(np.int64)
+        for i in partitions
+    }
     out = []
-    for row in rows:
-        i, j = pairs[row[0]]
-        a, b, n = row[1 + i], row[1 + j], row[-1]
-        if a is not None and b is not None:
-            out.append(
-                {
-                    "segmentation_a": partitions[i],
-                    "segment_a": a,
-                    "segmentation_b": partitions[j],
-                    "segment_b": b,
-                    "customers": n,
-                }
-            )
-    insert_rows(store, "segment_overlap", out, {"run_id": run_id, "as_of": as_of})
+    for x, i in enumerate(partitions):
+        for j in partitions[x + 1 :]:
+            width = len(built[j].labels) + 1
+            counts = np.bincount(
+                codes[i] * width + codes[j], weights=n, minlength=(len(built[i].labels) + 1) * width
+            ).reshape(-1, width)
+            for a, b in zip(*np.nonzero(counts[:-1, :-1]), strict=True):  # both known
+                out.append(
+                    {
+                        "segmentation_a": built[i].spec.name,
+                        "segment_a": built[i].labels[a],
+                        "segmentation_b": built[j].spec.name,
+                        "segment_b": built[j].labels[b],
+                        "customers": int(counts[a, b]),
+                    }
+                )
+    insert_rows(store, "segment_overlap", out, stamp)
 
 
 STAGE = Stage(

@@ -686,19 +686,26 @@ def _dispersion(prep: _Prepared, labels: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(out)
 
 
+PARALLEL_ROWS = 50_000  # k-means on fewer rows runs in one thread
+
+
 def _weighted_kmeans(
     prep: _Prepared, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """k-means with Huang et al.'s feature weights: the labels of the last of WEIGHT_FITS
     fits and the (numeric, categorical) weights it used."""
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     p = prep.z.shape[1]
     w = np.ones(p + len(prep.categorical))
     labels = np.zeros(prep.z.shape[0], np.int64)
     for i in range(WEIGHT_FITS):
         x = prep.embed(w[:p], w[p:])
-        labels = KMeans(k, n_init=4, random_state=seed).fit(x).labels_
+        # one thread on small data: OpenMP threads that wait for busy cores (other
+        # processes, tests in parallel) made an 800-row fit take 0.1 s instead of 1 ms
+        with threadpool_limits(1 if len(x) < PARALLEL_ROWS else None, user_api="openmp"):
+            labels = KMeans(k, n_init=4, random_state=seed).fit(x).labels_
         if i < WEIGHT_FITS - 1:
             inv = 1.0 / np.maximum(_dispersion(prep, labels, k)[:p], 1e-3)
             w[:p] = [_r(v) for v in inv / inv.mean()]
@@ -984,19 +991,26 @@ def describe_clusters(
         )
     n = data.num_rows
     nums = {c: _floats(data, c) for c in numeric}
-    cats = {c: _strings(data, c) for c in categorical}
+    spread = {}  # column -> (values, known, overall sd, overall mean) of varying numbers
+    for c, x in nums.items():
+        ok = ~np.isnan(x)
+        sd = float(x[ok].std()) if ok.any() else 0.0
+        if sd > 0:
+            spread[c] = (x, ok, sd, float(x[ok].mean()))
+    cats = {}  # column -> (levels, each row's level code, rows per level)
+    for c in categorical:
+        levels, codes = np.unique(_strings(data, c).astype(str), return_inverse=True)
+        cats[c] = (levels, codes, np.bincount(codes, minlength=len(levels)))
     out: list[dict[str, Any]] = []
     for label in sorted(int(v) for v in np.unique(labels)):
         member = labels == label
         size = int(member.sum())
         traits: list[dict[str, Any]] = []
-        for c, x in nums.items():
-            ok = ~np.isnan(x)
-            sd = float(x[ok].std()) if ok.any() else 0.0
+        for c, (x, ok, sd, om) in spread.items():
             inside = ok & member
-            if sd == 0 or not inside.any():
+            if not inside.any():
                 continue
-            cm, om = float(x[inside].mean()), float(x[ok].mean())
+            cm = float(x[inside].mean())
             traits.append(
                 {
                     "trait": c,
@@ -1009,11 +1023,10 @@ def describe_clusters(
                     "support": int(inside.sum()),
                 }
             )
-        for c, v in cats.items():
-            levels, counts = np.unique(v.astype(str), return_counts=True)
-            for level, count in zip(levels, counts, strict=True):
+        for c, (levels, codes, counts) in cats.items():
+            inside_counts = np.bincount(codes[member], minlength=len(levels))
+            for level, count, hits in zip(levels, counts, inside_counts, strict=True):
                 overall = count / n
-                hits = int((member & (v == level)).sum())
                 share = hits / size
                 if share <= overall or hits < max(1, 0.05 * size) or overall >= 1:
                     continue
@@ -1026,7 +1039,7 @@ def describe_clusters(
                         "overall_mean": float(overall),
                         "std_diff": float((share - overall) / math.sqrt(overall * (1 - overall))),
                         "lift": float(share / overall),
-                        "support": hits,
+                        "support": int(hits),
                     }
                 )
         traits.sort(key=lambda t: (-abs(t["std_diff"]), t["trait"], str(t["value"])))
