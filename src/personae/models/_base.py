@@ -28,7 +28,8 @@ CURVATURE_REUSE = 2e-3
 FRESH_DECREMENT = 1e-10  # where a costly model may stop with such a curvature
 # a warm start's sample stops sooner: its estimate is ~1/sample size away from the full data's
 SAMPLE_DECREMENT = 1e-8
-COSTLY_SAMPLE_DECREMENT = 1e-6  # sooner still where a Newton step costs 23 likelihoods
+COSTLY_SAMPLE_DECREMENT = 1e-6
+COSTLY_NEWTON_STEPS = 40  # sooner still where a Newton step costs 23 likelihoods
 SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
 
 
@@ -243,6 +244,7 @@ class BaseFitter:
                     float(sample.sum()),
                     x0,
                     COSTLY_SAMPLE_DECREMENT if self.costly_derivatives else SAMPLE_DECREMENT,
+                    fallback=False,  # a sample without a maximum gives no start, that is all
                 )
                 if start.fun < 1e299 and np.all((start.x > LOG_LOW) & (start.x < LOG_HIGH)):
                     x0 = start.x
@@ -252,6 +254,12 @@ class BaseFitter:
         if self.costly_derivatives and self._newton_search and curvature is not None:
             best = self._chord(x0, prepared, n, curvature)
         if best is None or not best.success:
+            if self.costly_derivatives and self._newton_search:
+                # no maximum near the samples': the quasi-Newton search from the initial
+                # values decides which edge the likelihood runs to, as on few rows (Newton
+                # steps of 23 likelihoods towards an edge would take longer still)
+                self._newton_search = False
+                x0 = np.log(np.asarray(self.initial, dtype=float))
             best = self._maximise(prepared, n, x0)
         params = np.exp(best.x)
         try:
@@ -370,7 +378,12 @@ class BaseFitter:
             )
 
     def _maximise(
-        self, prepared: Any, n: float, x0: Array, decrement: float = NEWTON_DECREMENT
+        self,
+        prepared: Any,
+        n: float,
+        x0: Array,
+        decrement: float = NEWTON_DECREMENT,
+        fallback: bool = True,
     ) -> optimize.OptimizeResult:
         """Minimise the penalised mean negative log-likelihood of n customers over
         log-parameters from x0; Nelder-Mead polishes where L-BFGS-B stops short (a Newton
@@ -394,7 +407,7 @@ class BaseFitter:
             # derivatives by differences (Pareto/NBD): where Newton finds no maximum, the
             # bounded quasi-Newton search of the models without derivatives decides which
             # edge the likelihood runs to (e.g. no dropout, the NBD limit)
-            quasi = not best.success and self.costly_derivatives
+            quasi = not best.success and self.costly_derivatives and fallback
             x0 = np.asarray(self.initial if quasi else x0, dtype=float)
             x0 = np.log(x0) if quasi else x0
         if quasi:
@@ -594,6 +607,11 @@ class BaseFitter:
             if 0 <= decrement(y) < tolerance or close(y):
                 raise StopIteration
 
+        # Newton finds an interior maximum in a few dozen steps; derivatives by differences
+        # make more than that too costly to wait for (the search runs to an edge then)
+        maxiter = (
+            min(self.max_iter, COSTLY_NEWTON_STEPS) if self.costly_derivatives else self.max_iter
+        )
         with np.errstate(all="ignore"):  # refused steps are worth 1e300: ratios overflow
             result = optimize.minimize(
                 value_only,
@@ -602,7 +620,7 @@ class BaseFitter:
                 hess=lambda y: evaluate(y)[2],
                 method="trust-exact",
                 callback=converged,
-                options={"gtol": self.tol, "maxiter": self.max_iter},
+                options={"gtol": self.tol, "maxiter": maxiter},
             )
         if not result.success:
             # Stopped because no step improves the value any more: converged when the
