@@ -529,9 +529,27 @@ class SegmentationConfig(_Section):
     )
     k_min: int = Field(2, ge=2, description="Smallest number of clusters tried.")
     k_max: int = Field(8, ge=2, description="Largest number of clusters tried.")
+    names: dict[str, str] = Field(
+        default_factory=dict,
+        description='Names of your choosing for segments, e.g. {"Cluster 1" = "Loyal '
+        'regulars"} (`personae segments show NAME` proposes names from what sets each cluster '
+        "apart). Alone in the section of a ready-made segmentation, it renames that one's "
+        "segments.",
+    )
+
+    @property
+    def names_only(self) -> bool:
+        """Only `names`: renames the segments of the ready-made segmentation of this name."""
+        return bool(self.names) and self.model_fields_set <= {"names", "description", "model"}
 
     @model_validator(mode="after")
     def _one_definition(self) -> SegmentationConfig:
+        chosen = list(self.names.values())
+        twice = sorted({n for n in chosen if chosen.count(n) > 1})
+        if twice:
+            raise ValueError(f"names must differ: {', '.join(twice)} given twice")
+        if self.names_only:
+            return self
         clustering = self.method is not None or bool(self.features) or self.k is not None
         given = [
             n

@@ -494,3 +494,27 @@ def test_any_text_is_a_rule_or_a_rule_error(table: ir.Table, text: str) -> None:
         assert str(err).startswith(SETTING)
     else:  # what passes the checks also compiles to SQL
         assert "SELECT" in ibis.to_sql(table.filter(condition))
+
+
+@pytest.mark.parametrize(
+    ("written", "field"),
+    [
+        ('"Spending Score (1-100)"', "spending_score_1_100"),
+        ('"Annual Income (k$)"', "annual_income_k"),
+        ('"2nd Line Of Address"', "a_2nd_line_of_address"),
+        ('"Kundennummer / ID"', "kundennummer_id"),
+        ('"Age "', "age"),  # a trait wins over an attribute of the same name (attr_age)
+    ],
+)
+def test_a_source_column_name_finds_its_field(written: str, field: str) -> None:
+    fields = {
+        "age": "int",
+        "attr_age": "int",
+        "spending_score_1_100": "float",
+        "annual_income_k": "float",
+        "a_2nd_line_of_address": "text",
+        "kundennummer_id": "text",
+    }
+    value = "'x'" if fields[field] == "text" else "1"
+    tree = parse_rule(f"{written} = {value}", fields, setting=SETTING)
+    assert {c.name for c in tree.find_all(exp.Column)} == {field}

@@ -324,15 +324,52 @@ def test_mall_customers_five_groups(data_dir: Path, tmp_path: Path) -> None:
         f.write(
             '\n[segmentations.spending]\nmodel = "behavioural"\nmethod = "kmeans"\n'
             'features = ["income", "spending_score_1_100"]\n'
+            'names = {"Cluster 1" = "Middle of the road", "Cluster 9" = "Never there"}\n'
+            # the file's own column name in a rule, and names for a ready-made segmentation
+            '\n[segmentations.big_spenders]\nkind = "audiences"\n'
+            '[[segmentations.big_spenders.segments]]\nname = "Big spenders"\n'
+            'rule = \'"Spending Score (1-100)" >= 60\'\n'
+            '\n[segmentations.age_band]\nnames = {"18-24" = "Students", "65+" = "Retired"}\n'
         )
     res = personae("run", "--project", str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
-    info = Project.open(tmp_path).segmentation("spending")
+    project = Project.open(tmp_path)
+    info = project.segmentation("spending")
     assert [d["k"] for d in info["diagnostics"] if d["chosen"]] == [5]
     sizes = sorted((s["size"] for s in info["segments"]), reverse=True)
     assert sum(sizes) == 200
     # the middle income, middle score group is the largest (81 in the usual k-means result)
     assert 70 <= sizes[0] <= 90, sizes
+    assert info["segments"][0]["segment"] == "Middle of the road"
+    assert info["segments"][0]["size"] == sizes[0]
+    assert [s["segment"] for s in info["segments"][1:]] == [f"Cluster {n}" for n in (2, 3, 4, 5)]
+    assert any("'Cluster 9'" in w for w in info["warnings"])
+    with project.store(read_only=True) as store:  # the rule read the file's column
+        truth = store.con.execute(
+            "SELECT count(*) FROM customers WHERE "
+            "(attributes->>'Spending Score (1-100)')::DOUBLE >= 60"
+        ).fetchall()[0][0]
+    big = project.segmentation("big_spenders")["segments"]
+    assert [(s["segment"], s["size"]) for s in big] == [("Big spenders", truth)]
+    assert truth > 50
+    ages = {s["segment"]: s["size"] for s in project.segmentation("age_band")["segments"]}
+    assert "Students" in ages and "18-24" not in ages
+    with project.store(read_only=True) as store:
+        students = store.con.execute("SELECT count(*) FROM customers WHERE age BETWEEN 18 AND 24")
+        assert ages["Students"] == students.fetchall()[0][0]
+
+
+def test_names_for_a_segmentation_that_is_not_ready_made(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    generate(root, customers=300, seed=5)
+    with (root / "personae.toml").open("a") as f:
+        f.write('\n[segmentations.valu_tiers]\nnames = {"Top 20%" = "VIP"}\n')
+    project = Project.open(root)
+    project.run(only=["ingest", "traits"])
+    with pytest.raises(ConfigError) as err:
+        project.segment()
+    assert "[segmentations.valu_tiers] has only `names`" in str(err.value)
+    assert "value_tiers" in str(err.value)
 
 
 @pytest.mark.spark

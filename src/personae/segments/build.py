@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import ibis
@@ -86,6 +86,7 @@ class Built:
     sample_labels: np.ndarray | None = None  # segment per sample row (partitions)
     sample: pa.Table | None = None  # the sample the labels are of (survey: respondents)
     names: dict[int, str] = field(default_factory=dict)  # cluster label -> segment
+    warnings: list[str] = field(default_factory=list)
 
 
 def segment(ctx: RunContext) -> SegmentsSummary:
@@ -120,11 +121,11 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     for spec in sorted(specs, key=lambda s: s.way not in ("clusters", "survey")):
         ctx.progress(f"segmentation {spec.name}", 2, 5)
         try:
-            built_all.append(_build(spec, engine, fields, sample, coverage, cfg))
+            built_all.append(_renamed(_build(spec, engine, fields, sample, coverage, cfg)))
         except SkipSegmentation as why:
             summary.skipped[spec.name] = str(why)
         except ConfigError as err:
-            if spec.origin == "config":
+            if spec.origin == "config" or spec.names:
                 raise
             summary.skipped[spec.name] = str(err).rstrip(".")  # e.g. too few customers
     if not built_all:
@@ -188,8 +189,20 @@ def _chosen(
                 f"They are: {', '.join(READY_MADE_NAMES)}."
             )
         wanted = set(cfg.ready_made)
+    renamed = {name: s.names for name, s in declared.items() if s.names_only}
+    for name in renamed:
+        if name not in READY_MADE_NAMES:
+            raise ConfigError(
+                f"[segmentations.{name}] has only `names`, and no ready-made segmentation is "
+                f"called {name}." + closest(name, READY_MADE_NAMES),
+                hint="Define its segments (rules, `by` or `method`), or name the segments of a "
+                "ready-made one in a section of its name.",
+            )
+    declared = {name: s for name, s in declared.items() if name not in renamed}
     specs, skipped = [], {}
     for spec in READY_MADE:
+        if spec.name in renamed:
+            spec = replace(spec, names=tuple(renamed[spec.name].items()))
         if spec.name not in wanted or spec.name in declared:
             continue  # a [segmentations.NAME] of the same name replaces the ready-made one
         needs = _needs(spec)
@@ -260,6 +273,33 @@ def _build(
     if spec.way == "survey":
         return _survey(spec, engine, fields, cfg)
     return _clusters(spec, fields, sample, cfg)
+
+
+def _renamed(built: Built) -> Built:
+    """The segments under the names a person gave them in the config; a name for a segment
+    this run does not have (k chosen anew, a value gone) is a warning, not a failure."""
+    names = dict(built.spec.names)
+    if not names:
+        return built
+    missing = [n for n in names if n not in built.labels]
+    if missing:
+        built.warnings.append(
+            f"names: no segment {', '.join(repr(n) for n in missing)} in this run (its "
+            f"segments: {', '.join(built.labels)})"
+        )
+    built.labels = [names.get(n, n) for n in built.labels]
+    taken = [n for n in built.labels if built.labels.count(n) > 1]
+    if taken:
+        raise ConfigError(
+            f"{_setting(built.spec)}: names gives {taken[0]!r}, the name of another segment.",
+            hint="Choose a name no other segment of the segmentation has.",
+        )
+    built.order = [(names.get(s, s), d, r) for s, d, r in built.order]
+    built.names = {c: names.get(s, s) for c, s in built.names.items()}
+    if built.sample_labels is not None:
+        built.sample_labels = np.array([names.get(s, s) for s in built.sample_labels], object)
+    built.definition["names"] = names
+    return built
 
 
 def _by_field(spec: Segmentation, engine: Engine, fields: Fields) -> Built:
@@ -580,6 +620,7 @@ def _store(
         overall,
         stability,
     )
+    result.warnings.extend(built.warnings)
     seg_rows, trait_rows = [], []
     for position, (name, description, rule) in enumerate(built.order, start=1):
         row = quality.segments.get(name, {"size": 0, "revenue": None, "clv": None})

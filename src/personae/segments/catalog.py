@@ -38,6 +38,7 @@ class Segmentation:
     survey: str | None = None  # survey basis (psychographic, needs): factors, then clusters
     origin: str = "ready-made"
     fields: tuple[str, ...] = field(default=())  # what it needs; empty: from the rules
+    names: tuple[tuple[str, str], ...] = ()  # a person's names for segments (e.g. clusters)
 
     @property
     def way(self) -> str:
@@ -65,6 +66,7 @@ def from_config(name: str, cfg: SegmentationConfig) -> Segmentation:
         k=cfg.k,
         k_range=(cfg.k_min, cfg.k_max),
         origin="config",
+        names=tuple(cfg.names.items()),
     )
 
 

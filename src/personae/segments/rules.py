@@ -461,6 +461,8 @@ class _Checker:
             raise self.not_allowed(ident)
         written = ident.name
         matches = [written] if written in self.fields else self.lower.get(written.lower(), [])
+        if not matches:  # a source's own column name, e.g. "Spending Score (1-100)"
+            matches = [field_name(written)] if field_name(written) in self.fields else []
         if not matches:
             raise self.unknown(ident)
         if len(matches) > 1:
@@ -644,6 +646,13 @@ def rule_fields(rule: str, *, setting: str = "segment rule") -> set[str]:
     tree = _parse(rule, setting)
     columns = tree.find_all(exp.Column)
     return {c.name.lower() for c in columns if isinstance(c.this, exp.Identifier)}
+
+
+def field_name(column: str) -> str:
+    """A source column name as a field name: lower case, words joined by underscores (so a
+    rule may name the field either way)."""
+    name = re.sub(r"[^0-9a-z]+", "_", column.lower()).strip("_") or "column"
+    return f"a_{name}" if name[0].isdigit() else name
 
 
 def field_kind(dtype: idt.DataType) -> str:

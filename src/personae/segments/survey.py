@@ -421,8 +421,10 @@ def sample_rows(table: ir.Table, rows: int, seed: int = 0) -> pa.Table:
     """At most `rows` rows of `table` as Arrow, chosen by a hash of customer_id and the seed
     (the same rows for the same data and seed on every engine), ordered by customer_id."""
     key = (table.customer_id.cast("string") + f":{seed}").hexdigest("md5")  # same on Spark
-    picked = table.order_by([key, table.customer_id]).limit(rows)
-    return picked.order_by("customer_id").to_pyarrow()
+    # chosen on the ids alone: ordering the whole row made the engine sort every column
+    ids = table.select("customer_id", _key=key).order_by(["_key", "customer_id"]).limit(rows)
+    picked = table.semi_join(ids.select("customer_id"), "customer_id")
+    return picked.to_pyarrow().sort_by("customer_id")
 
 
 def fit_survey(
