@@ -29,7 +29,7 @@ FRESH_DECREMENT = 1e-10  # where a costly model may stop with such a curvature
 # a warm start's sample stops sooner: its estimate is ~1/sample size away from the full data's
 SAMPLE_DECREMENT = 1e-8
 COSTLY_SAMPLE_DECREMENT = 1e-6
-COSTLY_NEWTON_STEPS = 40  # sooner still where a Newton step costs 23 likelihoods
+COSTLY_NEWTON_STEPS = 15  # sooner still where a Newton step costs 23 likelihoods
 SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
 
 
@@ -246,6 +246,8 @@ class BaseFitter:
                     COSTLY_SAMPLE_DECREMENT if self.costly_derivatives else SAMPLE_DECREMENT,
                     fallback=False,  # a sample without a maximum gives no start, that is all
                 )
+                if self.costly_derivatives and not start.success:
+                    break  # no maximum near: the quasi-Newton search on all rows decides
                 if start.fun < 1e299 and np.all((start.x > LOG_LOW) & (start.x < LOG_HIGH)):
                     x0 = start.x
                     curvature = _curvature(start, float(sample.sum()))
@@ -471,7 +473,7 @@ class BaseFitter:
         y, f = np.asarray(x0, dtype=float), value(x0)
         success, steps, last, refreshed = False, 0, np.inf, 0
         measured: Array | None = None  # where the full data's curvature was measured
-        while steps < 30 and f < 1e299:
+        while steps < COSTLY_NEWTON_STEPS and f < 1e299:
             steps += 1
             # forward differences (4 likelihoods) while far, central ones (8) near the end
             precise = last < FAR_DECREMENT
