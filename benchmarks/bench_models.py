@@ -114,6 +114,21 @@ COPY (
 ) TO '{out}' (FORMAT parquet)
 """
 
+# (frequency, recency, T) in whole days as bench_traits.py's purchase summary counts them:
+# repeat purchase days, days from the first to the last, days from the first to 2024-12-31
+DAYS_SQL = """
+COPY (
+  WITH o AS (
+    SELECT customer_id, ordered_at FROM read_csv('{orders}')
+    WHERE amount > 0 AND ordered_at < TIMESTAMP '2025-01-01' GROUP BY ALL
+  )
+  SELECT count(DISTINCT ordered_at::DATE) - 1 AS frequency,
+         date_diff('day', min(ordered_at)::DATE, max(ordered_at)::DATE)::DOUBLE AS recency,
+         date_diff('day', min(ordered_at)::DATE, DATE '2024-12-31')::DOUBLE AS T
+  FROM o GROUP BY customer_id ORDER BY customer_id
+) TO '{out}' (FORMAT parquet)
+"""
+
 # the two shapes: name, file, time unit in days, how the doc names them
 SHAPES = (
     ("days", "rfm_days.parquet", 1.0, "whole days (many ties)"),
@@ -143,7 +158,12 @@ def main() -> None:
             if shape not in wanted:
                 continue
             data = args.work / file
-            if not data.exists() and shape == "days":
+            store = args.work / "traits-store" / ".personae" / "personae.duckdb"
+            if not data.exists() and shape == "days" and not store.exists():
+                # the same numbers as bench_traits.py's purchase summary, from orders.csv
+                orders = args.work / "data" / "orders.csv"
+                duckdb.sql(DAYS_SQL.format(orders=orders, out=data))
+            elif not data.exists() and shape == "days":
                 con = duckdb.connect(
                     str(args.work / "traits-store" / ".personae" / "personae.duckdb"),
                     read_only=True,
