@@ -34,6 +34,12 @@ as an expression), so DuckDB and Spark give the same memberships. The number of 
 chosen over `k_min..k_max` by silhouette and BIC; the diagnostics are in
 `cluster_diagnostics` and `personae segments show NAME`.
 
+Clusters are called Cluster 1, 2, ... (1 the largest); `personae segments show NAME` proposes
+a name for each from the traits that set it apart. Give them yours with `names`, which
+renames any segment; alone in the section of a ready-made segmentation it keeps that
+segmentation and renames its segments (`[segmentations.age_band] names = {"65+" =
+"Retired"}`). A name for a segment a run does not have (k chosen anew) is a warning.
+
 ```toml
 [segmentations.lifestage]
 model = "demographic"
@@ -52,6 +58,7 @@ rule = "age >= 55 and coalesce(children, 0) = 0"
 model = "value-based"
 method = "kmeans"
 features = ["total_value", "purchase_days", "days_since_last"]
+names = {"Cluster 1" = "Occasional buyers", "Cluster 2" = "Regulars"}
 ```
 
 ## Quality, stability and history
@@ -75,7 +82,9 @@ Rules and clustering features name fields: every trait (docs/traits.md), the pre
 the predict run made from the same traits run ("""
     + ", ".join(f"`{f}`" for f in PREDICTION_FIELDS)
     + """), the attributes the sources carried (a source column
-`Spending Score (1-100)` becomes `spending_score_1_100`; numbers when every value is one), and:
+`Spending Score (1-100)` becomes `spending_score_1_100`, and a rule may also write it as the
+source did, in double quotes: `"Spending Score (1-100)" >= 60`; numbers when every value is
+one), and:
 
 """
 )

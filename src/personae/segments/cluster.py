@@ -114,10 +114,9 @@ _EXCLUDED_TRAITS = {
             "valentines_share",
             "back_to_school_share",
             "birthday_month_share",
-            "occasion_share",
             "top_occasion",
         ),
-        "a seasonal occasion share, 0 for most customers",
+        "one occasion's share, 0 for most customers (occasion_share, all of them, stays)",
     ),
 }
 # fields of the segments stage beside the traits, left out by default the same way
