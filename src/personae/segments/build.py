@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 REST_RULES = ("(other values)", "(no value)", "(remainder)")
 OTHER, UNKNOWN = "(other)", "(unknown)"  # by-field catch-alls: no data value looks like them
 DESCRIBE_TOP = 8  # distinguishing traits kept per segment
+DESCRIBE_ROWS = 20_000  # sample rows segments are described on
 
 
 @dataclass
@@ -114,7 +115,11 @@ def segment(ctx: RunContext) -> SegmentsSummary:
         )
     specs, skipped = _chosen(config.segmentations, cfg, fields, coverage)
     ctx.progress("sample", 1, 5)
-    sample = survey.sample_rows(fields.table, cfg.sample, cfg.seed)
+    # clusterings are fitted on the whole sample; rules are only described and measured on
+    # DESCRIBE_ROWS of it (the first rows of the same order, so the same customers)
+    fitting = any(spec.way == "clusters" for spec in specs)
+    rows = cfg.sample if fitting else min(cfg.sample, DESCRIBE_ROWS)
+    sample = survey.sample_rows(fields.table, rows, cfg.seed)
     summary = SegmentsSummary(ctx.run_id, str(ctx.as_of), traits_run, predict_run, total)
     summary.skipped = skipped
     built_all: list[Built] = []
@@ -220,9 +225,6 @@ def _needs(spec: Segmentation) -> set[str]:
     if spec.by:
         return {spec.by}
     return set().union(*(rule_fields(s.rule) for s in spec.segments)) if spec.segments else set()
-
-
-DESCRIBE_ROWS = 20_000  # sample rows segments are described on
 
 
 def _description_features(sample: pa.Table, seed: int) -> tuple[list[str], list[str]]:
