@@ -5,8 +5,11 @@ All Spark tests go to one xdist worker (group "spark") so the suite starts one s
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
+
+from personae import Project
 
 ENGINES = [
     pytest.param("duckdb", id="duckdb"),
@@ -27,3 +30,16 @@ def traits_by_customer(project: object, run_id: str) -> dict[str, dict[str, obje
         cur = store.con.execute("SELECT * FROM traits WHERE run_id = ?", [run_id])
         names = [d[0] for d in cur.description]
         return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+
+
+def shop_project(root: Path, orders: str, customers: str) -> Project:
+    """A project of two small CSV files (orders and customers), ingested."""
+    (root / "orders.csv").write_text(orders)
+    (root / "customers.csv").write_text(customers)
+    (root / "personae.toml").write_text(
+        '[sources.customers]\ntable = "customers"\npath = "customers.csv"\n'
+        '[sources.orders]\ntable = "orders"\npath = "orders.csv"\n'
+    )
+    project = Project.open(root)
+    project.ingest()
+    return project

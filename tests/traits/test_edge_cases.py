@@ -9,7 +9,7 @@ import pytest
 
 from personae import Project, StoreError
 
-from .conftest import traits_by_customer
+from .conftest import shop_project, traits_by_customer
 
 ORDERS = """order_id,line_no,customer_id,ordered_at,amount,quantity,discount,product_id
 o1,1,single,2024-01-10 10:00:00,20,1,0,p1
@@ -32,15 +32,7 @@ quiet,2024-01-01
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Project:
-    (tmp_path / "orders.csv").write_text(ORDERS)
-    (tmp_path / "customers.csv").write_text(CUSTOMERS)
-    (tmp_path / "personae.toml").write_text(
-        '[sources.customers]\ntable = "customers"\npath = "customers.csv"\n'
-        '[sources.orders]\ntable = "orders"\npath = "orders.csv"\n'
-    )
-    project = Project.open(tmp_path)
-    project.ingest()
-    return project
+    return shop_project(tmp_path, ORDERS, CUSTOMERS)
 
 
 def test_treatments(shop: Project, engine: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from personae import Project
 
-from .conftest import traits_by_customer
+from .conftest import shop_project, traits_by_customer
 
 ORDERS = """order_id,customer_id,ordered_at,amount,channel
 o1,store_only,2024-03-05 10:00:00,40,store
@@ -29,15 +29,7 @@ CUSTOMERS = "customer_id\nstore_only\nmixed\nonline\nno_channel\nfree\ngifter\nb
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Project:
-    (tmp_path / "orders.csv").write_text(ORDERS)
-    (tmp_path / "customers.csv").write_text(CUSTOMERS)
-    (tmp_path / "personae.toml").write_text(
-        '[sources.customers]\ntable = "customers"\npath = "customers.csv"\n'
-        '[sources.orders]\ntable = "orders"\npath = "orders.csv"\n'
-    )
-    project = Project.open(tmp_path)
-    project.ingest()
-    return project
+    return shop_project(tmp_path, ORDERS, CUSTOMERS)
 
 
 def test_zero_is_not_unknown(shop: Project, engine: str) -> None:
