@@ -291,3 +291,27 @@ def test_missing_store_export_says_so(tmp_path: Path) -> None:
     no_traceback(res)
     assert "No store at" in res.stderr
     assert not (tmp_path / ".personae").exists()  # a reader creates no store
+
+
+def test_running_out_of_memory_names_the_setting_and_keeps_nothing(tmp_path: Path) -> None:
+    """A memory_limit too small for the work: a message that names [store] memory_limit and
+    what to do, no traceback, the run marked failed and none of its rows kept."""
+    from personae.synth import generate
+
+    root = tmp_path / "small"
+    generate(root, customers=3000, seed=2)
+    assert personae("ingest", "-p", str(root)).returncode == 0
+    toml = root / "personae.toml"
+    toml.write_text(toml.read_text().replace("[store]\n", '[store]\nmemory_limit = "64MB"\n', 1))
+    res = personae("traits", "-p", str(root))
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr + res.stdout
+    assert (
+        'The traits stage ran out of memory: DuckDB needed more than [store] memory_limit = "64MB"'
+        in res.stderr
+    )
+    assert "Raise memory_limit in the [store] section" in res.stderr
+    with Store(root / ".personae" / "personae.duckdb", read_only=True) as store:
+        runs = store.con.execute("SELECT status FROM runs WHERE stage = 'traits'").fetchall()
+        kept = store.con.execute("SELECT count(*) FROM traits").fetchall()[0][0]
+    assert runs == [("failed",)] and kept == 0

@@ -17,6 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from personae import ingest, predict, traits
 from personae.config import Config
 from personae.errors import PersonaeError, StoreError, closest
@@ -156,6 +158,8 @@ class Runner:
             _rollback(store)
             status = "failed" if isinstance(err, Exception) else "interrupted"
             store.finish_run(run_id, error=str(err) or type(err).__name__, status=status)
+            if isinstance(err, duckdb.OutOfMemoryException):
+                raise _out_of_memory(stage.name, self.config.store.memory_limit, err) from None
             raise
         finally:
             ctx.close()
@@ -187,6 +191,18 @@ def _reads_same(store: Store, run: str, parents: dict[str, str]) -> bool:
     predictions were made from the traits run segments reads)."""
     read = store.run_info(run)["parents"]
     return all(read.get(stage, run_id) == run_id for stage, run_id in parents.items())
+
+
+def _out_of_memory(stage: str, limit: str, err: Exception) -> StoreError:
+    """DuckDB's out-of-memory error as what to change, instead of a traceback."""
+    detail = str(err).splitlines()[0]
+    return StoreError(
+        f"The {stage} stage ran out of memory: DuckDB needed more than [store] memory_limit = "
+        f'"{limit}" ({detail}). Nothing of this run was kept.',
+        hint="Raise memory_limit in the [store] section of personae.toml (a size such as 8GB, "
+        'or a share of this machine\'s memory such as "80%"), or lower [store] threads: each '
+        "thread needs working memory of its own.",
+    )
 
 
 def _rollback(store: Store) -> None:
