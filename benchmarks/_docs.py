@@ -1,10 +1,29 @@
-"""Writing one benchmark's section of docs/benchmarks.md, between its markers."""
+"""What the benchmarks share: writing one benchmark's section of docs/benchmarks.md between
+its markers, and the peak-memory watcher their child processes start with."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+# Code a benchmark's child process starts with: `_peak[0]` follows the largest resident
+# memory of the process and its children, sampled every 50 ms.
+PEAK_WATCH = """
+import json, threading, time
+import psutil
+_peak = [0]
+def _watch():
+    me = psutil.Process()
+    while True:
+        try:
+            rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(True))
+        except psutil.Error:
+            rss = 0
+        _peak[0] = max(_peak[0], rss)
+        time.sleep(0.05)
+threading.Thread(target=_watch, daemon=True).start()
+"""
 
 
 def write_section(name: str, title: str, lines: list[str]) -> str:

@@ -19,24 +19,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _docs import write_section
+from _docs import PEAK_WATCH, write_section
 
-PREAMBLE = """
-import json, sys, threading, time
-import psutil
-_peak = [0]
-def _watch():
-    me = psutil.Process()
-    while True:
-        try:
-            _peak[0] = max(_peak[0], me.memory_info().rss)
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-threading.Thread(target=_watch, daemon=True).start()
+PREAMBLE = (
+    PEAK_WATCH
+    + """
+import sys
 from personae import Project
 project = Project.open(sys.argv[1])
 """
+)
 
 PERSONAE = """
 project.config.segments.ready_made = json.loads(sys.argv[2])

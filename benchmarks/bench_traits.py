@@ -20,30 +20,20 @@ import textwrap
 import time
 from pathlib import Path
 
-from _docs import write_section
+from _docs import PEAK_WATCH, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = "2024-12-31"
 
-PREAMBLE = """
-import json, resource, threading, time
-import psutil
-_peak = [0]
-def _watch():
-    me = psutil.Process()
-    while True:
-        try:
-            rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(True))
-        except psutil.Error:
-            rss = 0
-        _peak[0] = max(_peak[0], rss)
-        time.sleep(0.05)
-threading.Thread(target=_watch, daemon=True).start()
+PREAMBLE = (
+    PEAK_WATCH
+    + """
 from datetime import date
 from pathlib import Path
 WORK = Path({work!r}); AS_OF = date.fromisoformat({as_of!r})
 STORE = WORK / "traits-store" / ".personae" / "personae.duckdb"
 """
+)
 
 PERSONAE = """
 import duckdb, ibis

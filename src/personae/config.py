@@ -544,8 +544,7 @@ class SegmentationConfig(_Section):
 
     @model_validator(mode="after")
     def _one_definition(self) -> SegmentationConfig:
-        chosen = list(self.names.values())
-        twice = sorted({n for n in chosen if chosen.count(n) > 1})
+        twice = _given_twice(list(self.names.values()))
         if twice:
             raise ValueError(f"names must differ: {', '.join(twice)} given twice")
         if self.names_only:
@@ -569,12 +568,16 @@ class SegmentationConfig(_Section):
         if self.k_min > self.k_max:
             raise ValueError(f"k_min ({self.k_min}) is above k_max ({self.k_max})")
         names = [s.name for s in self.segments] + ([self.remainder] if self.segments else [])
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = _given_twice(names)
         if twice:
             raise ValueError(
                 f"segment names (and the remainder) must differ: {', '.join(twice)} given twice"
             )
         return self
+
+
+def _given_twice(names: list[str]) -> list[str]:
+    return sorted({n for n in names if names.count(n) > 1})
 
 
 class SegmentsConfig(_Section):

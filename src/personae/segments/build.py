@@ -84,9 +84,8 @@ class Built:
     table: ir.Table | None = None
     model: cluster.ClusterModel | None = None
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    sample_labels: np.ndarray | None = None  # segment per sample row (partitions)
-    sample: pa.Table | None = None  # the sample the labels are of (survey: respondents)
-    names: dict[int, str] = field(default_factory=dict)  # cluster label -> segment
+    sample_codes: np.ndarray | None = None  # code per row of `sample` (fitted clusterings)
+    sample: pa.Table | None = None  # the sample the codes are of (survey: respondents)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -122,11 +121,13 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     sample = survey.sample_rows(fields.table, rows, cfg.seed)
     summary = SegmentsSummary(ctx.run_id, str(ctx.as_of), traits_run, predict_run, total)
     summary.skipped = skipped
+    described = _description_features(sample, cfg.seed)  # also the default clustering's
     built_all: list[Built] = []
     for spec in sorted(specs, key=lambda s: s.way not in ("clusters", "survey")):
         ctx.progress(f"segmentation {spec.name}", 2, 5)
         try:
-            built_all.append(_renamed(_build(spec, engine, fields, sample, coverage, cfg)))
+            built = _build(spec, engine, fields, sample, coverage, cfg, described)
+            built_all.append(_renamed(built))
         except SkipSegmentation as why:
             summary.skipped[spec.name] = str(why)
         except ConfigError as err:
@@ -142,7 +143,6 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     quality = _quality(engine, labels, built_all)
     in_sample = _sample_codes(engine, labels, built_all, sample)
     space = next((b.model for b in built_all if b.spec.way == "clusters"), None)
-    described = _description_features(sample, cfg.seed)
     for i, built in enumerate(built_all):
         ctx.progress(f"quality {built.spec.name}", 4, 5)
         result = _store(
@@ -252,6 +252,7 @@ def _build(
     sample: pa.Table,
     coverage: dict[str, int],
     cfg: SegmentsConfig,
+    default_features: tuple[list[str], list[str]],
 ) -> Built:
     t = fields.table
     if spec.way == "rules":
@@ -274,7 +275,7 @@ def _build(
         return _by_field(spec, engine, fields)
     if spec.way == "survey":
         return _survey(spec, engine, fields, cfg)
-    return _clusters(spec, fields, sample, cfg)
+    return _clusters(spec, fields, sample, cfg, default_features)
 
 
 def _renamed(built: Built) -> Built:
@@ -297,9 +298,6 @@ def _renamed(built: Built) -> Built:
             hint="Choose a name no other segment of the segmentation has.",
         )
     built.order = [(names.get(s, s), d, r) for s, d, r in built.order]
-    built.names = {c: names.get(s, s) for c, s in built.names.items()}
-    if built.sample_labels is not None:
-        built.sample_labels = np.array([names.get(s, s) for s in built.sample_labels], object)
     built.definition["names"] = names
     return built
 
@@ -331,7 +329,13 @@ def _by_field(spec: Segmentation, engine: Engine, fields: Fields) -> Built:
     return Built(spec, order, "by_field", definition, [*values, OTHER, UNKNOWN], codes=codes)
 
 
-def _clusters(spec: Segmentation, fields: Fields, sample: pa.Table, cfg: SegmentsConfig) -> Built:
+def _clusters(
+    spec: Segmentation,
+    fields: Fields,
+    sample: pa.Table,
+    cfg: SegmentsConfig,
+    default_features: tuple[list[str], list[str]],
+) -> Built:
     """Fit on the sample, assign everyone in the engine (nearest centroid)."""
     t = fields.table
     if spec.features:
@@ -345,7 +349,9 @@ def _clusters(spec: Segmentation, fields: Fields, sample: pa.Table, cfg: Segment
             )
         numeric = [f for f in wanted if fields.kinds[f] in ("int", "float", "bool")]
         categorical = [f for f in wanted if f not in numeric]
-    else:
+    elif any(default_features):
+        numeric, categorical = default_features
+    else:  # none usable: choose_features says why
         numeric, categorical = cluster.choose_features(sample, seed=cfg.seed)
     model = cluster.fit_clusters(
         sample,
@@ -386,9 +392,8 @@ def _clustered(
         table=table if respondents else None,
         model=model,
         diagnostics=model.diagnostics,
-        sample_labels=np.array([names[i] for i in labels], dtype=object),
+        sample_codes=labels,
         sample=sample,
-        names=names,
     )
 
 
@@ -555,37 +560,38 @@ class InSample:
 def _sample_codes(
     engine: Engine, labels: ir.Table, built: list[Built], sample: pa.Table
 ) -> list[InSample]:
-    """Every segmentation's segments of the sample's customers, fetched in one query."""
-    out: list[InSample | None] = [None] * len(built)
-    wanted = [i for i, b in enumerate(built) if b.sample_labels is None]
-    for i, b in enumerate(built):
-        if b.sample_labels is not None and b.sample is not None:
-            lab = b.sample_labels
-            out[i] = InSample(lab, b.sample, {name: lab == name for name in set(lab)})
-    if wanted:
+    """Every segmentation's segments of its sample rows: a fitted clustering's from the fit,
+    the others' fetched for the sample's customers in one query."""
+    fetched_ones = [i for i, b in enumerate(built) if b.sample_codes is None]
+    if fetched_ones:
         ids = engine.upload("_segment_sample_ids", sample.select(["customer_id"]))
-        columns = [c for i in wanted for c in _columns(i, built[i])]
+        columns = [c for i in fetched_ones for c in _columns(i, built[i])]
         fetched = engine.backend.to_pyarrow(
             labels.semi_join(ids, "customer_id").select("customer_id", *columns)
         )
         where = pc.index_in(sample["customer_id"], fetched["customer_id"]).to_numpy(
             zero_copy_only=False
         )
-        for i in wanted:
-            b = built[i]
-            members: dict[str, np.ndarray] = {}
+    out = []
+    for i, b in enumerate(built):
+        if b.sample_codes is not None and b.sample is not None:
+            lab = np.array(b.labels, dtype=object)[b.sample_codes]
+            out.append(InSample(lab, b.sample, {name: lab == name for name in set(lab)}))
+        elif b.flags:
+            members = {
+                name: fetched[_column(i, j)].to_numpy(zero_copy_only=False)[where].astype(bool)
+                for j, name in enumerate(b.labels)
+            }
             lab = np.full(sample.num_rows, None, dtype=object)
-            if b.flags:
-                for j, name in enumerate(b.labels):
-                    flag = fetched[_column(i, j)].to_numpy(zero_copy_only=False)[where]
-                    members[name] = flag.astype(bool)
-                    lab[members[name]] = name
-            else:
-                codes = pc.fill_null(fetched[_column(i)], len(b.labels)).to_numpy()[where]
-                lab = np.array([*b.labels, None], dtype=object)[codes]
-                members = {name: lab == name for name in b.labels if (lab == name).any()}
-            out[i] = InSample(lab, sample, members)
-    return [o for o in out if o is not None]
+            for name, rows in members.items():
+                lab[rows] = name
+            out.append(InSample(lab, sample, members))
+        else:
+            codes = pc.fill_null(fetched[_column(i)], len(b.labels)).to_numpy()[where]
+            lab = np.array([*b.labels, None], dtype=object)[codes]
+            members = {name: lab == name for name in b.labels if (lab == name).any()}
+            out.append(InSample(lab, sample, members))
+    return out
 
 
 def _store(
@@ -609,7 +615,7 @@ def _store(
         source = built.sample if built.sample is not None else sample
         ari, per = cluster.stability(source, built.model, cfg.stability_resamples, cfg.seed)
         stability = float(ari)
-        jaccard = {built.names[i]: float(j) for i, j in enumerate(per)}
+        jaccard = {built.labels[i]: float(j) for i, j in enumerate(per)}
     described = _describe(labels, data, in_segment, built, described_by, cfg.seed)
     result = SegmentationResult(
         spec.name,

@@ -132,7 +132,7 @@ def build_fields(
         )
         table = table.left_join(extracted, "customer_id").drop("customer_id_right")
     # ranked on two columns and joined back: a window over the whole wide row made DuckDB
-    # sort all of it (11 of the 12 s the fields took at 1 M customers)
+    # sort all of it (the fields took 12.2 s at 1 M customers, 3.9 s ranked apart)
     ranks = table.select(
         "customer_id", value_rank=_rank(table[basis]), engagement_rank=_rank(table.engagement_score)
     )
