@@ -16,6 +16,7 @@ from personae.models import (
     compress,
 )
 from personae.models._base import WARM_START_ROWS, _pack, unique_rows
+from personae.models._purchase import CHEBYSHEV_NODES, INTERPOLATED_PAIRS
 
 
 # whole numbers, fractions, weeks with two decimals (packed like whole numbers), too big
@@ -183,10 +184,12 @@ def test_interpolated_expected_purchases_match_the_exact_ones(model: type[BGNBD]
     ts, weights = [4.0, 13.0, 52.0], np.array([0.5, 0.3, 0.2])
     (px, pT), at = unique_rows(x, T)
     odds = 1.0 + m._alive_odds(x, tx, T)
-    assert np.bincount(px.astype(int)).max() > 4 * 24  # some frequencies are interpolated
+    # some frequencies are interpolated
+    assert np.bincount(px.astype(int)).max() > 4 * CHEBYSHEV_NODES
     exact = m._alive_exact(ts, weights, px, pT)[at] / odds
     got = m.expected_purchases_weighted(ts, weights, x, tx, T)
     np.testing.assert_allclose(got, exact, rtol=1e-11)
+    assert np.any(got != exact)  # the interpolant, not the exact fallback, was used
     curve = m.expected_purchases_over(ts, x, tx, T)
     np.testing.assert_allclose(weights @ curve, exact, rtol=1e-11)
     one = m._alive_exact([13.0], np.ones(1), px, pT)[at] / odds
@@ -202,12 +205,15 @@ def test_interpolated_pareto_death_terms_match_the_exact_ones(
     x, tx, T = _simulate_bgnbd(30_000, (0.6, 4.0, 1.2, 8.0), seed=10)
     tx, T = np.round(tx, 2), np.round(T, 2)
     d = ParetoNBD()._prepare(*compress(x, tx, T))
-    assert np.bincount(d.x_T.astype(int)).max() >= 384  # some are interpolated
+    assert np.bincount(d.x_T.astype(int)).max() >= INTERPOLATED_PAIRS  # some are interpolated
     p = np.array(params)
+    interpolated = False
     for xs, ts in ((d.x_tx, d.tx_u), (d.x_T, d.T_u)):
         exact = ParetoNBD._log_death_term(p, xs, ts)
         got = ParetoNBD._log_death_sorted(p, xs, ts)
         np.testing.assert_allclose(got, exact, rtol=1e-13, atol=1e-12)
+        interpolated |= bool(np.any(got != exact))
+    assert interpolated  # the interpolant, not the exact fallback, was used
 
 
 @pytest.mark.parametrize("model", [BGNBD, ParetoNBD])

@@ -244,7 +244,6 @@ class BaseFitter:
                     float(sample.sum()),
                     x0,
                     COSTLY_SAMPLE_DECREMENT if self.costly_derivatives else SAMPLE_DECREMENT,
-                    fallback=False,  # a sample without a maximum gives no start, that is all
                 )
                 if self.costly_derivatives and not start.success:
                     break  # no maximum near: the quasi-Newton search on all rows decides
@@ -385,7 +384,6 @@ class BaseFitter:
         n: float,
         x0: Array,
         decrement: float = NEWTON_DECREMENT,
-        fallback: bool = True,
     ) -> optimize.OptimizeResult:
         """Minimise the penalised mean negative log-likelihood of n customers over
         log-parameters from x0; Nelder-Mead polishes where L-BFGS-B stops short (a Newton
@@ -403,16 +401,9 @@ class BaseFitter:
                 return 1e300
             return -ll / n + float(log_params @ gram @ log_params)
 
-        quasi = not self._newton_search
         if self._newton_search:
             best = self._newton(x0, prepared, n, decrement)
-            # derivatives by differences (Pareto/NBD): where Newton finds no maximum, the
-            # bounded quasi-Newton search of the models without derivatives decides which
-            # edge the likelihood runs to (e.g. no dropout, the NBD limit)
-            quasi = not best.success and self.costly_derivatives and fallback
-            x0 = np.asarray(self.initial if quasi else x0, dtype=float)
-            x0 = np.log(x0) if quasi else x0
-        if quasi:
+        else:
             # Bounded log-parameters keep the search out of regions where the special
             # functions are slow or undefined; an estimate at a bound is reported later.
             best = optimize.minimize(
@@ -422,7 +413,7 @@ class BaseFitter:
                 bounds=[(LOG_LOW, LOG_HIGH)] * len(x0),
                 options={"maxiter": self.max_iter, "ftol": 1e-15, "gtol": self.tol},
             )
-        if not best.success and quasi:
+        if not best.success and not self._newton_search:
             polish = optimize.minimize(
                 value,
                 np.clip(best.x, LOG_LOW, LOG_HIGH),

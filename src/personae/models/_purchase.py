@@ -101,7 +101,7 @@ class PurchaseModel(BaseFitter):
         discounted sum a CLV needs, without a row per horizon."""
         w = np.asarray(weights, dtype=float)
         if self.limit_ is not None:
-            return w @ self._nbd.expected_purchases_over(ts, frequency, recency, T)
+            return self._nbd.expected_purchases_weighted(ts, w, frequency, recency, T)
         return self._expected_weighted(ts, w, frequency, recency, T)
 
     def _expected_weighted(
@@ -664,9 +664,7 @@ class ParetoNBD(PurchaseModel):
             if error <= 1e-13 * max(1.0, float(np.max(np.abs(exact)))):
                 out[rows] = chebval((w - mid) / half, coef) - ai * log_big[rows]
                 left[rows] = False
-        b = np.full(int(left.sum()), s + 1) if alpha >= beta else r + x[left]
-        z = (big - small) / (big + t[left])
-        out[left] = np.log(hyp2f1(a[left], b, a[left] + 1, z)) - a[left] * log_big[left]
+        out[left] = ParetoNBD._log_death_term(p, x[left], t[left])
         return out
 
     @classmethod

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from personae.models._base import one_blas_thread
-from personae.models._purchase import PurchaseModel
+from personae.models._purchase import PurchaseModel, _arrays
 
 CLV_BLOCK = 131_072  # customers per block of clv_factor
 
@@ -44,7 +44,7 @@ def clv_factor(
     discount = (1 + monthly) ** -np.arange(1, steps + 1)
     # sum of discount_k (E_k - E_k-1) = sum of E_k (discount_k - discount_k+1)
     weights = discount - np.append(discount[1:], 0.0)
-    x, tx, T = (np.asarray(v, dtype=float) for v in (x, tx, T))
+    x, tx, T = _arrays(x, tx, T)
     out = np.empty(len(x))
     # a block of customers at a time: the months' rows of a million customers would be
     # 100 MB that the system maps and zeroes afresh for every call
