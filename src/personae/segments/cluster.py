@@ -52,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from personae.config import CLUSTER_METHODS
 from personae.errors import ConfigError, closest
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ __all__ = [
     "stability",
 ]
 
-METHODS = ("kmeans", "kprototypes", "gmm")
+METHODS = tuple(m for m in CLUSTER_METHODS if m != "auto")
 MISSING = "(missing)"
 OTHER = "(other)"
 MIN_COVERAGE = 0.8  # share of non-NULL values a default feature needs
@@ -209,19 +210,6 @@ class ClusterModel:
     def features(self) -> list[str]:
         return [f.name for f in self.numeric] + [f.name for f in self.categorical]
 
-    @property
-    def modes(self) -> list[list[str]]:
-        """Each cluster's commonest (k-prototypes: modal) level per category."""
-        out = []
-        for c in self.centroids:
-            row, pos = [], len(self.numeric)
-            for f in self.categorical:
-                block = c[pos : pos + len(f.all_levels)]
-                row.append(f.all_levels[int(np.argmax(block))])
-                pos += len(block)
-            out.append(row)
-        return out
-
     def _onehot(self, f: CategoricalFeature) -> float:
         return math.sqrt(self.gamma * f.weight / 2.0)
 
@@ -313,7 +301,7 @@ class ClusterModel:
         """The same labels as `predict`, as an Ibis expression over `table` (DuckDB, Spark):
         preprocessing as expressions, d_k as sums of squares plus a CASE per category, and
         the first k with d_k = least(d_0, ..., d_k-1)."""
-        _check_columns_ibis(table, self.features)
+        _check_columns(table, self.features)
         zs = []
         for f in self.numeric:
             x = table[f.name].cast("float64").fill_null(_lit(f.fill))
@@ -383,23 +371,15 @@ def _level_codes(data: pa.Table, name: str, levels: list[str]) -> np.ndarray:
     return np.array([index.get(v, other) for v in _strings(data, name)], dtype=np.int64)
 
 
-def _check_columns(data: pa.Table, names: Sequence[str]) -> None:
-    missing = [n for n in names if n not in data.column_names]
-    if missing:
-        n = missing[0]
-        raise ConfigError(
-            f"Clustering feature '{n}' is not a column of the data.{closest(n, data.column_names)}",
-            hint=f"Columns: {', '.join(data.column_names)}.",
-        )
-
-
-def _check_columns_ibis(table: ir.Table, names: Sequence[str]) -> None:
-    cols = list(table.columns)
+def _check_columns(data: pa.Table | ir.Table, names: Sequence[str]) -> None:
+    """Every feature is a column of the Arrow data or the engine table."""
+    cols = list(data.column_names if isinstance(data, pa.Table) else data.columns)
     missing = [n for n in names if n not in cols]
     if missing:
         n = missing[0]
+        what = "data" if isinstance(data, pa.Table) else "table"
         raise ConfigError(
-            f"Clustering feature '{n}' is not a column of the table.{closest(n, cols)}",
+            f"Clustering feature '{n}' is not a column of the {what}.{closest(n, cols)}",
             hint=f"Columns: {', '.join(cols)}.",
         )
 
@@ -690,9 +670,9 @@ PARALLEL_ROWS = 50_000  # k-means on fewer rows runs in one thread
 
 def _weighted_kmeans(
     prep: _Prepared, k: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """k-means with Huang et al.'s feature weights: the labels of the last of WEIGHT_FITS
-    fits and the (numeric, categorical) weights it used."""
+    fits, the (numeric, categorical) weights it used and its coordinates."""
     from sklearn.cluster import KMeans
     from threadpoolctl import threadpool_limits
 
@@ -709,7 +689,7 @@ def _weighted_kmeans(
         if i < WEIGHT_FITS - 1:
             inv = 1.0 / np.maximum(_dispersion(prep, labels, k)[:p], 1e-3)
             w[:p] = [_r(v) for v in inv / inv.mean()]
-    return labels, w[:p], w[p:]
+    return labels, w[:p], w[p:], x
 
 
 def _means(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -755,8 +735,9 @@ def _kprototypes(
 
 def _fit_k(
     data: pa.Table, prep: _Prepared, method: str, k: int, seed: int
-) -> tuple[ClusterModel, np.ndarray]:
-    """Fit one k: the model and the sample's labels as `predict` gives them."""
+) -> tuple[ClusterModel, np.ndarray, np.ndarray]:
+    """Fit one k: the model, the sample's labels as `predict` gives them, and the
+    coordinates it was fitted in (for its diagnostics)."""
     if method == "gmm":
         from sklearn.mixture import GaussianMixture
 
@@ -764,14 +745,13 @@ def _fit_k(
         model = _empty_model(prep, method, k, seed, wn, wc)
         gm = GaussianMixture(
             k, covariance_type="diag", reg_covar=GMM_REG, random_state=seed, max_iter=200
-        ).fit(prep.common())
+        ).fit(x := prep.common())
         model.centroids = [[_r(v) for v in row] for row in gm.means_]
         model.variances = [[_r(v) for v in row] for row in gm.covariances_]
         model.mix_weights = [_r(max(v, 1e-12)) for v in gm.weights_]
-        return model, model.predict(data)
-    labels, wn, wc = _weighted_kmeans(prep, k, seed)
+        return model, model.predict(data), x
+    labels, wn, wc, x = _weighted_kmeans(prep, k, seed)
     model = _empty_model(prep, method, k, seed, wn, wc)
-    x = prep.embed(wn, wc)
     if method == "kprototypes" and model.categorical:
         labels = _kprototypes(prep, model, x, labels)
         cent = _means(x, labels, k)
@@ -784,7 +764,7 @@ def _fit_k(
     else:
         cent = _means(x, labels, k)
     model.centroids = [[_r(v) for v in row] for row in cent]
-    return model, model.predict(data)
+    return model, model.predict(data), x
 
 
 def _empty_model(
@@ -802,7 +782,7 @@ def _empty_model(
 
 
 def _diagnose(
-    prep: _Prepared, model: ClusterModel, labels: np.ndarray, seed: int
+    prep: _Prepared, model: ClusterModel, labels: np.ndarray, x: np.ndarray, seed: int
 ) -> dict[str, float]:
     """silhouette and inertia of one fit in its weighted coordinates, and its BIC.
 
@@ -815,9 +795,6 @@ def _diagnose(
     gamma do not enter it, so every k is judged alike."""
     from sklearn.metrics import silhouette_score
 
-    x = prep.embed(
-        np.array([f.weight for f in model.numeric]), np.array([f.weight for f in model.categorical])
-    )
     n = x.shape[0]
     k = model.k
     inertia = float(((x - _means(x, labels, k)[labels]) ** 2).sum())
@@ -949,15 +926,15 @@ def fit_clusters(
     prep = _prepare(trial, numeric, categorical)
     fits, rows = [], []
     for kk in ks:
-        model, labels = _fit_k(trial, prep, method, kk, seed)
+        model, labels, x = _fit_k(trial, prep, method, kk, seed)
         fits.append(model)
-        rows.append(_diagnose(prep, model, labels, seed))
+        rows.append(_diagnose(prep, model, labels, x, seed))
         log.debug("k=%d: %s", kk, rows[-1])
     pick = _choose(rows) if choose_by == "silhouette" else int(np.argmin([r["bic"] for r in rows]))
     rows[pick]["chosen"] = 1.0
     chosen = fits[pick]
     if trial.num_rows < data.num_rows:
-        chosen, _ = _fit_k(data, _prepare(data, numeric, categorical), method, ks[pick], seed)
+        chosen = _fit_k(data, _prepare(data, numeric, categorical), method, ks[pick], seed)[0]
     chosen.diagnostics = rows
     return chosen
 
@@ -1116,7 +1093,9 @@ def stability(
     return float(np.mean(aris)), [float(v / resamples) for v in jac]
 
 
-def separation(data: pa.Table, model: ClusterModel, sample: int = 5000, seed: int = 0) -> float:
+def separation(
+    data: pa.Table, model: ClusterModel, sample: int = SILHOUETTE_ROWS, seed: int = 0
+) -> float:
     """Silhouette of the model's labels on `data` (at most `sample` rows) in the model's
     coordinates, as in the diagnostics; NaN with fewer than two clusters present."""
     from sklearn.metrics import silhouette_score

@@ -17,7 +17,7 @@ NONE = "(not segmented)"  # the other side of a migration for a customer in one 
 def segments_runs(store: Store) -> list[dict[str, Any]]:
     """The successful segments runs, newest first."""
     return store.query(
-        "SELECT run_id, as_of, finished_at, parents FROM runs WHERE stage = 'segments' AND "
+        "SELECT run_id, as_of FROM runs WHERE stage = 'segments' AND "
         "status = 'ok' ORDER BY seq DESC NULLS LAST, finished_at DESC"
     )
 
