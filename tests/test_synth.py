@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from personae import PersonaeError, Project
 from personae.config import TraitsConfig
-from personae.synth import _occasion_windows, generate
+from personae.synth import PROGRESS_STEPS, TABLES, _occasion_windows, generate
 from personae.synth.segments import SEGMENTS
 from personae.traits.moments import black_friday
 
@@ -36,12 +41,115 @@ def test_same_seed_same_files(tmp_path: Path) -> None:
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(PersonaeError, match="--customers"):
         generate(tmp_path, customers=0)
+    with pytest.raises(PersonaeError, match="chunk"):
+        generate(tmp_path, customers=5, chunk=0)
+
+
+def _read(folder: Path, name: str, fmt: str = "csv") -> pa.Table:
+    if fmt == "parquet":
+        return pq.read_table(folder / f"{name}.parquet")
+    # every column as text, so ids read back exactly as written
+    return pacsv.read_csv(
+        folder / f"{name}.csv", convert_options=pacsv.ConvertOptions(column_types={})
+    )
+
+
+def _check_whole(folder: Path, customers: int, rows: dict[str, int], fmt: str = "csv") -> None:
+    """What must hold of the files as a whole however many chunks wrote them: ids unique,
+    every reference resolves, and the counts agree with the truth and with `rows`."""
+    t = {name: _read(folder, name, fmt).to_pydict() for name in TABLES}
+    truth = pq.read_table(folder / "truth" / "customers_truth.parquet").to_pydict()
+    assert {name: len(next(iter(t[name].values()))) for name in TABLES} == rows
+    ids = t["customers"]["customer_id"]
+    assert ids == [f"C{i:07d}" for i in range(1, customers + 1)]
+    assert truth["customer_id"] == ids
+    # orders: (order, line) unique, lines 1..k, one customer per order, as many as planted
+    order_lines: dict[str, list[int]] = {}
+    owner: dict[str, str] = {}
+    orders = t["orders"]
+    for o, line, c in zip(
+        orders["order_id"], orders["line_no"], orders["customer_id"], strict=True
+    ):
+        order_lines.setdefault(o, []).append(int(line))
+        assert owner.setdefault(o, c) == c
+    assert all(sorted(v) == list(range(1, len(v) + 1)) for v in order_lines.values())
+    per_customer = dict.fromkeys(ids, 0)
+    for c in owner.values():
+        per_customer[c] += 1
+    planted = [
+        0 if p else 1 + int(r)
+        for p, r in zip(truth["prospect"], truth["repeat_orders"], strict=True)
+    ]
+    assert [per_customer[c] for c in ids] == planted
+    # events: unique ids; one anonymous visitor per five customers in all
+    assert len(set(t["events"]["event_id"])) == rows["events"]
+    anon = [a for a in t["events"]["anonymous_id"] if a]
+    assert sorted(anon) == [f"anon{i:07d}" for i in range(1, customers // 5 + 1)]
+    assert set(filter(None, t["events"]["customer_id"])) <= set(ids)
+    # survey: every respondent answers every item once, response id from the customer number
+    pairs = list(zip(t["responses"]["customer_id"], t["responses"]["item_id"], strict=True))
+    assert len(set(pairs)) == len(pairs) and len(pairs) % 8 == 0
+    responses = zip(t["responses"]["response_id"], t["responses"]["customer_id"], strict=True)
+    assert all(r[1:] == c[1:] for r, c in responses)
+    assert len(set(t["feedback"]["feedback_id"])) == rows["feedback"]
+    assert set(t["feedback"]["customer_id"]) <= set(ids)
+    accounts = t["accounts"]["account_id"]
+    assert len(set(accounts)) == len(accounts) >= 1
+    assert set(filter(None, t["customers"]["account_id"])) <= set(accounts)
+
+
+def test_chunks_continue_ids(tmp_path: Path) -> None:
+    """Two chunks (the second shorter) number customers, orders, events, feedback, accounts
+    and anonymous visitors on from the first: unique ids and the planted counts."""
+    r = generate(tmp_path, customers=1100, seed=5, chunk=600)
+    _check_whole(tmp_path, 1100, r.rows)
+    assert r.rows["accounts"] > 1
+
+
+def test_chunk_depends_on_its_index_only(tmp_path: Path) -> None:
+    """A chunk's customers come from the seed and the chunk's index, not from how many
+    customers follow: the first chunk is the same file prefix for 700 and 1000 customers."""
+    generate(tmp_path / "a", customers=700, seed=9, chunk=500)
+    generate(tmp_path / "b", customers=1000, seed=9, chunk=500)
+    a, b = (_read(tmp_path / d, "customers").slice(0, 500) for d in ("a", "b"))
+    assert a.equals(b)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    customers=st.integers(1, 80),
+    chunk=st.integers(1, 30),
+    seed=st.integers(0, 2**32 - 1),
+    fmt=st.sampled_from(["csv", "parquet"]),
+)
+def test_counts_match_truth_at_any_chunk_size(
+    customers: int, chunk: int, seed: int, fmt: str
+) -> None:
+    """With chunk boundaries forced small (down to one customer a chunk), the files still
+    hold unique ids and exactly the planted number of customers, orders and visitors."""
+    with tempfile.TemporaryDirectory() as folder:
+        r = generate(folder, customers=customers, seed=seed, fmt=fmt, chunk=chunk)
+        _check_whole(Path(folder), customers, r.rows, fmt)
+
+
+def test_progress_steps(tmp_path: Path) -> None:
+    """The callback is called the CLI bar's seven times, the last with every customer done."""
+    said: list[str] = []
+    generate(tmp_path, customers=50, seed=1, chunk=7, progress=said.append)
+    assert len(said) == PROGRESS_STEPS and said[-1] == "50 of 50 customers"
+    said.clear()
+    generate(tmp_path, customers=50, seed=1, progress=said.append)  # one chunk
+    assert len(said) == PROGRESS_STEPS
 
 
 @pytest.fixture(scope="module")
 def synth_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     out = tmp_path_factory.mktemp("synth")
-    generate(out, customers=4000, seed=11)
+    generate(out, customers=4000, seed=11, chunk=1500)  # three chunks, the last shorter
     project = Project.open(out)
     summary = project.ingest()
     assert all(s.rows_rejected == 0 for s in summary.sources), summary.sources

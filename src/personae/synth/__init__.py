@@ -1,8 +1,10 @@
 """`personae synth`: realistic multi-table customer data with planted ground truth.
 
-Everything is vectorised with numpy and written with pyarrow, so a million customers and about
-ten million order lines take well under a minute. The truth (segment, purchase rate, lifetime,
-spend level of every customer) goes to `truth/`, apart from the data a user would have.
+Everything is vectorised with numpy and written with pyarrow, a chunk of customers at a time
+(each chunk's rows in every table, appended to the same files), so memory is bounded by the
+chunk and time grows linearly with the number of customers. The truth (segment, purchase rate,
+lifetime, spend level of every customer) goes to `truth/`, apart from the data a user would
+have.
 
 Purchases follow the Pareto/NBD story (Schmittlein, Morrison & Colombo 1987): each customer
 buys as a Poisson process with a Gamma-distributed rate while alive, and dies after an
@@ -13,6 +15,7 @@ exponential lifetime. Spend per unit follows a Gamma with a customer-level scale
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -131,6 +134,15 @@ PROSPECT_SHARE = 0.12  # customers who sign up and browse but never buy
 JOURNEY = ("page_view", "search", "product_view", "add_to_cart", "checkout")
 
 
+CHUNK = 250_000
+"""Customers per chunk. Chunk k draws from its own random stream, keyed by k, so the chunk size
+is part of what a seed means: fixed here, not chosen by the machine (tests pass a small one)."""
+
+PROGRESS_STEPS = 7
+"""How often `generate` calls `progress`: once per seventh of the customers written (the CLI's
+bar counts seven steps)."""
+
+
 @dataclass
 class SynthResult:
     """Where the files went and how many rows each has."""
@@ -140,27 +152,74 @@ class SynthResult:
     seconds: float
 
 
+@dataclass
+class _Ids:
+    """What the chunks written so far used up: where the next chunk's ids start."""
+
+    orders: int = 0
+    events: int = 0
+    feedback: int = 0
+    accounts: int = 0
+
+
+class _Sink:
+    """One output file that every chunk appends to: CSV with one header, or Parquet with a row
+    group per chunk. Later chunks are cast to the first chunk's schema, so a chunk where a
+    column happens to be empty or all null cannot change the file's types."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.schema: pa.Schema | None = None
+        self.writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.schema is None:
+            self.schema = table.schema
+            if self.fmt == "parquet":
+                self.writer = pq.ParquetWriter(self.path, table.schema)
+            else:
+                options = pacsv.WriteOptions(quoting_style="needed")
+                self.writer = pacsv.CSVWriter(self.path, table.schema, write_options=options)
+        else:
+            table = table.cast(self.schema)
+        assert self.writer is not None
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def _str_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
-    s = pc.utf8_lpad(pc.cast(pa.array(numbers), pa.string()), width, "0")
+    s = pc.utf8_lpad(pc.cast(pa.array(numbers, pa.int64()), pa.string()), width, "0")
     return pc.binary_join_element_wise(prefix, s, "")
 
 
 def _pick(rng: np.random.Generator, probs: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Draw one category per row from the row's group's probability vector."""
+    """Draw one category per row from the row's group's probability vector: one search in
+    the groups' cumulative probabilities laid end to end (group g shifted by 2g), which is
+    much faster than comparing every row with its group's whole vector."""
+    k = probs.shape[1]
     cum = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+    shift = 2.0 * np.arange(len(probs))
     u = rng.random(len(groups))
-    return (u[:, None] > cum[groups]).sum(axis=1).clip(max=probs.shape[1] - 1)
+    found = np.searchsorted((cum + shift[:, None]).ravel(), u + shift[groups], side="left")
+    return (found - k * groups).clip(max=k - 1)
 
 
 def _take(values: tuple[str, ...], idx: np.ndarray) -> pa.Array:
-    return pa.array(np.asarray(values, dtype=object)[idx], pa.string())
+    """`values[idx]` as an Arrow string array (an Arrow take: no Python objects per row)."""
+    return pa.array(values, pa.string()).take(pa.array(idx, pa.int64()))
 
 
-def _write(table: pa.Table, path: Path, fmt: str) -> None:
-    if fmt == "parquet":
-        pq.write_table(table, path.with_suffix(".parquet"))
-    else:
-        pacsv.write_csv(table, path.with_suffix(".csv"), pacsv.WriteOptions(quoting_style="needed"))
+def _strings(value: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, pa.string()), n)
+
+
+TABLES = ("customers", "orders", "events", "responses", "feedback", "accounts")
 
 
 def generate(
@@ -171,52 +230,118 @@ def generate(
     end: date = date(2024, 12, 31),
     fmt: str = "csv",
     progress: Callable[[str], None] | None = None,
+    chunk: int = CHUNK,
 ) -> SynthResult:
     """Write customers, orders, events, responses, feedback and accounts to `out_dir`, the
-    planted truth to `out_dir/truth/`, and a ready personae.toml."""
-    import time
+    planted truth to `out_dir/truth/`, and a ready personae.toml.
 
+    Customers are made and written `chunk` at a time, each chunk from its own random stream
+    (the seed's child keyed by the chunk's index), so memory is bounded by the chunk, not by
+    `customers`, and the files depend only on the seed, the count and the chunk size. Ids run
+    on across chunks; accounts group customers of one chunk."""
     t0 = time.perf_counter()
     if customers < 1:
         raise PersonaeError(f"--customers must be at least 1 (got {customers}).")
+    if chunk < 1:
+        raise PersonaeError(f"The chunk size must be at least 1 (got {chunk}).")
     if end <= start:
         raise PersonaeError(f"The end date {end} must be after the start date {start}.")
     out = Path(out_dir)
     (out / "truth").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     say = progress or (lambda _msg: None)
-    n = customers
-    seg = rng.choice(len(SEGMENTS), size=n, p=np.array([s.share for s in SEGMENTS]))
-    S = {
-        f: np.array([getattr(s, f) for s in SEGMENTS])
-        for f in (
-            "female",
-            "children",
-            "orders_per_year",
-            "rate_shape",
-            "lifetime_days",
-            "basket",
-            "spend",
-            "discount",
-            "occasion",
-            "weekend",
-            "evening",
-            "consent",
-            "review_rate",
-            "b2b",
+    ext = ".parquet" if fmt == "parquet" else ".csv"
+    sinks = {name: _Sink(out / f"{name}{ext}", fmt) for name in TABLES}
+    sinks["truth"] = _Sink(out / "truth" / "customers_truth.parquet", "parquet")
+    ids, told = _Ids(), 0
+    try:
+        for k, lo in enumerate(range(0, customers, chunk)):
+            hi = min(lo + chunk, customers)
+            main, occasions = np.random.SeedSequence(seed, spawn_key=(k,)).spawn(2)
+            tables = _chunk(
+                np.random.default_rng(main),
+                np.random.default_rng(occasions),
+                lo,
+                hi,
+                start,
+                end,
+                ids,
+            )
+            for name, table in tables.items():
+                sinks[name].write(table)
+            del tables
+            while told < PROGRESS_STEPS * hi // customers:
+                say(f"{hi:,} of {customers:,} customers")
+                told += 1
+    finally:
+        for sink in sinks.values():
+            sink.close()
+    (out / "truth" / "segments.json").write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "customers": customers,
+                "start": str(start),
+                "end": str(end),
+                "segments": [asdict(s) for s in SEGMENTS],
+                "categories": list(CATEGORIES),
+                "channels": list(CHANNELS),
+                "devices": list(DEVICES),
+                "survey_items": [list(i) for i in SURVEY_ITEMS],
+                "themes": list(THEMES),
+            },
+            indent=1,
         )
-    }
-    rows: dict[str, int] = {}
+    )
+    _write_config(out, fmt)
+    rows = {name: sinks[name].rows for name in TABLES}
+    return SynthResult(str(out), rows, round(time.perf_counter() - t0, 2))
+
+
+_S = {
+    f: np.array([getattr(s, f) for s in SEGMENTS])
+    for f in (
+        "female",
+        "children",
+        "orders_per_year",
+        "rate_shape",
+        "lifetime_days",
+        "basket",
+        "spend",
+        "discount",
+        "occasion",
+        "weekend",
+        "evening",
+        "consent",
+        "review_rate",
+        "b2b",
+    )
+}  # each segment parameter as an array over segments, to index by a segment code
+
+
+def _chunk(
+    rng: np.random.Generator,
+    occ_rng: np.random.Generator,
+    lo: int,
+    hi: int,
+    start: date,
+    end: date,
+    ids: _Ids,
+) -> dict[str, pa.Table]:
+    """All rows of customers number `lo + 1` to `hi`: their own rows in every table, the
+    anonymous visitors numbered `lo // 5 + 1` to `hi // 5` (one per five customers in all),
+    and the accounts they belong to. Advances `ids` past the ids it used."""
+    S = _S
+    n = hi - lo
+    number = np.arange(lo + 1, hi + 1)  # customer numbers, global
+    seg = rng.choice(len(SEGMENTS), size=n, p=np.array([s.share for s in SEGMENTS]))
 
     # ---- customers -----------------------------------------------------------------------
-    say("customers")
     start_s = np.datetime64(start, "s").astype(np.int64)
     end_s = np.datetime64(end, "s").astype(np.int64) + 86399
     span = end_s - start_s
     acquired = start_s + (rng.random(n) * (span - 30 * 86400)).astype(np.int64)
     # occasion buyers also come in at occasions: their first order is an occasion order too
     # (drawn from a second stream, so every other draw stays what it was)
-    occ_rng = np.random.default_rng([seed, 1])
     acquired = _occasions(
         occ_rng,
         acquired,
@@ -239,40 +364,40 @@ def generate(
     place_w = np.array([p[4] for p in PLACES])
     place = rng.choice(len(PLACES), size=n, p=place_w / place_w.sum())
     first_idx = rng.integers(0, 16, n)
-    first = np.where(
-        female,
-        np.asarray(FIRST_NAMES_F, object)[first_idx],
-        np.asarray(FIRST_NAMES_M, object)[first_idx],
-    )
-    last = np.asarray(LAST_NAMES, object)[rng.integers(0, len(LAST_NAMES), n)]
-    cid = _str_ids("C", np.arange(1, n + 1), 7)
+    first = _take(FIRST_NAMES_F + FIRST_NAMES_M, np.where(female, first_idx, 16 + first_idx))
+    last = _take(LAST_NAMES, rng.integers(0, len(LAST_NAMES), n))
+    cid = _str_ids("C", number, 7)
     consent = rng.random(n) < S["consent"][seg]
+    # B2B customers share accounts, about three to an account, within their chunk; the first
+    # chunk always has an account, so the accounts file is never empty
     has_b2b = rng.random(n) < S["b2b"][seg]
-    n_acc = max(1, int(has_b2b.sum() // 3))
-    account_of = np.where(has_b2b, rng.integers(1, n_acc + 1, n), 0)
-    acc_ids = _str_ids("A", account_of, 6)
-    acc_col = pc.if_else(pa.array(account_of > 0), acc_ids, pa.nulls(n, pa.string()))
+    n_acc = -(-int(has_b2b.sum()) // 3)
+    if lo == 0:
+        n_acc = max(1, n_acc)
+    account_of = ids.accounts + 1 + rng.integers(0, max(n_acc, 1), n)
+    acc_col = pc.if_else(pa.array(has_b2b), _str_ids("A", account_of, 6), pa.nulls(n, pa.string()))
     education = np.clip(np.round((np.log(income) - 9.8) * 2.2 + rng.normal(0, 0.8, n)), 0, 4)
     occupation = np.where(age > 66, 4, np.where(age < 23, 0, rng.integers(1, 8, n)))
     emails = pc.binary_join_element_wise(
-        pc.utf8_lower(pa.array(first, pa.string())),
+        pc.utf8_lower(first),
         ".",
-        pc.utf8_lower(pa.array(last, pa.string())),
-        pc.cast(pa.array(np.arange(1, n + 1)), pa.string()),
+        pc.utf8_lower(last),
+        pc.cast(pa.array(number), pa.string()),
         "",
     )
-    cust = pa.table(
+    tables: dict[str, pa.Table] = {}
+    tables["customers"] = pa.table(
         {
             "customer_id": cid,
             "account_id": acc_col,
-            "first_name": pa.array(first, pa.string()),
-            "last_name": pa.array(last, pa.string()),
+            "first_name": first,
+            "last_name": last,
             "email": pc.binary_join_element_wise(emails, "@example.com", ""),
             "phone": _str_ids("+4477", rng.integers(0, 10**8, n), 8),
-            "gender": pa.array(np.where(female, "female", "male")),
+            "gender": _take(("male", "female"), female.astype(np.int64)),
             "birth_date": pa.array(birth),
             "income": pa.array(income),
-            "household_size": pa.array(1 + married.astype(int) + children),
+            "household_size": pa.array(1 + married.astype(np.int64) + children),
             "children": pa.array(children),
             "marital_status": _take(MARITAL, marital),
             "education": _take(EDUCATION, education.astype(int)),
@@ -295,11 +420,8 @@ def generate(
             ),
         }
     )
-    _write(cust, out / "customers", fmt)
-    rows["customers"] = n
 
     # ---- purchases (Pareto/NBD with Gamma-Gamma spend) ----------------------------------
-    say("orders")
     shape = S["rate_shape"][seg]
     rate_day = rng.gamma(shape, S["orders_per_year"][seg] / shape / 365.25)
     lifetime = rng.exponential(S["lifetime_days"][seg]) * 86400
@@ -320,8 +442,9 @@ def generate(
     )
     t = _time_of_week(rng, t, S["weekend"][seg[owner]], S["evening"][seg[owner]])
     t = np.where(t > end_s, t - 7 * 86400, t)  # a weekend move must not pass the end date
-    order_seq = np.argsort(t, kind="stable")
+    order_seq = np.argsort(t, kind="stable")  # order ids follow time within the chunk
     owner, t = owner[order_seq], t[order_seq]
+    del first_flag, order_seq
     n_ord = len(owner)
     oseg = seg[owner]
     lines = 1 + rng.poisson(S["basket"][oseg] - 1)
@@ -340,9 +463,10 @@ def generate(
     ch_w = np.array([s.channels for s in SEGMENTS], float)
     channel = _pick(rng, ch_w, oseg)
     product = cat * 1000 + rng.integers(1, 200, n_lines)
-    order_ids = _str_ids("O", np.arange(1, n_ord + 1), 8)
+    order_ids = _str_ids("O", np.arange(ids.orders + 1, ids.orders + n_ord + 1), 8)
+    ids.orders += n_ord
     line_no = np.arange(n_lines) - np.repeat(np.cumsum(lines) - lines, lines) + 1
-    orders = pa.table(
+    tables["orders"] = pa.table(
         {
             "order_id": order_ids.take(pa.array(line_order)),
             "line_no": pa.array(line_no),
@@ -354,15 +478,13 @@ def generate(
             "unit_price": pa.array(price),
             "amount": pa.array(np.round(price * qty - discount, 2)),
             "discount": pa.array(discount),
-            "currency": pa.array(np.full(n_lines, "EUR", dtype=object), pa.string()),
+            "currency": _strings("EUR", n_lines),
             "channel": _take(CHANNELS, channel[line_order]),
         }
     )
-    _write(orders, out / "orders", fmt)
-    rows["orders"] = n_lines
+    del line_order, lseg, cat, price, qty, disc, discount, product, order_ids, line_no
 
     # ---- events along the buying journey -----------------------------------------------
-    say("events")
     device = _pick(rng, np.array([s.devices for s in SEGMENTS], float), seg)
     online = channel != 2
     ev_orders = np.nonzero(online)[0]
@@ -388,59 +510,55 @@ def generate(
     ev_time = np.concatenate([ev_time, pros_at])
     step = np.concatenate([step, pros_step])
     ev_app = np.concatenate([channel[ev_owner_order] == 1, np.zeros(len(pros_owner), bool)])
-    # anonymous visitors: browse but never buy, tracked by cookie only
-    n_pros = n // 5
-    pros_time = start_s + (rng.random(n_pros) * span).astype(np.int64)
-    types = np.concatenate(
-        [
-            np.asarray(JOURNEY, object)[step],
-            np.asarray(("page_view", "product_view"), object)[rng.integers(0, 2, n_pros)],
-        ]
-    )
-    ev_dev = np.concatenate([device[ev_cust], rng.integers(0, 3, n_pros)])
+    # anonymous visitors: browse but never buy, tracked by cookie only; one per five
+    # customers over the whole file, numbered on from the previous chunk's
+    anon_lo, anon_hi = lo // 5, hi // 5
+    n_anon = anon_hi - anon_lo
+    anon_time = start_s + (rng.random(n_anon) * span).astype(np.int64)
+    # journey steps; an anonymous visitor views a page or a product (steps 0 and 2)
+    types = np.concatenate([step, 2 * rng.integers(0, 2, n_anon)])
+    ev_dev = np.concatenate([device[ev_cust], rng.integers(0, 3, n_anon)])
     os_pick = rng.integers(0, 3, len(ev_dev))
-    os_names = np.array([[o for o in (OS_BY_DEVICE[d] * 3)[:3]] for d in DEVICES], object)
+    os_names = tuple(o for d in DEVICES for o in (OS_BY_DEVICE[d] * 3)[:3])
     n_ev = len(types)
-    events = pa.table(
+    tables["events"] = pa.table(
         {
-            "event_id": _str_ids("E", np.arange(1, n_ev + 1), 9),
+            "event_id": _str_ids("E", np.arange(ids.events + 1, ids.events + n_ev + 1), 9),
             "customer_id": pa.concat_arrays(
-                [cid.take(pa.array(ev_cust)), pa.nulls(n_pros, pa.string())]
+                [cid.take(pa.array(ev_cust)), pa.nulls(n_anon, pa.string())]
             ),
             "anonymous_id": pa.concat_arrays(
-                [pa.nulls(len(ev_cust), pa.string()), _str_ids("anon", np.arange(1, n_pros + 1), 7)]
+                [
+                    pa.nulls(len(ev_cust), pa.string()),
+                    _str_ids("anon", np.arange(anon_lo + 1, anon_hi + 1), 7),
+                ]
             ),
-            "occurred_at": pa.array(np.concatenate([ev_time, pros_time]).astype("datetime64[s]")),
-            "event_type": pa.array(types, pa.string()),
-            "channel": pa.array(np.full(n_ev, "web", dtype=object), pa.string()),
+            "occurred_at": pa.array(np.concatenate([ev_time, anon_time]).astype("datetime64[s]")),
+            "event_type": _take(JOURNEY, types),
+            "channel": _strings("web", n_ev),
             "device_type": _take(DEVICES, ev_dev),
-            "os": pa.array(os_names[ev_dev, os_pick], pa.string()),
+            "os": _take(os_names, 3 * ev_dev + os_pick),
             "browser": _take(BROWSERS, rng.integers(0, 4, n_ev)),
-            "platform": pa.array(
-                np.where(
-                    np.concatenate([ev_app, np.zeros(n_pros, bool)]),
-                    "app",
-                    "web",
-                )
+            "platform": _take(
+                ("web", "app"), np.concatenate([ev_app, np.zeros(n_anon, bool)]).astype(np.int64)
             ),
         }
     )
-    _write(events, out / "events", fmt)
-    rows["events"] = n_ev
+    ids.events += n_ev
+    del owner, t, channel, ev_cust, ev_time, step, ev_app, types, ev_dev, os_pick
 
-    # ---- survey responses ----------------------------------------------------------------
-    say("responses")
+    # ---- survey responses: about 12% of all customers answer every item -------------------
     resp = np.nonzero(rng.random(n) < 0.12)[0]
     k = len(SURVEY_ITEMS)
     r_cust = np.repeat(resp, k)
     r_item = np.tile(np.arange(k), len(resp))
     means = np.array([s.survey for s in SEGMENTS])[seg[r_cust], r_item]
     likert = np.clip(np.round(rng.normal(means, 0.8)), 1, 5)
-    responses = pa.table(
+    tables["responses"] = pa.table(
         {
-            "response_id": _str_ids("R", r_cust + 1, 7),
+            "response_id": _str_ids("R", number[r_cust], 7),
             "customer_id": cid.take(pa.array(r_cust)),
-            "survey_id": pa.array(np.full(len(r_cust), "S2024", dtype=object), pa.string()),
+            "survey_id": _strings("S2024", len(r_cust)),
             "item_id": _take(tuple(i[0] for i in SURVEY_ITEMS), r_item),
             "item_text": _take(tuple(i[2] for i in SURVEY_ITEMS), r_item),
             "construct": _take(tuple(i[1] for i in SURVEY_ITEMS), r_item),
@@ -450,46 +568,43 @@ def generate(
             ),
         }
     )
-    _write(responses, out / "responses", fmt)
-    rows["responses"] = len(r_cust)
 
     # ---- feedback ------------------------------------------------------------------------
-    say("feedback")
     writers = np.nonzero(rng.random(n) < S["review_rate"][seg])[0]
     theme_names = tuple(THEMES)
     theme = _pick(rng, np.array([s.themes for s in SEGMENTS], float), seg[writers])
     variant = rng.integers(0, 3, len(writers))
-    texts = np.array([[THEMES[th][v] for v in range(3)] for th in theme_names], object)
+    texts = tuple(THEMES[th][v] for th in theme_names for v in range(3))
     rating = np.where(
-        np.asarray(theme_names, object)[theme] == "praise",
+        theme == theme_names.index("praise"),
         rng.integers(4, 6, len(writers)),
         rng.integers(1, 4, len(writers)),
     )
-    feedback = pa.table(
+    n_fb = len(writers)
+    tables["feedback"] = pa.table(
         {
-            "feedback_id": _str_ids("F", np.arange(1, len(writers) + 1), 7),
+            "feedback_id": _str_ids("F", np.arange(ids.feedback + 1, ids.feedback + n_fb + 1), 7),
             "customer_id": cid.take(pa.array(writers)),
             "created_at": pa.array(
-                (acquired[writers] + rng.integers(86400, 86400 * 120, len(writers)))
+                (acquired[writers] + rng.integers(86400, 86400 * 120, n_fb))
                 .clip(max=end_s)
                 .astype("datetime64[s]")
             ),
-            "channel": pa.array(np.full(len(writers), "review", dtype=object), pa.string()),
-            "rating": pa.array(rating),
-            "text": pa.array(texts[theme, variant], pa.string()),
-            "language": pa.array(np.full(len(writers), "en", dtype=object), pa.string()),
+            "channel": _strings("review", n_fb),
+            "rating": pa.array(rating, pa.int64()),
+            "text": _take(texts, 3 * theme + variant),
+            "language": _strings("en", n_fb),
         }
     )
-    _write(feedback, out / "feedback", fmt)
-    rows["feedback"] = len(writers)
+    ids.feedback += n_fb
 
-    # ---- B2B accounts --------------------------------------------------------------------
-    say("accounts")
-    a = np.arange(1, n_acc + 1)
-    employees = np.round(np.exp(rng.normal(3.0, 1.3, n_acc))).astype(int) + 1
+    # ---- B2B accounts of this chunk's customers ------------------------------------------
+    a = np.arange(ids.accounts + 1, ids.accounts + n_acc + 1)
+    ids.accounts += n_acc
+    employees = np.round(np.exp(rng.normal(3.0, 1.3, n_acc))).astype(np.int64) + 1
     stage = rng.choice(4, size=n_acc, p=[0.3, 0.2, 0.35, 0.15])
     acc_created = start_s + (rng.random(n_acc) * span * 0.8).astype(np.int64)
-    accounts = pa.table(
+    tables["accounts"] = pa.table(
         {
             "account_id": _str_ids("A", a, 6),
             "name": pc.binary_join_element_wise(
@@ -516,12 +631,9 @@ def generate(
             ),
         }
     )
-    _write(accounts, out / "accounts", fmt)
-    rows["accounts"] = n_acc
 
     # ---- truth ---------------------------------------------------------------------------
-    say("truth")
-    truth = pa.table(
+    tables["truth"] = pa.table(
         {
             "customer_id": cid,
             "segment": _take(tuple(s.name for s in SEGMENTS), seg),
@@ -533,26 +645,7 @@ def generate(
             "prospect": pa.array(prospect),
         }
     )
-    pq.write_table(truth, out / "truth" / "customers_truth.parquet")
-    (out / "truth" / "segments.json").write_text(
-        json.dumps(
-            {
-                "seed": seed,
-                "customers": n,
-                "start": str(start),
-                "end": str(end),
-                "segments": [asdict(s) for s in SEGMENTS],
-                "categories": list(CATEGORIES),
-                "channels": list(CHANNELS),
-                "devices": list(DEVICES),
-                "survey_items": [list(i) for i in SURVEY_ITEMS],
-                "themes": list(THEMES),
-            },
-            indent=1,
-        )
-    )
-    _write_config(out, fmt)
-    return SynthResult(str(out), rows, round(time.perf_counter() - t0, 2))
+    return tables
 
 
 OCCASION_ODDS = (0.3, 0.45, 0.15, 0.10)  # Black Friday, Christmas, Valentine's, back to school
@@ -575,6 +668,28 @@ def _occasion_windows(year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, first + days - 1
 
 
+def _year_of(day: np.ndarray) -> np.ndarray:
+    """The calendar year of each day (days since 1970-01-01): a search among the starts of
+    the few years in range, several times faster than a date conversion per row."""
+    if len(day) == 0:
+        return np.zeros(0, np.int64)
+    lo, hi = (
+        int(np.datetime64(int(d), "D").astype("datetime64[Y]").astype(np.int64)) + 1970
+        for d in (day.min(), day.max())
+    )
+    starts = np.arange(lo - 1970, hi - 1970 + 1).astype("datetime64[Y]").astype("datetime64[D]")
+    return lo + np.searchsorted(starts.astype(np.int64), day, side="right") - 1
+
+
+def _windows_of(year: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`_occasion_windows(year)` for many rows: worked out once per distinct year."""
+    if len(year) == 0:
+        return np.zeros((4, 0), np.int64), np.zeros((4, 0), np.int64)
+    y0 = int(year.min())
+    first, last = _occasion_windows(np.arange(y0, int(year.max()) + 1))
+    return first[:, year - y0], last[:, year - y0]
+
+
 def _occasions(
     rng: np.random.Generator,
     t: np.ndarray,
@@ -591,12 +706,11 @@ def _occasions(
     which = rng.choice(4, size=len(t), p=list(OCCASION_ODDS))
     pick = rng.integers(0, 1 << 30, len(t))
     second = rng.integers(0, 86400, len(t))
-    year = t.astype("datetime64[s]").astype("datetime64[Y]").astype(int) + 1970
+    year = _year_of(t // 86400)
     out, gap = t.copy(), np.full(len(t), np.inf)
-    rows = np.arange(len(t))
     for dy in (0, -1, 1):
-        a, b = _occasion_windows(year + dy)
-        a, b = a[which, rows], b[which, rows]
+        a, b = _windows_of(year + dy)
+        a, b = a[which, np.arange(len(t))], b[which, np.arange(len(t))]
         new = (a + pick % (b - a + 1)) * 86400 + second
         ok = move & (new >= lo) & (new <= hi) & (np.abs(new - t) < gap)
         out = np.where(ok, new, out)
@@ -616,8 +730,7 @@ def _time_of_week(
     sunday = rng.integers(0, 2, len(t))
     after = day + (5 - dow) + sunday
     before = day - dow - 2 + sunday
-    year = day.astype("datetime64[D]").astype("datetime64[Y]").astype(int) + 1970
-    a, b = _occasion_windows(year)
+    a, b = _windows_of(_year_of(day))
     inside = (day >= a) & (day <= b)
     leaves = (inside & (after > b)).any(axis=0)
     day = np.where(to_weekend, np.where(leaves, before, after), day)
