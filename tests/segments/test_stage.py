@@ -14,6 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from personae import Project
 from personae.errors import ConfigError, PersonaeError
+from personae.store import Store
 from personae.synth import generate
 
 from ..conftest import personae
@@ -105,6 +106,47 @@ def test_partitions_hold_every_customer_once(synth: Project) -> None:
             [run, name],
         )[0]
         assert n == distinct == customers, name
+    # the view names every code: each segment has exactly its size in members
+    mismatched = _one(
+        synth,
+        """SELECT s.segmentation, s.segment, s.size, count(m.customer_id) AS members
+           FROM segments s LEFT JOIN memberships m USING (run_id, segmentation, segment)
+           WHERE s.run_id = ? GROUP BY ALL HAVING s.size != count(m.customer_id)""",
+        [run],
+    )
+    assert mismatched == []
+    rows, stored = _one(
+        synth,
+        "SELECT count(*), count(DISTINCT customer_id) FROM segment_codes WHERE run_id = ?",
+        [run],
+    )[0]
+    assert rows == stored == customers  # one row of codes per customer
+
+
+def test_memberships_an_older_store_kept_as_a_table_stay_readable(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    with Store(path) as store:  # make it look like a store written before segment_codes
+        store.con.execute("DROP VIEW memberships")
+        store.con.execute(
+            "CREATE TABLE memberships (customer_id VARCHAR, segmentation VARCHAR, "
+            "segment VARCHAR, run_id VARCHAR, as_of DATE)"
+        )
+        store.con.execute(
+            "INSERT INTO memberships VALUES ('c1', 'rfm', 'Champions', 'segments-old', "
+            "DATE '2011-06-01')"
+        )
+    with Store(path) as store:
+        kinds = dict(
+            store.con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables"
+            ).fetchall()
+        )
+        assert kinds["memberships"] == "VIEW"
+        assert store.query("SELECT customer_id, segment FROM memberships") == [
+            {"customer_id": "c1", "segment": "Champions"}
+        ]
+    with Store(path) as store:  # opening again changes nothing
+        assert store.count("memberships") == 1
 
 
 def test_rule_segments_select_what_the_rule_says(synth: Project) -> None:
@@ -328,7 +370,7 @@ def test_mall_customers_five_groups(data_dir: Path, tmp_path: Path) -> None:
             # the file's own column name in a rule, and names for a ready-made segmentation
             '\n[segmentations.big_spenders]\nkind = "audiences"\n'
             '[[segmentations.big_spenders.segments]]\nname = "Big spenders"\n'
-            'rule = \'"Spending Score (1-100)" >= 60\'\n'
+            "rule = '\"Spending Score (1-100)\" >= 60'\n"
             '\n[segmentations.age_band]\nnames = {"18-24" = "Students", "65+" = "Retired"}\n'
         )
     res = personae("run", "--project", str(tmp_path))

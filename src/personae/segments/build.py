@@ -93,9 +93,9 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     """Build and store every segmentation of the traits run this run reads.
 
     Each segmentation is first built as engine expressions (clusters fitted on the sample);
-    then one table holds every customer's segment in each of them, and memberships, sizes and
-    overlap come from it in one write and two queries, whatever the number of
-    segmentations."""
+    then one table holds every customer's segment in each of them, and memberships (a row of
+    codes per customer), sizes and overlap come from it in one write and two queries, whatever
+    the number of segmentations."""
     started = time.perf_counter()
     store, config = ctx.store, ctx.config
     cfg = config.segments
@@ -139,14 +139,24 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     ctx.progress("memberships", 3, 5)
     stamp = {"run_id": ctx.run_id, "as_of": str(ctx.as_of)}
     labels = _label_table(engine, fields, built_all)
-    engine.write("memberships", _memberships(labels, built_all), stamp)
+    engine.write("segment_codes", _segment_codes(labels, built_all), stamp)
     quality = _quality(engine, labels, built_all)
     in_sample = _sample_codes(engine, labels, built_all, sample)
+    slots = _slot_codes(built_all)
     space = next((b.model for b in built_all if b.spec.way == "clusters"), None)
     for i, built in enumerate(built_all):
         ctx.progress(f"quality {built.spec.name}", 4, 5)
         result = _store(
-            ctx.store, built, quality[i], in_sample[i], sample, space, described, cfg, stamp
+            ctx.store,
+            built,
+            quality[i],
+            in_sample[i],
+            slots[i],
+            sample,
+            space,
+            described,
+            cfg,
+            stamp,
         )
         summary.segmentations.append(result)
     _overlap(engine, store, labels, built_all, stamp)
@@ -465,27 +475,35 @@ def _label_table(engine: Engine, fields: Fields, built: list[Built]) -> ir.Table
     return engine.temp(table, "_segment_labels")
 
 
-def _memberships(labels: ir.Table, built: list[Built]) -> ir.Table:
-    """Every customer's segments in every segmentation, as rows (customer, segmentation,
-    segment) for the memberships table."""
-    parts = []
+def _slot_codes(built: list[Built]) -> list[dict[str, tuple[int, int]]]:
+    """Per segmentation, each segment's (slot, code) in `segment_codes.codes`: the slots are
+    the label table's columns in order (from 1), a partition's code its segment's index, an
+    audience member's code 0 in the audience's own slot."""
+    slot = {c: k for k, c in enumerate(_all_columns(built), start=1)}
+    return [
+        {
+            name: (slot[_column(i, j)], 0) if b.flags else (slot[_column(i)], j)
+            for j, name in enumerate(b.labels)
+        }
+        for i, b in enumerate(built)
+    ]
+
+
+def _all_columns(built: list[Built]) -> list[str]:
+    return [c for i, b in enumerate(built) for c in _columns(i, b)]
+
+
+def _segment_codes(labels: ir.Table, built: list[Built]) -> ir.Table:
+    """One row per customer with its code in every slot (NULL: in no segment there), for the
+    segment_codes table; the memberships view names them."""
+    codes: list[ir.Value] = []
     for i, b in enumerate(built):
-        name = ibis.literal(b.spec.name)
         if b.flags:
-            for j, segment in enumerate(b.labels):
-                member = labels.filter(labels[_column(i, j)])
-                parts.append(
-                    member.select("customer_id", segmentation=name, segment=ibis.literal(segment))
-                )
+            member = [labels[_column(i, j)] for j in range(len(b.flags))]
+            codes.extend(ibis.ifelse(m, 0, ibis.null("int32")) for m in member)
         else:
-            code = labels[_column(i)]
-            segment = ibis.cases(*[(code == c, ibis.literal(s)) for c, s in enumerate(b.labels)])
-            parts.append(
-                labels.filter(code.notnull()).select(
-                    "customer_id", segmentation=name, segment=segment
-                )
-            )
-    return ibis.union(*parts) if len(parts) > 1 else parts[0]
+            codes.append(labels[_column(i)])
+    return labels.select("customer_id", codes=ibis.array(codes).cast("array<int32>"))
 
 
 @dataclass
@@ -599,6 +617,7 @@ def _store(
     built: Built,
     quality: Quality,
     in_sample: InSample,
+    slots: dict[str, tuple[int, int]],
     sample: pa.Table,
     space: cluster.ClusterModel | None,
     described_by: tuple[list[str], list[str]],
@@ -659,6 +678,8 @@ def _store(
                 "silhouette": silhouettes.get(name),
                 "stability": jaccard.get(name),
                 "warning": warning,
+                "slot": slots[name][0],
+                "code": slots[name][1],
             }
         )
         for rank, d in enumerate(info.get("distinguishing", [])[:DESCRIBE_TOP], start=1):
@@ -879,6 +900,7 @@ STAGE = Stage(
     outputs=(
         "segmentations",
         "segments",
+        "segment_codes",
         "memberships",
         "segment_traits",
         "cluster_diagnostics",

@@ -26,8 +26,10 @@ import duckdb
 from personae.errors import StoreError
 from personae.store.schemas import (
     HISTORY_TABLES,
+    LEGACY_MEMBERSHIPS,
     LINEAGE,
     TABLES,
+    VIEWS,
     create_sql,
     output_tables,
     rejects_sql,
@@ -189,7 +191,29 @@ class Store:
             self.con.execute(rejects_sql(table))
             self.ensure_table(retired_table(table))
         for table in output_tables().values():
-            self.ensure_table(table)
+            if table.name not in VIEWS:
+                self.ensure_table(table)
+        self.ensure_views()
+
+    def ensure_views(self) -> None:
+        """Create the declared views; a table an older store kept under a view's name is
+        renamed and its rows stay readable through the view."""
+        kinds = dict(
+            self.con.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                "WHERE table_schema = 'main'"
+            ).fetchall()
+        )
+        if kinds.get("memberships") == "BASE TABLE":
+            self.con.execute(f'ALTER TABLE memberships RENAME TO "{LEGACY_MEMBERSHIPS}"')
+            kinds[LEGACY_MEMBERSHIPS] = "BASE TABLE"
+        for name, sql in VIEWS.items():
+            if name == "memberships" and LEGACY_MEMBERSHIPS in kinds:
+                sql += (
+                    " UNION ALL SELECT customer_id, segmentation, segment, run_id, as_of "
+                    f'FROM "{LEGACY_MEMBERSHIPS}"'
+                )
+            self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
 
     def ensure_table(self, table: Any, lineage: bool = False) -> None:
         """Create a declared table, or add the declared columns an older store lacks."""
@@ -329,7 +353,7 @@ class Store:
         )
         deleted = 0
         for table in output_tables():
-            if table in HISTORY_TABLES:
+            if table in HISTORY_TABLES or table in VIEWS:
                 continue  # segment history is kept for every run
             deleted += int(
                 self.con.execute(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-Kind = Literal["id", "text", "int", "float", "bool", "timestamp", "date", "gender", "json"]
+Kind = Literal["id", "text", "int", "float", "bool", "timestamp", "date", "gender", "json", "ints"]
 
 SQL_TYPES: dict[str, str] = {
     "id": "VARCHAR",
@@ -23,6 +23,7 @@ SQL_TYPES: dict[str, str] = {
     "date": "DATE",
     "gender": "VARCHAR",
     "json": "JSON",
+    "ints": "INTEGER[]",
 }
 
 
@@ -902,13 +903,27 @@ def output_tables() -> dict[str, Table]:
 # Output tables whose rows outlive `[store] keep_runs`: who was in which segment at each run
 # is the history that `personae segments diff` and `members --as-of` read.
 HISTORY_TABLES = (
-    "memberships",
+    "segment_codes",
     "segmentations",
     "segments",
     "segment_traits",
     "cluster_diagnostics",
     "segment_overlap",
 )
+
+# Output tables that are views over others. A segments run writes one row per customer (its
+# codes, a list) instead of one per customer and segmentation: 19 times fewer customer ids to
+# write for the ready-made segmentations (1 M customers: 0.7 s, was 5.2 s).
+VIEWS = {
+    "memberships": """
+        SELECT c.customer_id, s.segmentation, s.segment, c.run_id, c.as_of
+        FROM (SELECT customer_id, run_id, as_of, unnest(codes) AS code,
+                     generate_subscripts(codes, 1) AS slot FROM segment_codes) AS c
+        JOIN segments AS s ON s.run_id = c.run_id AND s.slot = c.slot AND s.code = c.code""",
+}
+# Stores written before segment_codes kept memberships as a table; its rows stay readable
+# through the view under this name.
+LEGACY_MEMBERSHIPS = "memberships_before_codes"
 
 
 def segment_tables(out: Callable[..., Table], customer: Column) -> tuple[Table, ...]:
@@ -954,11 +969,25 @@ def segment_tables(out: Callable[..., Table], customer: Column) -> tuple[Table, 
             Column("silhouette", "float", "Mean silhouette of the members in the sample."),
             Column("stability", "float", "Mean best bootstrap Jaccard overlap (clusters)."),
             Column("warning", "text", "Why the segment needs care, or NULL."),
+            Column("slot", "int", "Members' slot in `segment_codes.codes` (from 1)."),
+            Column("code", "int", "Members' code in that slot."),
             key=("segmentation", "segment"),
         ),
         out(
+            "segment_codes",
+            "customer per segments run",
+            customer,
+            Column(
+                "codes",
+                "ints",
+                "The customer's segment code in each slot (a partition, or one audience); "
+                "`segments.slot` and `segments.code` say which segment a code is. Read "
+                "`memberships` for names.",
+            ),
+        ),
+        out(
             "memberships",
-            "customer and segment per segments run",
+            "customer and segment per segments run (a view of segment_codes and segments)",
             customer,
             seg,
             segment,
