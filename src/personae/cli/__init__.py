@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import duckdb
 import typer
@@ -72,6 +72,7 @@ def print_json(obj: Any) -> None:
 # What a command catches and turns into a message (fail): personae's own errors, and the
 # operating system's and DuckDB's that a user can act on (a full disk, a damaged store).
 HANDLED = (PersonaeError, OSError, duckdb.Error)
+T = TypeVar("T")
 GENERIC_HINTS = {
     ConfigError: "Fix the setting the message names in personae.toml (docs/configuration.md).",
     SourceError: "Fix the source or its settings in personae.toml (docs/loading-real-files.md).",
@@ -205,3 +206,23 @@ def open_project(project: Path, as_json: bool = False) -> Project:
         return Project.open(project)
     except HANDLED as err:
         fail(err, as_json)
+
+
+def answer(project: Path, as_json: bool, ask: Callable[..., T], progress: str | None = None) -> T:
+    """Open the project and ask it: `ask(project)`, or `ask(project, step_callback)` under a
+    progress bar named `progress`. An error ends the command through `fail`; with --json the
+    answer is printed as JSON and the command ends; otherwise the answer comes back to be
+    printed for people."""
+    proj = open_project(project, as_json)
+    try:
+        if progress is None:
+            data = ask(proj)
+        else:
+            with progress_bar(as_json) as bar:
+                data = ask(proj, step_callback(bar, progress))
+    except HANDLED as err:
+        fail(err, as_json, proj.store_path)
+    if as_json:
+        print_json(data)
+        raise typer.Exit()
+    return data

@@ -16,6 +16,7 @@ from personae.cli import (
     EngineOpt,
     JsonOpt,
     ProjectOpt,
+    answer,
     app,
     console,
     err_console,
@@ -172,17 +173,10 @@ def ingest(
     unchanged adds nothing; when either changed, its rows are replaced (added, changed and
     removed rows are reported). A folder or glob source appends each new file.
     """
-    proj = open_project(project, as_json)
     names = [*(sources or []), *(source or [])] or None
-    try:
-        with progress_bar(as_json) as bar:
-            summary = proj.ingest(names, force, progress=step_callback(bar, "ingest"))
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(summary)
-    else:
-        print_ingest(summary)
+    print_ingest(
+        answer(project, as_json, lambda p, bar: p.ingest(names, force, progress=bar), "ingest")
+    )
 
 
 @app.command()
@@ -240,14 +234,7 @@ def synth(
 @app.command()
 def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Show what is in the store: sources, tables and row counts, rejects and recent runs."""
-    proj = open_project(project, as_json)
-    try:
-        info = proj.status()
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(info)
-        return
+    info = answer(project, as_json, lambda p: p.status())
     if not info["exists"]:
         console.print(f"No store yet at {info['store']}. Run `personae ingest`.")
         return
@@ -377,16 +364,7 @@ def traits(
     latest run. Every trait is defined in docs/traits.md.
     """
     day = parse_as_of(as_of, as_json)
-    proj = open_project(project, as_json)
-    try:
-        with progress_bar(as_json) as bar:
-            summary = proj.traits(day, engine, step_callback(bar, "traits"))
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(summary)
-        return
-    print_traits(summary)
+    print_traits(answer(project, as_json, lambda p, bar: p.traits(day, engine, bar), "traits"))
 
 
 def parse_as_of(as_of: str | None, as_json: bool = False) -> date | None:
@@ -435,14 +413,7 @@ def funnel_cmd(
 ) -> None:
     """Show the buying-journey funnel of the latest traits run: customers per stage and the
     conversion from the stage before, overall or by a trait."""
-    proj = open_project(project, as_json)
-    try:
-        rows = proj.funnel(by)
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(rows)
-        return
+    rows = answer(project, as_json, lambda p: p.funnel(by))
     console.print(
         table_of(
             f"Buying-journey funnel{' by ' + by if by else ''}",
@@ -472,16 +443,7 @@ def predict_cmd(
     `model_evaluations`. Horizon, time unit and discount rate are in \\[predict]. The table work
     (holdout counts, joining the scores to every customer) runs on the engine.
     """
-    proj = open_project(project, as_json)
-    try:
-        with progress_bar(as_json) as bar:
-            summary = proj.predict(engine, step_callback(bar, "predict"))
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(summary)
-        return
-    print_predict(summary)
+    print_predict(answer(project, as_json, lambda p, bar: p.predict(engine, bar), "predict"))
 
 
 def print_predict(s: PredictSummary) -> None:
@@ -579,15 +541,9 @@ def run(
     from personae.pipeline import STAGES, Skipped
 
     day = parse_as_of(as_of, as_json)
-    proj = open_project(project, as_json)
-    try:
-        with progress_bar(as_json) as bar:
-            results = proj.run(only, start, day, engine, progress=step_callback(bar, "run"))
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(results)
-        return
+    results = answer(
+        project, as_json, lambda p, bar: p.run(only, start, day, engine, progress=bar), "run"
+    )
     from personae.cli.segments import print_segments
 
     printers: dict[str, Callable[[Any], None]] = {

@@ -9,20 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from personae.cli import (
-    HANDLED,
-    EngineOpt,
-    JsonOpt,
-    ProjectOpt,
-    app,
-    console,
-    fail,
-    open_project,
-    print_json,
-    progress_bar,
-    step_callback,
-    table_of,
-)
+from personae.cli import EngineOpt, JsonOpt, ProjectOpt, answer, app, console, table_of
 from personae.segments.build import SegmentsSummary
 
 segments_app = typer.Typer(
@@ -67,47 +54,11 @@ def overview(
     """
     if ctx.invoked_subcommand is not None:
         return
-    proj = open_project(project, as_json)
-    try:
-        data = proj.segments(run)
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(data)
-        return
-    rows = [
-        [
-            s["segmentation"],
-            s["model"],
-            s["method"],
-            s["segment_count"],
-            s["customers"],
-            _num(s["silhouette"]),
-            _num(s["stability"]),
-            len(s["warnings"]),
-        ]
-        for s in data["segmentations"]
-    ]
+    data = answer(project, as_json, lambda p: p.segments(run))
     as_of = data["segmentations"][0]["as_of"] if data["segmentations"] else "-"
-    console.print(
-        table_of(
-            f"Segmentations of run {data['run_id']} (as of {as_of})",
-            [
-                "segmentation",
-                "model",
-                "method",
-                "segments",
-                "customers",
-                "silhouette",
-                "stability",
-                "warnings",
-            ],
-            _safe(rows),
-        )
+    _print_segmentations(
+        f"Segmentations of run {data['run_id']} (as of {as_of})", data["segmentations"]
     )
-    for s in data["segmentations"]:
-        for w in s["warnings"]:
-            console.print(f"[yellow]{escape(s['segmentation'])}:[/] {escape(w)}")
     console.print("`personae segments show NAME` for a segmentation's segments.")
 
 
@@ -120,41 +71,47 @@ def run_cmd(
     Ready-made segmentations are built when the data has their fields ([segments]
     ready_made); yours come from \\[segmentations.NAME]. Memberships of every run are kept.
     """
-    proj = open_project(project, as_json)
-    try:
-        with progress_bar(as_json) as bar:
-            summary = proj.segment(engine, step_callback(bar, "segments"))
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(summary)
-        return
-    print_segments(summary)
+    print_segments(answer(project, as_json, lambda p, bar: p.segment(engine, bar), "segments"))
+
+
+def _print_segmentations(title: str, items: list[dict[str, Any]]) -> None:
+    """The table of segmentations (the listing's and a run's), then their warnings."""
+    columns = ["segmentation", "model", "method", "segments", "customers"]
+    columns += ["silhouette", "stability", "warnings"]
+    rows = [
+        [
+            s["segmentation"],
+            s["model"],
+            s["method"],
+            s["segment_count"],
+            s["customers"],
+            _num(s["silhouette"]),
+            _num(s["stability"]),
+            len(s["warnings"]),
+        ]
+        for s in items
+    ]
+    console.print(table_of(title, columns, _safe(rows)))
+    for s in items:
+        for w in s["warnings"]:
+            console.print(f"[yellow]{escape(s['segmentation'])}:[/] {escape(w)}")
 
 
 def print_segments(s: SegmentsSummary) -> None:
-    rows = [
-        [
-            r.name,
-            r.model,
-            r.method,
-            len(r.segments),
-            r.customers,
-            _num(r.silhouette),
-            _num(r.stability),
-        ]
+    items = [
+        {
+            "segmentation": r.name,
+            "model": r.model,
+            "method": r.method,
+            "segment_count": sum(1 for n in r.segments.values() if n),
+            "customers": r.customers,
+            "silhouette": r.silhouette,
+            "stability": r.stability,
+            "warnings": r.warnings,
+        }
         for r in s.segmentations
     ]
-    console.print(
-        table_of(
-            f"Segmentations as of {s.as_of} ({s.customers:,} customers)",
-            ["segmentation", "model", "method", "segments", "customers", "silhouette", "stability"],
-            _safe(rows),
-        )
-    )
-    for r in s.segmentations:
-        for w in r.warnings:
-            console.print(f"[yellow]{escape(r.name)}:[/] {escape(w)}")
+    _print_segmentations(f"Segmentations as of {s.as_of} ({s.customers:,} customers)", items)
     for name, why in s.skipped.items():
         console.print(f"  not built: {escape(name)} ({escape(why)})")
     console.print(f"Segments run {s.run_id} in {s.seconds:.1f} s. `personae segments` lists them.")
@@ -169,14 +126,7 @@ def show_cmd(
 ) -> None:
     """Show a segmentation's segments: size, shares of customers, revenue and CLV,
     separation, stability, warnings and the traits that set each apart."""
-    proj = open_project(project, as_json)
-    try:
-        data = proj.segmentation(name, run)
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(data)
-        return
+    data = answer(project, as_json, lambda p: p.segmentation(name, run))
     console.print(
         f"[bold]{escape(name)}[/] ({data['model']}, {data['method']}, {data['kind']}; run "
         f"{data['run_id']} as of {data['as_of']}): {escape(data['description'] or '')}"
@@ -254,14 +204,9 @@ def members_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List the customers in a segment, now or as of a past run."""
-    proj = open_project(project, as_json)
-    try:
-        data = proj.members(segment, segmentation, as_of, limit or None)
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(data)
-        return
+    data = answer(
+        project, as_json, lambda p: p.members(segment, segmentation, as_of, limit or None)
+    )
     console.print(
         f"{data['count']:,} customers in {escape(data['segmentation'])} / "
         f"{escape(data['segment'])} (run {data['run_id']}, as of {data['as_of']})"
@@ -284,14 +229,7 @@ def diff_cmd(
 ) -> None:
     """Print the migration matrix of a segmentation between two runs: who moved from which
     segment to which."""
-    proj = open_project(project, as_json)
-    try:
-        data = proj.segments_diff(run_a, run_b, segmentation)
-    except HANDLED as err:
-        fail(err, as_json)
-    if as_json:
-        print_json(data)
-        return
+    data = answer(project, as_json, lambda p: p.segments_diff(run_a, run_b, segmentation))
     froms = sorted({c["from"] for c in data["cells"]})
     tos = sorted({c["to"] for c in data["cells"]})
     counts = {(c["from"], c["to"]): c["customers"] for c in data["cells"]}
