@@ -266,14 +266,10 @@ class ClusterModel:
         category, its one-hot at sqrt(gamma * weight / 2) (squared Euclidean distance here
         is the k-means / k-prototypes distance). `weighted=False` sets every weight to 1."""
         _check_columns(data, self.features)
-        parts = [self._numeric(data, weighted)]
-        codes = self._codes(data)
-        for j, f in enumerate(self.categorical):
-            block = np.zeros((data.num_rows, len(f.all_levels)))
-            w = f.weight if weighted else 1.0
-            block[np.arange(data.num_rows), codes[:, j]] = math.sqrt(self.gamma * w / 2.0)
-            parts.append(block)
-        return np.hstack(parts)
+        wn = [f.weight if weighted else 1.0 for f in self.numeric]
+        wc = [f.weight if weighted else 1.0 for f in self.categorical]
+        z = self._numeric(data, weighted=False)
+        return _embed(z, self._codes(data), self.categorical, self.gamma, wn, wc)
 
     def distances(self, data: pa.Table) -> np.ndarray:
         """n x k matrix of d_k, summed in the same order as the engine expression."""
@@ -347,6 +343,26 @@ def _r(v: float) -> float:
 def _sqrt(weight: float) -> float:
     """The factor a weight puts on a scaled number, rounded like every model constant."""
     return _r(math.sqrt(weight))
+
+
+def _embed(
+    z: np.ndarray,
+    codes: np.ndarray,
+    categorical: Sequence[CategoricalFeature],
+    gamma: float,
+    wn: Sequence[float] | np.ndarray,
+    wc: Sequence[float] | np.ndarray,
+) -> np.ndarray:
+    """Coordinates of scaled numbers `z` and level `codes`: numbers times sqrt(weight), then
+    one block per category, its one-hot at sqrt(gamma * weight / 2), so that squared
+    Euclidean distance is the k-means / k-prototypes distance."""
+    n = z.shape[0]
+    parts = [z * np.array([_sqrt(w) for w in wn])]
+    for j, f in enumerate(categorical):
+        block = np.zeros((n, len(f.all_levels)))
+        block[np.arange(n), codes[:, j]] = math.sqrt(gamma * wc[j] / 2.0)
+        parts.append(block)
+    return np.hstack(parts)
 
 
 def _lit(v: float) -> ir.FloatingScalar:
@@ -583,15 +599,8 @@ class _Prepared:
     gamma: float
 
     def embed(self, wn: np.ndarray, wc: np.ndarray) -> np.ndarray:
-        """Weighted coordinates: numbers times sqrt(weight), one-hot blocks at
-        sqrt(gamma * weight / 2), as `ClusterModel.transform` computes them."""
-        n = self.z.shape[0]
-        parts = [self.z * np.array([_sqrt(w) for w in wn])]
-        for j, f in enumerate(self.categorical):
-            block = np.zeros((n, len(f.all_levels)))
-            block[np.arange(n), self.codes[:, j]] = math.sqrt(self.gamma * wc[j] / 2.0)
-            parts.append(block)
-        return np.hstack(parts)
+        """Weighted coordinates, as `ClusterModel.transform` computes them."""
+        return _embed(self.z, self.codes, self.categorical, self.gamma, wn, wc)
 
     def common(self) -> np.ndarray:
         """Unweighted coordinates (every weight 1), where the Gaussian mixture is fitted."""

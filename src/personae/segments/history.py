@@ -22,20 +22,20 @@ def segments_runs(store: Store) -> list[dict[str, Any]]:
     )
 
 
-def resolve_run(store: Store, ref: str | date | None = None) -> str:
-    """A segments run id from a run id, an as-of date (the latest run as of that date or
-    before), or nothing (the latest run)."""
+def resolve_run(store: Store, ref: str | date | None = None) -> tuple[str, str]:
+    """A segments run (its id and as-of date) from a run id, an as-of date (the latest run
+    as of that date or before), or nothing (the latest run)."""
     runs = segments_runs(store)
     if not runs:
         raise StoreError(
             "No segments run yet. Run `personae run` (or `personae run --from segments`)."
         )
     if ref is None:
-        return str(runs[0]["run_id"])
+        return _run(runs[0])
     text = str(ref)
     for r in runs:
         if r["run_id"] == text:
-            return text
+            return _run(r)
     try:
         day = ref if isinstance(ref, date) else date.fromisoformat(text)
     except ValueError:
@@ -52,12 +52,16 @@ def resolve_run(store: Store, ref: str | date | None = None) -> str:
             hint=f"Run `personae run --as-of {day}` to segment the customers as of that date.",
         )
     best = max(r["as_of"] for r in dated)
-    return str(next(r["run_id"] for r in dated if r["as_of"] == best))
+    return _run(next(r for r in dated if r["as_of"] == best))
+
+
+def _run(row: dict[str, Any]) -> tuple[str, str]:
+    return str(row["run_id"]), str(row["as_of"])
 
 
 def overview(store: Store, run: str | None = None) -> dict[str, Any]:
     """The segmentations of a run with sizes and quality."""
-    run_id = resolve_run(store, run)
+    run_id, _ = resolve_run(store, run)
     rows = store.query(
         "SELECT segmentation, model, kind, method, origin, description, customers, "
         "segment_count, silhouette, stability, warnings, as_of FROM segmentations "
@@ -72,7 +76,7 @@ def overview(store: Store, run: str | None = None) -> dict[str, Any]:
 
 def show(store: Store, segmentation: str, run: str | None = None) -> dict[str, Any]:
     """One segmentation: its segments with size, shares, quality and distinguishing traits."""
-    run_id = resolve_run(store, run)
+    run_id, _ = resolve_run(store, run)
     info = _segmentation(store, run_id, segmentation)
     info["definition"] = json.loads(info["definition"] or "{}")
     info["warnings"] = json.loads(info["warnings"] or "[]")
@@ -159,7 +163,7 @@ def members(
     offset: int = 0,
 ) -> dict[str, Any]:
     """A page of the customers in a segment at a run (or as of a date), and how many."""
-    run_id = resolve_run(store, run)
+    run_id, as_of = resolve_run(store, run)
     name = _segmentation_of(store, run_id, segment, segmentation)
     where = "run_id = ? AND segmentation = ? AND segment = ?"
     params: list[Any] = [run_id, name, segment]
@@ -169,10 +173,9 @@ def members(
         f"SELECT customer_id FROM memberships WHERE {where} ORDER BY customer_id{page}",
         params + ([limit, offset] if limit is not None else []),
     )
-    as_of = store.run_info(run_id)["as_of"]
     return {
         "run_id": run_id,
-        "as_of": str(as_of),
+        "as_of": as_of,
         "segmentation": name,
         "segment": segment,
         "count": int(count),
@@ -183,7 +186,7 @@ def members(
 def diff(store: Store, a: str | date, b: str | date, segmentation: str) -> dict[str, Any]:
     """The migration matrix of one segmentation between two runs (or as-of dates): how many
     customers went from each segment to each; NONE for a customer in one run only."""
-    run_a, run_b = resolve_run(store, a), resolve_run(store, b)
+    (run_a, as_of_a), (run_b, as_of_b) = resolve_run(store, a), resolve_run(store, b)
     kinds = {_segmentation(store, run, segmentation)["kind"] for run in (run_a, run_b)}
     if "audiences" in kinds:
         raise PersonaeError(
@@ -205,9 +208,9 @@ def diff(store: Store, a: str | date, b: str | date, segmentation: str) -> dict[
     return {
         "segmentation": segmentation,
         "run_a": run_a,
-        "as_of_a": str(store.run_info(run_a)["as_of"]),
+        "as_of_a": as_of_a,
         "run_b": run_b,
-        "as_of_b": str(store.run_info(run_b)["as_of"]),
+        "as_of_b": as_of_b,
         "customers": total,
         "moved": moved,
         "cells": cells,
