@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -253,28 +254,36 @@ def generate(
     sinks = {name: _Sink(out / f"{name}{ext}", fmt) for name in TABLES}
     sinks["truth"] = _Sink(out / "truth" / "customers_truth.parquet", "parquet")
     ids, told = _Ids(), 0
+
+    def write(tables: dict[str, pa.Table]) -> None:
+        for name, table in tables.items():
+            sinks[name].write(table)
+
+    # chunk k is written on a second thread while chunk k + 1 is made: Arrow's writers
+    # release the GIL, and at most two chunks are in memory at once
+    pending: Future[None] | None = None
     try:
-        for k, lo in enumerate(range(0, customers, chunk)):
-            hi = min(lo + chunk, customers)
-            main, occasions = np.random.SeedSequence(seed, spawn_key=(k,)).spawn(2)
-            tables = _chunk(
-                np.random.default_rng(main),
-                np.random.default_rng(occasions),
-                lo,
-                hi,
-                start,
-                end,
-                ids,
-            )
-            for name, table in tables.items():
-                sinks[name].write(table)
-            del tables
-            while told < PROGRESS_STEPS * hi // customers:
-                say(f"{hi:,} of {customers:,} customers")
-                told += 1
+        with ThreadPoolExecutor(1) as writer:
+            for k, lo in enumerate(range(0, customers, chunk)):
+                hi = min(lo + chunk, customers)
+                main, occasions = np.random.SeedSequence(seed, spawn_key=(k,)).spawn(2)
+                rngs = np.random.default_rng(main), np.random.default_rng(occasions)
+                tables = _chunk(*rngs, lo, hi, start, end, ids)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(write, tables)
+                del tables
+                while told < PROGRESS_STEPS * lo // customers:  # chunks written so far
+                    say(f"{lo:,} of {customers:,} customers")
+                    told += 1
+            if pending is not None:
+                pending.result()
     finally:
         for sink in sinks.values():
             sink.close()
+    while told < PROGRESS_STEPS:
+        say(f"{customers:,} of {customers:,} customers")
+        told += 1
     (out / "truth" / "segments.json").write_text(
         json.dumps(
             {
