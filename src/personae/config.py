@@ -46,6 +46,14 @@ class StoreConfig(_Section):
         "duckdb", description="Engine for table work: duckdb (embedded, default) or spark."
     )
     spark_master: str = Field("local[*]", description="Spark master URL when engine = spark.")
+    warehouse: str = Field(
+        ".personae/warehouse",
+        description="Where Spark reads the tables handed to it and writes its results, as "
+        "Parquet (engine = spark only): a folder, relative to personae.toml, that the driver "
+        "and every executor can read and write at the same path (a shared mount on a "
+        "cluster), or a Hadoop URI passed to Spark unchanged (hdfs://..., s3a://..., "
+        "file://...). Each run's files are removed when it ends. See docs/scaling.md.",
+    )
     keep_runs: int = Field(
         3,
         ge=1,

@@ -4,16 +4,20 @@ store itself) or on Spark.
 `engine_for(store, config, ingest_run)` gives an `Engine` with `table(name)` (an Ibis table
 of the store; canonical tables as they were after `ingest_run`) and `write(table, expr,
 stamp)` (materialise an expression into a declared output table, stamped with the run). On
-Spark the tables are handed over as Parquet files exported from the store, and results come
-back as Parquet; nothing passes through Python rows. `close()` removes every exchange file.
+Spark the tables are handed over as Parquet files in the warehouse (`[store] warehouse`: a
+folder the driver and executors share, or an hdfs:// or s3a:// URI), and results come back as
+Parquet; nothing passes through Python rows. `close()` removes every exchange file.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+import uuid
 from functools import cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import ibis
@@ -122,49 +126,140 @@ class DuckDBEngine:
         self._uploaded.clear()
 
 
+def _is_local_master(master: str) -> bool:
+    return master == "local" or master.startswith("local[")
+
+
 @cache
 def spark_session(master: str) -> Any:
-    """One local Spark session per process (it takes seconds to start), in UTC."""
+    """One Spark session per process and master (it takes seconds to start), in UTC.
+
+    A local master binds to loopback. Any other master (a cluster) keeps Spark's own
+    networking and settings (SPARK_LOCAL_IP, spark-defaults.conf in SPARK_CONF_DIR,
+    PYSPARK_SUBMIT_ARGS): the executors must reach the driver at an address they can route
+    to, which only the cluster's operator knows."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise StoreError(
             'engine = "spark" needs Java 17 or newer: `java` was not found. Install a JDK '
             '(Debian: apt-get install openjdk-17-jre-headless) or set engine = "duckdb".'
         )
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    local = _is_local_master(master)
+    if local:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    session = (
+    builder = (
         SparkSession.builder.master(master)
         .appName("personae")
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "4")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.ansi.enabled", "false")
-        .getOrCreate()
     )
+    if local:
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.sql.shuffle.partitions", "4"
+        )
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 
 
+def _is_uri(location: str) -> bool:
+    """A Hadoop URI (hdfs://, s3a://, file://, ...) rather than a plain folder."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", location) is not None
+
+
+def warehouse_location(store: Store, config: StoreConfig, root: Path | None = None) -> str:
+    """The configured warehouse: a URI as given, or a plain folder made absolute against the
+    project folder `root` (by default the folder the store's relative path starts from)."""
+    location = config.warehouse.strip()
+    if _is_uri(location):
+        return location.rstrip("/")
+    path = Path(location).expanduser()
+    if path.is_absolute():
+        return str(path)
+    if root is None:
+        rel = Path(config.path)
+        # the store is at root / [store] path (Project.store_path)
+        root = store.path.parent if rel.is_absolute() else store.path.parents[len(rel.parts) - 1]
+    return str(Path(root) / path)
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 class SparkEngine:
-    """Ibis over a Spark session; canonical tables arrive as Parquet exported from the store."""
+    """Ibis over a Spark session; tables travel as Parquet through the warehouse.
+
+    Each engine works in its own exchange folder `exchange-<id>` inside the warehouse, which
+    `close()` removes. In a plain folder DuckDB writes the Parquet that Spark reads and reads
+    the Parquet that Spark writes, in place (Spark gets a file:// URI, so a cluster whose
+    default filesystem is HDFS still reads the local mount). A URI warehouse (hdfs://,
+    s3a://, ...) is written through the driver's Hadoop client, the one Spark itself uses
+    with its credentials and settings: DuckDB writes Parquet to a staging folder next to the
+    store and the driver copies it up; results go the other way. Nothing passes through
+    Python rows either way."""
 
     name = "spark"
 
-    def __init__(self, store: Store, master: str, sources: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        master: str,
+        sources: list[str] | None = None,
+        warehouse: str | None = None,
+    ) -> None:
         self.store = store
         self.sources = sources
         self.session = spark_session(master)
         self.backend = ibis.pyspark.connect(self.session)
-        self.exchange = store.path.parent / "spark"
-        self.exchange.mkdir(parents=True, exist_ok=True)
+        warehouse = warehouse or str(store.path.parent / "warehouse")
+        folder = f"exchange-{uuid.uuid4().hex[:16]}"
+        self.remote = _is_uri(warehouse)
+        if self.remote:
+            self.exchange = f"{warehouse}/{folder}"
+            # DuckDB's side of the hand-over; on the driver, inside the project
+            self.local = store.path.parent.absolute() / "staging" / folder
+            self._hadoop("mkdirs", self.exchange)
+        else:
+            self.local = Path(warehouse).absolute() / folder
+            self.exchange = self.local.as_uri()
+        self.local.mkdir(parents=True, exist_ok=True)
         self._views: set[str] = set()
+        log.info("Spark exchange folder: %s", self.exchange)
+
+    def _hadoop(self, op: str, uri: str, local: Path | None = None) -> None:
+        """A file operation on the warehouse through the driver's Hadoop client."""
+        jvm = self.session._jvm
+        conf = self.session._jsc.hadoopConfiguration()
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+        fs = path.getFileSystem(conf)
+        if op == "mkdirs":
+            fs.mkdirs(path)
+        elif op == "delete":
+            fs.delete(path, True)
+        elif op == "put" and local is not None:
+            # delete the local copy, overwrite the remote one
+            fs.copyFromLocalFile(True, True, jvm.org.apache.hadoop.fs.Path(local.as_uri()), path)
+        elif op == "get" and local is not None:
+            # keep the remote copy (close() removes it); raw local files: no .crc files
+            fs.copyToLocalFile(False, path, jvm.org.apache.hadoop.fs.Path(local.as_uri()), True)
+        else:  # pragma: no cover - programming error
+            raise ValueError(op)
+
+    def _hand_over(self, name: str) -> str:
+        """The warehouse URI of the Parquet file `name` just written in the local folder."""
+        if self.remote:
+            uri = f"{self.exchange}/{name}"
+            self._hadoop("put", uri, self.local / name)
+            return uri
+        return (self.local / name).as_uri()
 
     def table(self, name: str) -> ir.Table:
         if name not in self._views:
-            path = self.exchange / f"{name}.parquet"
+            path = self.local / f"{name}.parquet"
             query, params = f'SELECT * FROM "{name}"', []
             if self.sources is not None and name in TABLES:
                 query += (
@@ -172,8 +267,11 @@ class SparkEngine:
                     f'(retired_run) FROM "retired_{name}" WHERE list_contains(?, source_id)'
                 )
                 params = [self.sources, self.sources]
-            self.store.con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)", params)
-            self.session.read.parquet(str(path)).createOrReplaceTempView(name)
+            self.store.con.execute(
+                f"COPY ({query}) TO {_sql_string(str(path))} (FORMAT parquet)", params
+            )
+            uri = self._hand_over(path.name)
+            self.session.read.parquet(uri).createOrReplaceTempView(name)
             self._views.add(name)
         return self.backend.table(name)
 
@@ -186,18 +284,25 @@ class SparkEngine:
 
     def upload(self, name: str, table: pa.Table) -> ir.Table:
         """A small Arrow table (model scores) as a Spark view, handed over as Parquet."""
-        path = self.exchange / f"upload_{name}.parquet"
+        path = self.local / f"upload_{name}.parquet"
         pq.write_table(table, path)
-        self.session.read.parquet(str(path)).cache().createOrReplaceTempView(name)
+        uri = self._hand_over(path.name)
+        self.session.read.parquet(uri).cache().createOrReplaceTempView(name)
         self._views.add(name)
         return self.backend.table(name)
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:
-        out = self.exchange / f"result_{target}"
+        name = f"result_{target}"
+        out = self.local / name
         if out.exists():
             shutil.rmtree(out)
-        self.session.sql(str(ibis.to_sql(expr, dialect="pyspark"))).write.parquet(str(out))
-        select = f"SELECT * FROM read_parquet('{out}/*.parquet')"
+        uri = f"{self.exchange}/{name}"
+        frame = self.session.sql(str(ibis.to_sql(expr, dialect="pyspark")))
+        frame.write.mode("overwrite").parquet(uri)
+        if self.remote:
+            self._hadoop("get", uri, out)
+            self._hadoop("delete", uri)
+        select = f"SELECT * FROM read_parquet({_sql_string(str(out / '*.parquet'))})"
         n = _insert_by_name(self.store, target, select, extra)
         shutil.rmtree(out)
         return n
@@ -209,15 +314,24 @@ class SparkEngine:
             self.session.catalog.dropTempView(name)
         self._views.clear()
         self.session.catalog.clearCache()
-        shutil.rmtree(self.exchange, ignore_errors=True)
+        if self.remote:
+            self._hadoop("delete", self.exchange)
+        shutil.rmtree(self.local, ignore_errors=True)
+        parent = self.local.parent
+        if self.remote and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()  # the staging folder, when no other engine uses it
 
 
-def engine_for(store: Store, config: StoreConfig, ingest_run: str | None = None) -> Engine:
+def engine_for(
+    store: Store, config: StoreConfig, ingest_run: str | None = None, root: Path | None = None
+) -> Engine:
     """The configured engine over the store, reading the canonical tables as they were right
-    after `ingest_run` (all rows when None or when nothing was ingested since)."""
+    after `ingest_run` (all rows when None or when nothing was ingested since). `root`, the
+    project folder, anchors a relative warehouse folder (see `warehouse_location`)."""
     sources = sources_as_of(store, ingest_run)
     if config.engine == "spark":
-        return SparkEngine(store, config.spark_master, sources)
+        warehouse = warehouse_location(store, config, root)
+        return SparkEngine(store, config.spark_master, sources, warehouse)
     return DuckDBEngine(store, sources)
 
 
@@ -228,4 +342,5 @@ __all__ = [
     "engine_for",
     "sources_as_of",
     "spark_session",
+    "warehouse_location",
 ]
