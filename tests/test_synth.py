@@ -116,12 +116,12 @@ def test_chunk_depends_on_its_index_only(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=25,
+    max_examples=20,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 @given(
-    customers=st.integers(1, 80),
+    customers=st.integers(1, 60),
     chunk=st.integers(1, 30),
     seed=st.integers(0, 2**32 - 1),
     fmt=st.sampled_from(["csv", "parquet"]),
