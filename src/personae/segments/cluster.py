@@ -182,6 +182,7 @@ class ClusterModel:
     diagnostics: list[dict[str, float]] = field(default_factory=list)
     variances: list[list[float]] | None = None
     mix_weights: list[float] | None = None
+    rescale: bool = True  # False: numbers were used as they are (fit_clusters)
 
     # -- persistence -----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -607,8 +608,11 @@ class _Prepared:
         return self.embed(np.ones(self.z.shape[1]), np.ones(len(self.categorical)))
 
 
-def _prepare(data: pa.Table, numeric: Sequence[str], categorical: Sequence[str]) -> _Prepared:
-    """Learn the preprocessing on the sample (module docstring)."""
+def _prepare(
+    data: pa.Table, numeric: Sequence[str], categorical: Sequence[str], rescale: bool = True
+) -> _Prepared:
+    """Learn the preprocessing on the sample (module docstring); `rescale=False` keeps the
+    numbers as they are (no log, centre 0, scale 1), only filling the missing ones."""
     from scipy.stats import skew
 
     nums, cols = [], []
@@ -622,14 +626,16 @@ def _prepare(data: pa.Table, numeric: Sequence[str], categorical: Sequence[str])
             )
         fill = _r(np.median(raw[ok]))
         x = np.where(ok, raw, fill)
-        use_log = bool(raw[ok].min() >= 0 and ok.sum() > 2 and skew(raw[ok]) > SKEW_LOG)
+        use_log = bool(rescale and raw[ok].min() >= 0 and ok.sum() > 2 and skew(raw[ok]) > SKEW_LOG)
         if use_log:
             x = np.log(np.maximum(x, 0.0) + 1.0)
         seen = x[ok]  # the scale of the values present, not of the filled ones
-        center = _r(np.median(seen))
-        q1, q3 = np.percentile(seen, [25, 75])
-        spread = (q3 - q1) / 1.349 if q3 > q1 else seen.std()
-        scale = _r(spread if spread > 0 else 1.0)
+        center, scale = 0.0, 1.0
+        if rescale:
+            center = _r(np.median(seen))
+            q1, q3 = np.percentile(seen, [25, 75])
+            spread = (q3 - q1) / 1.349 if q3 > q1 else seen.std()
+            scale = _r(spread if spread > 0 else 1.0)
         nums.append(NumericFeature(name, use_log, center, scale, fill))
         cols.append((x - center) / scale)
     cats, codes = [], []
@@ -880,6 +886,7 @@ def fit_clusters(
     k_range: tuple[int, int] = (2, 8),
     seed: int = 0,
     choose_by: str = "silhouette",
+    rescale: bool = True,
 ) -> ClusterModel:
     """Fit a segmentation on the sample `data`.
 
@@ -888,7 +895,8 @@ def fit_clusters(
     larger sample) and the one with the best silhouette (ties within 0.01 broken by the lower
     BIC) is fitted on all of `data`; `choose_by="bic"` takes the lowest BIC instead, for
     features a Gaussian model suits (survey factor scores). The table of all of them is
-    `model.diagnostics`. The same data and seed give the same model."""
+    `model.diagnostics`. `rescale=False` clusters the numbers as they are, for features
+    already on one scale (factor scores). The same data and seed give the same model."""
     numeric, categorical = list(numeric), list(categorical)
     if not numeric and not categorical:
         raise ConfigError(
@@ -932,7 +940,7 @@ def fit_clusters(
         )
     # k is chosen on at most CHOOSE_ROWS rows (every k is a full fit), then fitted on all
     trial = _sample_rows(data, CHOOSE_ROWS, seed) if len(ks) > 1 else data
-    prep = _prepare(trial, numeric, categorical)
+    prep = _prepare(trial, numeric, categorical, rescale)
     fits, rows = [], []
     for kk in ks:
         model, labels, x = _fit_k(trial, prep, method, kk, seed)
@@ -943,8 +951,10 @@ def fit_clusters(
     rows[pick]["chosen"] = 1.0
     chosen = fits[pick]
     if trial.num_rows < data.num_rows:
-        chosen = _fit_k(data, _prepare(data, numeric, categorical), method, ks[pick], seed)[0]
+        prep = _prepare(data, numeric, categorical, rescale)
+        chosen = _fit_k(data, prep, method, ks[pick], seed)[0]
     chosen.diagnostics = rows
+    chosen.rescale = rescale
     return chosen
 
 
@@ -1087,6 +1097,7 @@ def stability(
             method=model.method,
             k=model.k,
             seed=model.seed,
+            rescale=model.rescale,
         )
         other = refit.predict(data)
         aris.append(adjusted_rand_score(base, other))

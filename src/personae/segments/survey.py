@@ -455,12 +455,21 @@ def cluster_scores(
     seed: int = 0,
 ) -> Any:
     """Segments of respondents from their factor scores: a Gaussian mixture with k by the
-    lowest BIC. The factor model treats the scores as Gaussian, and on synth data BIC finds
-    the 5 planted profiles where the silhouette prefers 4 (ARI 0.80 against 0.67)."""
+    lowest BIC, on the scores as they are (they are already in the factors' own units). The
+    factor model treats the scores as Gaussian. On synth data (25,000 customers, seeds 11-17)
+    this finds the 5 planted profiles every time, ARI 0.80-0.82; the silhouette would prefer
+    4 (ARI 0.67), and rescaling each score by its spread gave k = 5 to 7 and ARI 0.67-0.82."""
     from personae.segments.cluster import fit_clusters
 
     return fit_clusters(
-        scores, columns, method="gmm", k=k, k_range=k_range, seed=seed, choose_by="bic"
+        scores,
+        columns,
+        method="gmm",
+        k=k,
+        k_range=k_range,
+        seed=seed,
+        choose_by="bic",
+        rescale=False,
     )
 
 
