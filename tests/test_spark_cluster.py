@@ -158,7 +158,9 @@ def _run(project: Path, *stages: str, env: dict[str, str]) -> dict[str, dict[str
 
 @pytest.mark.slow
 @pytest.mark.spark
-@pytest.mark.xdist_group("spark")
+@pytest.mark.xdist_group(
+    "spark_cluster"
+)  # its own JVMs: beside the local-Spark tests, not after them
 def test_standalone_cluster_gives_duckdbs_results(tmp_path: Path) -> None:
     """ingest, traits and predict on a master and two workers give the same traits and
     predictions as DuckDB. Traits hand tables over through a plain warehouse folder, predict

@@ -66,7 +66,9 @@ class RunContext:
     def engine(self) -> Engine:
         """The configured engine (created once per run; the runner closes it)."""
         if self._engine is None:
-            self._engine = engine_for(self.store, self.config.store, self.ingest_run())
+            self._engine = engine_for(
+                self.store, self.config.store, self.ingest_run(), root=self.root
+            )
         return self._engine
 
     def close(self) -> None:
