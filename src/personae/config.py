@@ -62,9 +62,11 @@ class StoreConfig(_Section):
         "keeps every run.",
     )
     memory_limit: str = Field(
-        "4GB",
-        description="DuckDB memory limit, a size (4GB, 512MB, 1.5GiB; at least 64MB) or a "
-        "share of the machine's memory (80%); larger work spills to disk.",
+        "40%",
+        description="DuckDB memory limit, a share of the machine's memory (40%) or a size "
+        "(4GB, 512MB, 1.5GiB; at least 64MB); larger work spills to disk, into a folder "
+        "beside the store. The default leaves the rest of the memory to model fits, the "
+        "Python side of the stages and other programs.",
     )
     threads: int | None = Field(None, description="DuckDB threads; empty means all cores.")
 

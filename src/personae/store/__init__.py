@@ -149,7 +149,7 @@ class Store:
         self,
         path: Path,
         *,
-        memory_limit: str = "4GB",
+        memory_limit: str = "40%",
         threads: int | None = None,
         read_only: bool = False,
     ) -> None:
