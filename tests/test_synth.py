@@ -248,3 +248,26 @@ def test_planted_occasion_orders(synth_project: Project) -> None:
     for segment, hits in got.items():
         expected = share[segment] + (1 - share[segment]) * base
         assert abs(np.mean(hits) - expected) < 0.08, (segment, np.mean(hits), expected)
+
+
+def test_a_synth_that_stops_midway_leaves_no_short_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import personae.synth as synth
+
+    made = synth._chunk
+
+    def second_chunk_fails(*args: object, **kwargs: object) -> dict[str, pa.Table]:
+        if args[2] > 0:  # lo: the second chunk
+            raise OSError("No space left on device")
+        return made(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(synth, "_chunk", second_chunk_fails)
+    with pytest.raises(OSError):
+        generate(tmp_path, customers=40, seed=1, chunk=20)
+    left = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert left == [], left  # the first chunk was written, then removed with its file
+    monkeypatch.setattr(synth, "_chunk", made)
+    generate(tmp_path, customers=40, seed=1, chunk=20)
+    assert pacsv.read_csv(tmp_path / "customers.csv").num_rows == 40
+    assert not list(tmp_path.rglob("*.partial"))

@@ -205,7 +205,7 @@ def test_the_expression_runs_on_spark_with_the_same_labels(tmp_path: Path) -> No
     table = pa.concat_tables([_blobs(300, seed=4), _new_customers()])
     path = tmp_path / "customers.parquet"
     pq.write_table(table, path)
-    session = spark_session("local[1]")
+    session = spark_session("local[*]")  # the one session of this process (the default master)
     session.read.parquet(str(path)).createOrReplaceTempView("cluster_customers")
     t = ibis.pyspark.connect(session).table("cluster_customers")
     for method in ("kmeans", "kprototypes", "gmm"):

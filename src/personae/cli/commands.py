@@ -196,7 +196,7 @@ def synth(
     Files: customers, orders, events, responses, feedback, accounts (+ truth/ and a ready
     personae.toml) in OUT_DIR.
     """
-    from personae.synth import generate
+    from personae.synth import PROGRESS_STEPS, generate
 
     if fmt not in ("csv", "parquet"):
         fail(PersonaeError(f"--format must be csv or parquet, not '{fmt}'."), as_json)
@@ -206,7 +206,7 @@ def synth(
         fail(PersonaeError(f"--start/--end must be YYYY-MM-DD dates ({err})."), as_json)
     try:
         with progress_bar(as_json) as bar:
-            task = bar.add_task("synth", total=7)
+            task = bar.add_task("synth", total=PROGRESS_STEPS)
             result = generate(
                 out_dir,
                 customers,

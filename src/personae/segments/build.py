@@ -475,34 +475,36 @@ def _label_table(engine: Engine, fields: Fields, built: list[Built]) -> ir.Table
     return engine.temp(table, "_segment_labels")
 
 
+def _slots(built: list[Built]) -> list[tuple[int, int | None]]:
+    """Slot k (from 1) of `segment_codes.codes` is the k-th of these label-table columns:
+    (segmentation, None) a partition's codes, (segmentation, j) audience j's flag."""
+    return [
+        (i, j) for i, b in enumerate(built) for j in (range(len(b.flags)) if b.flags else [None])
+    ]
+
+
 def _slot_codes(built: list[Built]) -> list[dict[str, tuple[int, int]]]:
-    """Per segmentation, each segment's (slot, code) in `segment_codes.codes`: the slots are
-    the label table's columns in order (from 1), a partition's code its segment's index, an
-    audience member's code 0 in the audience's own slot."""
-    slot = {c: k for k, c in enumerate(_all_columns(built), start=1)}
+    """Per segmentation, each segment's (slot, code) in `segment_codes.codes`: a partition's
+    code is its segment's index, an audience member's code 0 in the audience's own slot."""
+    slot = {column: k for k, column in enumerate(_slots(built), start=1)}
     return [
         {
-            name: (slot[_column(i, j)], 0) if b.flags else (slot[_column(i)], j)
+            name: (slot[i, j], 0) if b.flags else (slot[i, None], j)
             for j, name in enumerate(b.labels)
         }
         for i, b in enumerate(built)
     ]
 
 
-def _all_columns(built: list[Built]) -> list[str]:
-    return [c for i, b in enumerate(built) for c in _columns(i, b)]
-
-
 def _segment_codes(labels: ir.Table, built: list[Built]) -> ir.Table:
     """One row per customer with its code in every slot (NULL: in no segment there), for the
     segment_codes table; the memberships view names them."""
-    codes: list[ir.Value] = []
-    for i, b in enumerate(built):
-        if b.flags:
-            member = [labels[_column(i, j)] for j in range(len(b.flags))]
-            codes.extend(ibis.ifelse(m, 0, ibis.null("int32")) for m in member)
-        else:
-            codes.append(labels[_column(i)])
+    codes = [
+        labels[_column(i)]
+        if j is None
+        else ibis.ifelse(labels[_column(i, j)], 0, ibis.null("int32"))
+        for i, j in _slots(built)
+    ]
     return labels.select("customer_id", codes=ibis.array(codes).cast("array<int32>"))
 
 

@@ -9,7 +9,9 @@ Preprocessing (stored with the model, `NumericFeature` / `CategoricalFeature`):
 - numbers: NULL -> the sample median; `log(x + 1)` when the feature is non-negative and its
   sample skewness is above 1 (money and counts); then `(x - median) / (IQR / 1.349)`, median
   and IQR of the values present, the robust scale that equals the standard deviation for a
-  normal feature (the standard deviation when the IQR is 0);
+  normal feature (the standard deviation when the IQR is 0). With `rescale=False` numbers
+  are used as they are (NULL still -> the median): for features already on one scale, such
+  as survey factor scores;
 - categories: the most frequent values (each at least 1% of the sample, at most 12), NULL
   being a value of its own, `(missing)`, when it is that frequent (no value is information:
   no events, no device); every other value, and values first seen after the fit, fall into

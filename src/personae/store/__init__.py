@@ -29,6 +29,7 @@ from personae.store.schemas import (
     LEGACY_MEMBERSHIPS,
     LINEAGE,
     TABLES,
+    VIEW_RUNS,
     VIEWS,
     create_sql,
     output_tables,
@@ -416,9 +417,10 @@ class Store:
         cols = [r[0] for r in self.con.execute(f'DESCRIBE "{table}"').fetchall()]
         if "run_id" not in cols:
             return f'SELECT * FROM "{table}"', []
+        runs = VIEW_RUNS.get(table, table)  # a view's run ids without unpacking its rows
         return (
             f'SELECT * FROM "{table}" WHERE run_id = (SELECT run_id FROM runs WHERE status = '
-            f"'ok' AND run_id IN (SELECT DISTINCT run_id FROM \"{table}\") "
+            f"'ok' AND run_id IN (SELECT DISTINCT run_id FROM \"{runs}\") "
             "ORDER BY seq DESC NULLS LAST, finished_at DESC LIMIT 1)",
             [],
         )

@@ -132,7 +132,8 @@ def _is_local_master(master: str) -> bool:
 
 @cache
 def spark_session(master: str) -> Any:
-    """One Spark session per process and master (it takes seconds to start), in UTC.
+    """One Spark session per process (it takes seconds to start), in UTC; asking for
+    another master in the same process is an error.
 
     A local master binds to loopback. Any other master (a cluster) keeps Spark's own
     networking and settings (SPARK_LOCAL_IP, spark-defaults.conf in SPARK_CONF_DIR,
@@ -161,6 +162,12 @@ def spark_session(master: str) -> Any:
             "spark.sql.shuffle.partitions", "4"
         )
     session = builder.getOrCreate()
+    if session.sparkContext.master != master:  # one SparkContext per JVM: it keeps its master
+        raise StoreError(
+            f"This process already runs Spark on master '{session.sparkContext.master}', so "
+            f"it cannot also use [store] spark_master = '{master}'.",
+            hint="Run the stages for the other master in a process of their own.",
+        )
     session.sparkContext.setLogLevel("ERROR")
     return session
 
@@ -315,7 +322,10 @@ class SparkEngine:
         self._views.clear()
         self.session.catalog.clearCache()
         if self.remote:
-            self._hadoop("delete", self.exchange)
+            try:  # an error here must not hide the one that ended the run
+                self._hadoop("delete", self.exchange)
+            except Exception as err:  # noqa: BLE001 - Java errors arrive as Py4J's own
+                log.warning("could not remove %s (%s): delete it by hand", self.exchange, err)
         shutil.rmtree(self.local, ignore_errors=True)
         parent = self.local.parent
         if self.remote and parent.is_dir() and not any(parent.iterdir()):

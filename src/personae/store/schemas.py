@@ -921,6 +921,8 @@ VIEWS = {
                      generate_subscripts(codes, 1) AS slot FROM segment_codes) AS c
         JOIN segments AS s ON s.run_id = c.run_id AND s.slot = c.slot AND s.code = c.code""",
 }
+# Per view, the table holding the run ids of its rows (every run, also those kept before).
+VIEW_RUNS = {"memberships": "segments"}
 # Stores written before segment_codes kept memberships as a table; its rows stay readable
 # through the view under this name.
 LEGACY_MEMBERSHIPS = "memberships_before_codes"

@@ -15,6 +15,7 @@ exponential lifetime. Spend per unit follows a Gamma with a customer-level scale
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -166,10 +167,13 @@ class _Ids:
 class _Sink:
     """One output file that every chunk appends to: CSV with one header, or Parquet with a row
     group per chunk. Later chunks are cast to the first chunk's schema, so a chunk where a
-    column happens to be empty or all null cannot change the file's types."""
+    column happens to be empty or all null cannot change the file's types. The file is
+    written under a hidden partial name and takes its own name only when every chunk is in,
+    so a run that stops midway leaves no short file that ingest would read as whole."""
 
     def __init__(self, path: Path, fmt: str) -> None:
-        self.path = path
+        self.final = path
+        self.path = path.with_name(f".{path.name}.partial")
         self.fmt = fmt
         self.schema: pa.Schema | None = None
         self.writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
@@ -189,9 +193,14 @@ class _Sink:
         self.writer.write_table(table)
         self.rows += table.num_rows
 
-    def close(self) -> None:
+    def close(self, complete: bool) -> None:
+        """Close the file: under its own name when `complete`, else remove it."""
         if self.writer is not None:
             self.writer.close()
+        if complete and self.writer is not None:
+            os.replace(self.path, self.final)
+        else:
+            self.path.unlink(missing_ok=True)
 
 
 def _str_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
@@ -262,6 +271,7 @@ def generate(
     # chunk k is written on a second thread while chunk k + 1 is made: Arrow's writers
     # release the GIL, and at most two chunks are in memory at once
     pending: Future[None] | None = None
+    complete = False
     try:
         with ThreadPoolExecutor(1) as writer:
             for k, lo in enumerate(range(0, customers, chunk)):
@@ -278,9 +288,10 @@ def generate(
                     told += 1
             if pending is not None:
                 pending.result()
+        complete = True
     finally:
         for sink in sinks.values():
-            sink.close()
+            sink.close(complete)
     while told < PROGRESS_STEPS:
         say(f"{customers:,} of {customers:,} customers")
         told += 1
