@@ -27,7 +27,6 @@ import pytest
 
 from personae import Project
 from personae.config import StoreConfig
-from personae.store import Store
 from personae.store.engine import warehouse_location
 
 from .conftest import CLI_ENV
@@ -37,20 +36,15 @@ STAGES = ("ingest", "traits", "predict")
 
 
 def test_the_warehouse_is_a_project_folder_or_a_uri_passed_through(tmp_path: Path) -> None:
-    store = Store(tmp_path / "shop" / ".personae" / "personae.duckdb")
-    try:
-        here = warehouse_location(store, StoreConfig())
-        assert here == str(tmp_path / "shop" / ".personae" / "warehouse")
-        assert warehouse_location(store, StoreConfig(warehouse="wh")) == str(
-            tmp_path / "shop" / "wh"
-        )
-        assert warehouse_location(store, StoreConfig(warehouse="wh"), tmp_path) == str(
-            tmp_path / "wh"
-        )
-        for uri in ("hdfs://nn:8020/personae", "s3a://bucket/personae/", "file:///tmp/x"):
-            assert warehouse_location(store, StoreConfig(warehouse=uri)) == uri.rstrip("/")
-    finally:
-        store.close()
+    shop = tmp_path / "shop"
+    assert warehouse_location(StoreConfig(), shop) == str(shop / ".personae" / "warehouse")
+    assert warehouse_location(StoreConfig(warehouse="wh"), shop) == str(tmp_path / "shop" / "wh")
+    assert warehouse_location(StoreConfig(warehouse="wh"), tmp_path) == str(tmp_path / "wh")
+    assert warehouse_location(StoreConfig(warehouse=str(tmp_path / "abs")), shop) == str(
+        tmp_path / "abs"
+    )
+    for uri in ("hdfs://nn:8020/personae", "s3a://bucket/personae/", "file:///tmp/x"):
+        assert warehouse_location(StoreConfig(warehouse=uri), shop) == uri.rstrip("/")
 
 
 def _free_port() -> int:

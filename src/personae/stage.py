@@ -66,9 +66,7 @@ class RunContext:
     def engine(self) -> Engine:
         """The configured engine (created once per run; the runner closes it)."""
         if self._engine is None:
-            self._engine = engine_for(
-                self.store, self.config.store, self.ingest_run(), root=self.root
-            )
+            self._engine = engine_for(self.store, self.config.store, self.root, self.ingest_run())
         return self._engine
 
     def close(self) -> None:

@@ -165,11 +165,12 @@ def members(
     """A page of the customers in a segment at a run (or as of a date), and how many."""
     run_id, as_of = resolve_run(store, run)
     name = _segmentation_of(store, run_id, segment, segmentation)
-    sql, params = _members_sql(store, run_id, name, segment)
-    count = store.query(f"SELECT count(*) AS n FROM ({sql})", params)[0]["n"]
+    where = "run_id = ? AND segmentation = ? AND segment = ?"
+    params: list[Any] = [run_id, name, segment]
+    count = store.query(f"SELECT count(*) AS n FROM memberships WHERE {where}", params)[0]["n"]
     page = " LIMIT ? OFFSET ?" if limit is not None else ""
     ids = store.query(
-        f"SELECT customer_id FROM ({sql}) ORDER BY customer_id{page}",
+        f"SELECT customer_id FROM memberships WHERE {where} ORDER BY customer_id{page}",
         params + ([limit, offset] if limit is not None else []),
     )
     return {
@@ -182,30 +183,6 @@ def members(
     }
 
 
-def _members_sql(
-    store: Store, run_id: str, segmentation: str, segment: str | None = None
-) -> tuple[str, list[Any]]:
-    """SQL for (customer_id, segment) of a segmentation's members at a run (one segment's
-    when named): read straight from its slots of `segment_codes` (the `memberships` view
-    would unpack every slot of every customer of the run), or, for a run stored before
-    segment codes, from the memberships kept then."""
-    which = "run_id = ? AND segmentation = ? AND (? IS NULL OR segment = ?)"
-    keys = [run_id, segmentation, segment, segment]
-    slots = [
-        r["slot"] for r in store.query(f"SELECT DISTINCT slot FROM segments WHERE {which}", keys)
-    ]
-    if not slots or None in slots:
-        return f"SELECT customer_id, segment FROM memberships WHERE {which}", keys
-    parts = [
-        "SELECT c.customer_id, s.segment FROM segment_codes AS c JOIN (SELECT segment, code "
-        f"FROM segments WHERE {which} AND slot = ?) AS s ON s.code = c.codes[?] "
-        "WHERE c.run_id = ?"
-        for _ in slots
-    ]
-    params = [p for slot in slots for p in (*keys, slot, slot, run_id)]
-    return " UNION ALL ".join(parts), params
-
-
 def diff(store: Store, a: str | date, b: str | date, segmentation: str) -> dict[str, Any]:
     """The migration matrix of one segmentation between two runs (or as-of dates): how many
     customers went from each segment to each; NONE for a customer in one run only."""
@@ -216,14 +193,15 @@ def diff(store: Store, a: str | date, b: str | date, segmentation: str) -> dict[
             f"'{segmentation}' is a set of overlapping audiences: a customer can be in several "
             "segments, so there is no single move. Compare its segments' members instead."
         )
-    sql_a, params_a = _members_sql(store, run_a, segmentation)
-    sql_b, params_b = _members_sql(store, run_b, segmentation)
     cells = store.query(
-        f"""WITH a AS ({sql_a}), b AS ({sql_b})
+        f"""WITH a AS (SELECT customer_id, segment FROM memberships
+                       WHERE run_id = ? AND segmentation = ?),
+                 b AS (SELECT customer_id, segment FROM memberships
+                       WHERE run_id = ? AND segmentation = ?)
             SELECT coalesce(a.segment, '{NONE}') AS "from", coalesce(b.segment, '{NONE}') AS "to",
                    count(*) AS customers
             FROM a FULL OUTER JOIN b USING (customer_id) GROUP BY ALL ORDER BY 1, 2""",
-        params_a + params_b,
+        [run_a, segmentation, run_b, segmentation],
     )
     moved = sum(c["customers"] for c in cells if c["from"] != c["to"])
     total = sum(c["customers"] for c in cells)

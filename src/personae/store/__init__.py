@@ -26,9 +26,9 @@ import duckdb
 from personae.errors import StoreError
 from personae.store.schemas import (
     HISTORY_TABLES,
-    LEGACY_MEMBERSHIPS,
     LINEAGE,
     TABLES,
+    VIEW_LEGACY,
     VIEW_RUNS,
     VIEWS,
     create_sql,
@@ -205,15 +205,13 @@ class Store:
                 "WHERE table_schema = 'main'"
             ).fetchall()
         )
-        if kinds.get("memberships") == "BASE TABLE":
-            self.con.execute(f'ALTER TABLE memberships RENAME TO "{LEGACY_MEMBERSHIPS}"')
-            kinds[LEGACY_MEMBERSHIPS] = "BASE TABLE"
         for name, sql in VIEWS.items():
-            if name == "memberships" and LEGACY_MEMBERSHIPS in kinds:
-                sql += (
-                    " UNION ALL SELECT customer_id, segmentation, segment, run_id, as_of "
-                    f'FROM "{LEGACY_MEMBERSHIPS}"'
-                )
+            legacy = VIEW_LEGACY.get(name)
+            if legacy and kinds.get(name) == "BASE TABLE":
+                self.con.execute(f'ALTER TABLE "{name}" RENAME TO "{legacy}"')
+                kinds[legacy] = "BASE TABLE"
+            if legacy in kinds:
+                sql += f' UNION ALL BY NAME SELECT * FROM "{legacy}"'
             self.con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
 
     def ensure_table(self, table: Any, lineage: bool = False) -> None:

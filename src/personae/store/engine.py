@@ -1,7 +1,7 @@
 """The engine rule: table work is written once as Ibis expressions and runs on DuckDB (the
 store itself) or on Spark.
 
-`engine_for(store, config, ingest_run)` gives an `Engine` with `table(name)` (an Ibis table
+`engine_for(store, config, root, ingest_run)` gives an `Engine` with `table(name)` (an Ibis table
 of the store; canonical tables as they were after `ingest_run`) and `write(table, expr,
 stamp)` (materialise an expression into a declared output table, stamped with the run). On
 Spark the tables are handed over as Parquet files in the warehouse (`[store] warehouse`: a
@@ -177,20 +177,13 @@ def _is_uri(location: str) -> bool:
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", location) is not None
 
 
-def warehouse_location(store: Store, config: StoreConfig, root: Path | None = None) -> str:
+def warehouse_location(config: StoreConfig, root: Path) -> str:
     """The configured warehouse: a URI as given, or a plain folder made absolute against the
-    project folder `root` (by default the folder the store's relative path starts from)."""
+    project folder `root`."""
     location = config.warehouse.strip()
     if _is_uri(location):
         return location.rstrip("/")
-    path = Path(location).expanduser()
-    if path.is_absolute():
-        return str(path)
-    if root is None:
-        rel = Path(config.path)
-        # the store is at root / [store] path (Project.store_path)
-        root = store.path.parent if rel.is_absolute() else store.path.parents[len(rel.parts) - 1]
-    return str(Path(root) / path)
+    return str(Path(root) / Path(location).expanduser())
 
 
 def _sql_string(text: str) -> str:
@@ -333,14 +326,14 @@ class SparkEngine:
 
 
 def engine_for(
-    store: Store, config: StoreConfig, ingest_run: str | None = None, root: Path | None = None
+    store: Store, config: StoreConfig, root: Path, ingest_run: str | None = None
 ) -> Engine:
     """The configured engine over the store, reading the canonical tables as they were right
     after `ingest_run` (all rows when None or when nothing was ingested since). `root`, the
     project folder, anchors a relative warehouse folder (see `warehouse_location`)."""
     sources = sources_as_of(store, ingest_run)
     if config.engine == "spark":
-        warehouse = warehouse_location(store, config, root)
+        warehouse = warehouse_location(config, root)
         return SparkEngine(store, config.spark_master, sources, warehouse)
     return DuckDBEngine(store, sources)
 
