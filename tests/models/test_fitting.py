@@ -167,7 +167,9 @@ def test_unidentified_estimates_are_errors_that_say_what_to_try() -> None:
             model().fit(nobody, nobody, T)
     x = nobody.copy()
     x[:3] = 1  # three repeat buyers among 500: the dropout parameters are not pinned down
-    with pytest.raises(ModelError, match=r"do not identify a \(standard error .* b .*penalizer"):
+    # the likelihood is flat towards a, b -> inf: where the search ends on that ridge (a
+    # standard error without meaning or a bound) depends on the last digits of its sums
+    with pytest.raises(ModelError, match=r"do not identify .*Try a penalizer"):
         BGNBD().fit(x, np.where(x > 0, 5.0, 0.0), T)
     with pytest.raises(ModelError, match="spread of spend is not identified"):
         GammaGamma().fit([1, 1, 1], [5.0, 5.0, 5.0])

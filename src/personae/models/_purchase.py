@@ -25,7 +25,7 @@ import numpy as np
 from numpy.polynomial.chebyshev import chebval
 from numpy.typing import ArrayLike, NDArray
 from scipy import integrate, optimize
-from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp, polygamma
+from scipy.special import betainc, betaln, digamma, gammaln, hyp2f1, logsumexp, polygamma
 
 from personae.models._base import (
     CURVATURE_STEP,
@@ -275,17 +275,23 @@ class _BetaGeometricNBD(PurchaseModel):
     def _prepare(self, data: Sequence[Array], weights: Array) -> _Prepared:
         x, tx, T = data
         quiet = x + self._shift == 0  # BG/NBD's customers without repeat purchases
-        ux, inv = _distinct(x[~quiet])
+        if len(x) and np.all(x[1:] >= x[:-1]):  # sorted (compressed rows): a first stretch
+            k = int(np.count_nonzero(quiet))
+            split = (slice(None, k), slice(k, None))
+        else:
+            split = (quiet, ~quiet)
+        head, rest = split
+        ux, inv = _distinct(x[rest])
         return _Prepared(
-            T0=T[quiet],
-            w0=weights[quiet],
-            x=x[~quiet],
-            tx=tx[~quiet],
-            T=T[~quiet],
-            w=weights[~quiet],
+            T0=T[head],
+            w0=weights[head],
+            x=x[rest],
+            tx=tx[rest],
+            T=T[rest],
+            w=weights[rest],
             ux=ux,
-            inv=inv.astype(np.intp),
-            wx=np.bincount(inv, weights=weights[~quiet], minlength=len(ux)).astype(float),
+            inv=inv,
+            wx=np.bincount(inv, weights=weights[rest], minlength=len(ux)).astype(float),
         )
 
     def _derivatives(self, p: Array, d: _Prepared) -> tuple[float, Array, Array]:
@@ -320,7 +326,8 @@ class _BetaGeometricNBD(PurchaseModel):
         grad[:2] += n1 * np.log(alpha), n1 * r / alpha
         upper[0, 1] += n1 / alpha
         upper[1, 1] -= n1 * r / alpha**2
-        hess = upper + np.triu(upper, 1).T
+        hess = upper + upper.T
+        np.fill_diagonal(hess, np.diag(upper))
         # and the row terms, a block at a time: blocks that stay in the processor's cache
         # are about twice as fast as whole-column temporaries
         log_odds = np.log(a) - np.log(bx - 1)  # of dropped vs alive, before the rate term
@@ -419,7 +426,9 @@ class _BetaGeometricNBD(PurchaseModel):
         survived = np.exp(betaln(a, b + n + o) - betaln(a, b)) * _nbd_pmf(r, alpha, t, n)
         if n + o == 0:
             return float(survived)
-        at_least_n = 1.0 - sum(_nbd_pmf(r, alpha, t, j) for j in range(n))
+        # P(N(t) >= n) of the NBD count, as its tail (1 - the sum of P(N(t) = j < n) is
+        # rounding noise, even below 0, once that sum is 1 to the last digit)
+        at_least_n = betainc(n, r, t / (alpha + t)) if n else 1.0
         return float(survived + np.exp(betaln(a + 1, b + n + o - 1) - betaln(a, b)) * at_least_n)
 
     def _alive_odds(self, x: Array, tx: Array, T: Array) -> Array:
@@ -446,29 +455,83 @@ def _row_terms(
     """The row part of the beta-geometric models' log-likelihood, -(r+x) log(alpha+T) +
     softplus(z) with z = log_odds + (r+x) log((alpha+T) / (alpha+tx)), with its gradient and
     Hessian in (r, alpha, a, b) (softplus' = sigmoid, sigmoid' = sigmoid (1 - sigmoid));
-    ib is 1 / (b + x + shift - 1), the b-derivative of -log_odds."""
+    ib is 1 / (b + x + shift - 1), the b-derivative of -log_odds. The Hessian's outer
+    products are dot products of the row columns, most of the arithmetic in place: each
+    pass over a block costs time, and this runs on every row at every Newton step."""
     r, alpha, a = p
-    rx = r + x
-    lT, lX = np.log(alpha + T), np.log(alpha + tx)
-    iT, iX = 1.0 / (alpha + T), 1.0 / (alpha + tx)
-    gap = lT - lX
-    z = log_odds + rx * gap
-    e = np.exp(-np.abs(z))
-    ws = w * np.where(z >= 0, 1.0, e) / (1.0 + e)  # w * sigmoid(z)
-    wslope = w * e / (1.0 + e) ** 2
+    rx = x + r
+    aT, aX = T + alpha, tx + alpha
+    gap = np.divide(aT, aX)
+    np.log(gap, out=gap)  # log((alpha+T) / (alpha+tx)): dz/dr
+    lT = np.log(aT)
+    iT, iX = np.reciprocal(aT, out=aT), np.reciprocal(aX, out=aX)
+    d = iT - iX
+    dz_alpha = rx * d
+    z = rx * gap
+    z += log_odds
+    e = np.abs(z)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # exp(-|z|)
+    q = e + 1.0
+    np.reciprocal(q, out=q)
+    eq = e * q
+    ws = np.where(z >= 0, q, eq)  # sigmoid(z)
+    ws *= w
+    eq *= q  # sigmoid'(z) = e / (1 + e)^2
+    wsl = eq
+    wsl *= w
+    np.log1p(e, out=e)
+    np.maximum(z, 0.0, out=z)  # softplus(z) = max(z, 0) + log1p(e)
     wrx = w * rx
-    dz_alpha = rx * (iT - iX)
-    ll = w @ (np.maximum(z, 0) + np.log1p(e)) - wrx @ lT
-    grad = np.array([ws @ gap - w @ lT, ws @ dz_alpha - wrx @ iT, ws.sum() / a, -(ws @ ib)])
-    dz = np.vstack([gap, dz_alpha, np.full(len(w), 1.0 / a), -ib])
-    hess = (dz * wslope) @ dz.T
+    ll = w @ z + w @ e - wrx @ lT
+    sw = ws.sum()
+    grad = np.array([ws @ gap - w @ lT, ws @ dz_alpha - wrx @ iT, sw / a, -(ws @ ib)])
+    # sigmoid' times the outer product of dz = (gap, dz_alpha, 1/a, -ib)
+    t, u, v = wsl * gap, wsl * dz_alpha, wsl * ib
+    hess = np.empty((4, 4))
+    hess[0] = t @ gap, t @ dz_alpha, t.sum() / a, -(t @ ib)
+    hess[1, 1:] = u @ dz_alpha, u.sum() / a, -(u @ ib)
+    hess[2, 2:] = wsl.sum() / a**2, -v.sum() / a
+    hess[3, 3] = v @ ib
     # sigmoid times the second derivatives of z, and those of -(r+x) log(alpha+T)
-    hess[0, 1] += ws @ (iT - iX) - w @ iT
-    hess[1, 0] = hess[0, 1]
-    hess[1, 1] += ws @ (rx * (iX**2 - iT**2)) + wrx @ iT**2
-    hess[2, 2] -= ws.sum() / a**2
-    hess[3, 3] += ws @ ib**2
+    hess[0, 1] += ws @ d - w @ iT
+    iX += iT
+    iX *= dz_alpha  # rx (iT - iX)(iT + iX) = rx (iT^2 - iX^2)
+    wrx *= iT
+    hess[1, 1] += wrx @ iT - ws @ iX
+    hess[2, 2] -= sw / a**2
+    ws *= ib
+    hess[3, 3] += ws @ ib
+    hess[1:, 0] = hess[0, 1:]
+    hess[2:, 1] = hess[1, 2:]
+    hess[3, 2] = hess[2, 3]
     return float(ll), grad, hess
+
+
+def _short_tail(coef: Array, tolerance: float) -> Array:
+    """Chebyshev coefficients without the trailing ones whose absolute values sum to at
+    most tolerance (|T_k| <= 1 on [-1, 1]: they move no value by more): an analytic
+    function's coefficients fall geometrically, often to rounding well before the last."""
+    tail = np.cumsum(np.abs(coef[::-1]))[::-1]  # tail[k]: the sum of |coef[k:]|
+    return coef[: max(1, int(np.count_nonzero(tail > tolerance)))]
+
+
+def _clenshaw(coef: Array, u: Array) -> Array:
+    """sum over k of coef_k T_k(u) by Clenshaw's recurrence, in place (as chebval, without
+    its three new arrays per coefficient)."""
+    if len(coef) == 1:
+        return np.full_like(u, coef[0])
+    u2 = 2 * u
+    b1, b2, tmp = np.full_like(u, coef[-1]), np.zeros_like(u), np.empty_like(u)
+    for c in coef[-2:0:-1]:  # b_k = c_k + 2u b_k+1 - b_k+2, into the buffer of b_k+2
+        b2 -= c
+        np.multiply(u2, b1, out=tmp)
+        np.subtract(tmp, b2, out=b2)
+        b1, b2 = b2, b1
+    np.multiply(u, b1, out=tmp)
+    tmp -= b2
+    tmp += coef[0]
+    return tmp
 
 
 def _distinct(x: Array) -> tuple[Array, NDArray[np.intp]]:
@@ -495,6 +558,8 @@ class _ParetoData:
     T_u: Array
     at_T: NDArray[np.intp]
     w_T: Array  # the weights of each (x, T) pair's rows
+    ux: Array  # the distinct x of the (x, T) pairs and where each pair's x sits among them
+    at_x: NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -660,23 +725,36 @@ class ParetoNBD(PurchaseModel):
             exact = np.log(hyp2f1(ai, bi, ai + 1, at))
             coef = cosines @ exact[:n]
             coef[0] /= 2
+            scale = max(1.0, float(np.max(np.abs(exact))))
+            coef = _short_tail(coef, 1e-14 * scale)
             error = np.max(np.abs(chebval(checks, coef) - exact[n:]))
-            if error <= 1e-13 * max(1.0, float(np.max(np.abs(exact)))):
-                out[rows] = chebval((w - mid) / half, coef) - ai * log_big[rows]
+            if error <= 1e-13 * scale:
+                w -= mid
+                w /= half
+                values = _clenshaw(coef, w)
+                values -= ai * log_big[rows]
+                out[rows] = values
                 left[rows] = False
         out[left] = ParetoNBD._log_death_term(p, x[left], t[left])
         return out
 
     @classmethod
     def _terms_at_T(
-        cls, p: Array, x: Array, T: Array, death: Array | None = None
+        cls,
+        p: Array,
+        x: Array,
+        T: Array,
+        death: Array | None = None,
+        rate_head: Array | None = None,
     ) -> tuple[Array, Array, Array]:
         """The terms that depend on (x, T) only: log of the constant part of the
         likelihood with s / (r+s+x), of being alive at T relative to it, and the death term
-        at T (computed here unless given)."""
+        at T (computed here unless given, as is rate_head, gammaln(r+x) - gammaln(r))."""
         r, alpha, s, beta = p
+        if rate_head is None:
+            rate_head = gammaln(r + x) - gammaln(r)
         to_dead = np.log(s) - np.log(r + s + x)
-        head = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta) + to_dead
+        head = rate_head + r * np.log(alpha) + s * np.log(beta) + to_dead
         alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T) - to_dead
         return head, alive, cls._log_death_term(p, x, T) if death is None else death
 
@@ -696,7 +774,8 @@ class ParetoNBD(PurchaseModel):
         (x_tx, tx_u), at_tx = unique_rows(x, tx)
         (x_T, T_u), at_T = unique_rows(x, T)
         w_T = np.bincount(at_T, weights=weights, minlength=len(T_u)).astype(float)
-        return _ParetoData(weights, x_tx, tx_u, at_tx, x_T, T_u, at_T, w_T)
+        ux, at_x = _distinct(x_T)
+        return _ParetoData(weights, x_tx, tx_u, at_tx, x_T, T_u, at_T, w_T, ux, at_x)
 
     def _total(self, params: Array, d: _ParetoData) -> float:
         """As the sum of _loglik, with the costly hypergeometric terms evaluated once per
@@ -737,9 +816,11 @@ class ParetoNBD(PurchaseModel):
         """The death terms at each distinct (x, t_x) and the terms at each distinct (x, T)
         (both sorted by x, then time)."""
         death_T = self._log_death_sorted(params, d.x_T, d.T_u)
+        r = params[0]
+        rate_head = (gammaln(r + d.ux) - gammaln(r))[d.at_x]  # once per distinct x
         return (
             self._log_death_sorted(params, d.x_tx, d.tx_u),
-            self._terms_at_T(params, d.x_T, d.T_u, death_T),
+            self._terms_at_T(params, d.x_T, d.T_u, death_T, rate_head),
         )
 
     def _prob_alive(self, x: Array, tx: Array, T_: Array) -> Array:
