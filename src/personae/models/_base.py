@@ -27,7 +27,7 @@ EXACT_DECREMENT = 1e-6
 LAST_STEP = 3e-3
 # a costly model's curvature measured within this of its estimate (in log-parameters) is
 # taken for the standard errors
-CURVATURE_REUSE = 2e-3
+CURVATURE_REUSE = 5e-3
 FRESH_DECREMENT = 1e-10  # where a costly model may stop with such a curvature
 # a warm start's sample stops sooner: its estimate is ~1/sample size away from the full data's
 SAMPLE_DECREMENT = 1e-8
@@ -52,6 +52,9 @@ def unique_rows(*columns: ArrayLike) -> tuple[list[Array], NDArray[np.intp]]:
     n = len(cols[0])
     if n == 0:
         return [c[:0] for c in cols], np.zeros(0, dtype=np.intp)
+    new = _changes_if_sorted(cols)
+    if new is not None:  # already in order (the rows of compress): no sort
+        return [c[new] for c in cols], np.cumsum(new) - 1
     packed = _pack(cols)
     if packed is not None:  # one sort of packed integers: the common case of counts and days
         order = np.argsort(packed[0])
@@ -67,6 +70,18 @@ def unique_rows(*columns: ArrayLike) -> tuple[list[Array], NDArray[np.intp]]:
     inverse = np.empty(n, dtype=np.intp)
     inverse[order] = np.cumsum(new) - 1
     return unique, inverse
+
+
+def _changes_if_sorted(cols: Sequence[Array]) -> NDArray[np.bool_] | None:
+    """Where each row differs from the one before (True for the first) when the rows are
+    sorted by the first column, then the next, ...; None when they are not."""
+    undecided = np.ones(len(cols[0]) - 1, dtype=bool)  # equal to the row before so far
+    for c in cols:
+        step = np.diff(c)
+        if np.any(undecided & (step < 0)):
+            return None
+        undecided &= step == 0
+    return np.r_[True, ~undecided]
 
 
 def compress(*columns: ArrayLike, weights: ArrayLike | None = None) -> tuple[list[Array], Array]:

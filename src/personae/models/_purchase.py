@@ -617,6 +617,8 @@ class ParetoNBD(PurchaseModel):
     # _derivatives): the hypergeometric terms have no closed-form derivatives in r and s
     exact_derivatives = True
     costly_derivatives = True
+    # the likelihoods of the last forward gradient (data, where), for a central one there
+    _forward: tuple[tuple[int, bytes], Array] | None = None
 
     def _start(self, data: Sequence[Array], weights: Array) -> Array | None:
         """Scales from the data: purchase rates r / alpha of the mean repeat purchases per
@@ -646,15 +648,15 @@ class ParetoNBD(PurchaseModel):
         forward ones (4, and the log-likelihood ll at p) when the search is still far."""
         y, h = np.log(p), GRADIENT_STEP
         eye = np.eye(len(y))
+        key = (id(d), p.tobytes())
+        if self._forward is not None and self._forward[0] == key:
+            up = self._forward[1]  # a forward gradient here found the search near: reused
+        else:
+            up = np.array([self._total(np.exp(y + h * e), d) for e in eye])
         if not precise:
-            f0 = self._total(p, d) if ll is None else ll
-            return np.array([(self._total(np.exp(y + h * e), d) - f0) / h for e in eye])
-        return np.array(
-            [
-                (self._total(np.exp(y + h * e), d) - self._total(np.exp(y - h * e), d)) / (2 * h)
-                for e in eye
-            ]
-        )
+            self._forward = (key, up)
+            return (up - (self._total(p, d) if ll is None else ll)) / h
+        return (up - np.array([self._total(np.exp(y - h * e), d) for e in eye])) / (2 * h)
 
     def _hessian_at(self, p: Array, d: _ParetoData, ll: float, g_log: Array) -> Array:
         """Hessian in the natural parameters given the log-likelihood and its gradient in
@@ -770,6 +772,7 @@ class ParetoNBD(PurchaseModel):
         return self._row_loglik(self._terms_at_T(p, x, T), self._log_death_term(p, x, tx))
 
     def _prepare(self, data: Sequence[Array], weights: Array) -> _ParetoData:
+        self._forward = None
         x, tx, T = data
         (x_tx, tx_u), at_tx = unique_rows(x, tx)
         (x_T, T_u), at_T = unique_rows(x, T)
@@ -801,13 +804,20 @@ class ParetoNBD(PurchaseModel):
             rows = slice(start, start + ROWS_PER_BLOCK)
             at = d.at_T[rows]
             dead = death_tx[d.at_tx[rows]]
-            gap = death_T[at] - dead
+            gap = death_T[at]
+            gap -= dead
             np.minimum(gap, -1e-16, out=gap)
-            dead += np.log1p(-np.exp(gap))
+            np.exp(gap, out=gap)
+            np.negative(gap, out=gap)
+            dead += np.log1p(gap, out=gap)
             dead -= alive[at]  # now dead - alive
-            soft = np.log1p(np.exp(-np.abs(dead)))
-            soft += np.maximum(dead, 0)
-            total += float(d.w[rows] @ soft)
+            soft = np.abs(dead)  # softplus(dead - alive), in place
+            np.negative(soft, out=soft)
+            np.exp(soft, out=soft)
+            np.log1p(soft, out=soft)
+            np.maximum(dead, 0, out=dead)
+            w = d.w[rows]
+            total += float(w @ soft) + float(w @ dead)
         return total
 
     def _pair_terms(
