@@ -185,7 +185,8 @@ def _ingest_source(
     results = []
     for f in files:
         one = src if f is None else src.model_copy(update={"path": str(f.absolute())})
-        staged = stage_source(store.con, name, one, base, known)
+        # nothing known to compare with: the file is hashed while it is read, not before
+        staged = stage_source(store.con, name, one, base, known, hash_while_reading=not known)
         if isinstance(staged, str):
             continue
         if staged.content_hash in known:  # a database table is hashed once staged
@@ -298,15 +299,18 @@ def _ingest_one(
     started = time.perf_counter()
     con = store.con
     table = TABLES[src.table]
-    source_id = _new_source_id(store, f"{name}@{staged.content_hash[:8]}")
     src = with_identity_mapping(src, table, staged.columns)
-    summary = SourceSummary(name, src.table, staged.location, source_id)
+    summary = SourceSummary(name, src.table, staged.location)
     given = set(src.columns.values()) | set(src.constants)
     has_key = table.key[0] in given or src.row_ids
     summary.compared_by = ", ".join(table.key) if has_key else "content"
     try:  # inside the run's transaction: a failure anywhere keeps nothing of the run
         step("parsing and checking every cell")
-        plan = transform.build_cells(con, name, src, table, staged, source_id)
+        plan = transform.build_cells(con, name, src, table, staged)
+        # the id names the content, whose hash may have been computed while it was read
+        plan.source_id = summary.source_id = _new_source_id(
+            store, f"{name}@{staged.content_hash[:8]}"
+        )
         summary.rows_read = staged.count(con)
         step(f"writing {summary.rows_read:,} rows")
         if table.name == "orders":
@@ -320,7 +324,7 @@ def _ingest_one(
             summary.derived["orders"] = transform.insert_wide_spend(con, plan)
         if src.events:
             summary.derived["events"] = transform.insert_derived_events(con, plan)
-        _count_problems(store, table.name, source_id, summary)
+        _count_problems(store, table.name, plan.source_id, summary)
         transform.reconcile(con, plan, summary)
         summary.attributes = plan.unmapped
         summary.seconds = round(time.perf_counter() - started, 3)
@@ -332,6 +336,8 @@ def _ingest_one(
             STAGED,
             "_cells",
             "_conflicts",
+            "_shared",
+            "_shared_rows",
             "_cands",
             "_cand_raw",
             "_new",
@@ -429,7 +435,13 @@ def _record_source(
 
 
 def _link_feedback_to_customers(store: Store) -> None:
-    """Feedback that names an order but no customer gets the order's customer."""
+    """Feedback that names an order but no customer gets the order's customer. The orders
+    are grouped only when some feedback needs it (that grouping reads every order line)."""
+    waiting = store.con.execute(
+        "SELECT 1 FROM feedback WHERE customer_id IS NULL AND order_id IS NOT NULL LIMIT 1"
+    ).fetchall()
+    if not waiting:
+        return
     store.con.execute(
         """UPDATE feedback SET customer_id = o.customer_id
         FROM (SELECT order_id, any_value(customer_id) AS customer_id FROM orders

@@ -33,12 +33,14 @@ from personae.errors import SourceError
 from personae.ingest.sniff import (
     CHUNK,
     NATIVE_ENCODINGS,
+    FactsInBackground,
     FileFacts,
     LineCounter,
     _open_bytes,
     _py_encoding,
     detect_format,
     file_facts,
+    plain_utf8_head,
     sniff_dialect,
     whitespace_header,
 )
@@ -81,6 +83,22 @@ class Staged:
     bad_rows: int = 0
     blank_lines: int = 0
     lines_accounted: int = -1
+    # The file's hash and lines while they are still being computed (`stage_source` with
+    # hash_while_reading): `content_hash` and `lines` are known after `settle`.
+    pending: FactsInBackground | None = None
+
+    def settle(self) -> bool:
+        """Wait for facts computed while the file was read; False when they contradict what
+        reading assumed from the file's head (UTF-8, one kind of line end): then the file
+        must be staged again (`restage_csv`)."""
+        if self.pending is None:
+            return True
+        facts = self.pending.result()
+        self.content_hash, self.lines = facts.sha256, facts.lines
+        if facts.encoding != "utf-8" or facts.mixed_newlines:
+            return False
+        self.pending = None
+        return True
 
     def count(self, con: duckdb.DuckDBPyConnection) -> int:
         if self.rows is None:
@@ -110,9 +128,13 @@ def stage_source(
     src: SourceConfig,
     base: Path,
     known_hash: set[str] | None = None,
+    hash_while_reading: bool = False,
 ) -> Staged | str:
     """Stage one source. Returns its content hash instead when that hash is in `known_hash`
-    (the same content was ingested before, so nothing needs reading)."""
+    (the same content was ingested before, so nothing needs reading).
+
+    With `hash_while_reading`, a plain UTF-8 delimited file is hashed and its lines counted
+    in a thread while DuckDB reads it (see `Staged.settle`), instead of in a pass before."""
     if src.url:
         staged_db = _stage_database(con, name, src, base)
         # a database is read to know its content: the hash of what the query returned
@@ -127,10 +149,21 @@ def stage_source(
         )
     if path.is_dir():
         raise SourceError(f"Source '{name}': {path} is a folder; point `path` at a file.")
+    fmt = src.format if src.format != "auto" else detect_format(path)
+    overlap = (
+        hash_while_reading
+        and fmt == "csv"
+        and src.encoding in ("auto", "utf-8", "utf8")
+        and plain_utf8_head(path)
+    )
+    if overlap:
+        pending = FactsInBackground(path)
+        guess = FileFacts("", -1, path.stat().st_size)
+        staged = _stage_csv(con, name, path, src, guess, pending)
+        return staged
     facts = file_facts(path)
     if known_hash is not None and facts.sha256 in known_hash:
         return facts.sha256
-    fmt = src.format if src.format != "auto" else detect_format(path)
     if fmt == "xlsx":
         return _stage_xlsx(con, name, path, src, facts.sha256)
     if fmt == "parquet":
@@ -229,10 +262,12 @@ def _stage_csv(
     path: Path,
     src: SourceConfig,
     facts: FileFacts,
+    pending: FactsInBackground | None = None,
 ) -> Staged:
     """Delimited text is not copied: validation reads it in place, in parallel, with DuckDB.
     Files DuckDB's reader cannot follow (mixed line ends) and files in which it finds a bad
-    record (see `transform.build_cells`) are read by `stage_csv_python` instead."""
+    record (see `transform.build_cells`) are read by `stage_csv_python` instead. With
+    `pending`, `facts` are what the file's head says until `Staged.settle`."""
     encoding = facts.encoding if src.encoding == "auto" else _check_encoding(name, src)
     codec = codecs.lookup(_py_encoding(encoding)).name
     read_path, lines, mixed, read_encoding = path, facts.lines, facts.mixed_newlines, "utf-8"
@@ -269,10 +304,24 @@ def _stage_csv(
         lines=lines,
         path=read_path,
         read_encoding=read_encoding,
+        pending=pending,
     )
     if mixed or _tail_may_open_a_quote(read_path):
+        if pending is not None and not staged.settle():
+            return _stage_csv(con, name, path, src, pending.result())
         stage_csv_python(con, staged)
     return staged
+
+
+def restage_csv(
+    con: duckdb.DuckDBPyConnection, name: str, src: SourceConfig, staged: Staged
+) -> None:
+    """Stage a delimited file again, in place of `staged`, by the facts of all its bytes (its
+    head did not tell the whole story: a late non-UTF-8 byte or a mixed line end)."""
+    path = Path(staged.location)
+    facts = staged.pending.result() if staged.pending else file_facts(path)
+    fresh = _stage_csv(con, name, path, src, facts)
+    staged.__dict__.update(fresh.__dict__)
 
 
 def _tail_may_open_a_quote(path: Path) -> bool:

@@ -11,6 +11,7 @@ import csv
 import gzip
 import hashlib
 import re
+import threading
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -184,6 +185,46 @@ def file_facts(path: Path) -> FileFacts:
     if encoding == "single-byte":
         encoding = guess_single_byte(words)
     return FileFacts(digest.hexdigest(), counter.lines, size, encoding, counter.mixed)
+
+
+class FactsInBackground:
+    """`file_facts` of a file, computed in a thread while DuckDB reads the same file (hashing
+    releases the GIL, DuckDB's query too), so the bytes are not gone through before reading."""
+
+    def __init__(self, path: Path) -> None:
+        self._facts: FileFacts | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            self._facts = file_facts(path)
+        except BaseException as err:  # handed to the reader in result()
+            self._error = err
+
+    def result(self) -> FileFacts:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._facts is not None
+        return self._facts
+
+
+def plain_utf8_head(path: Path) -> bool:
+    """Whether the file is not compressed and its first CHUNK bytes are UTF-8 text with one
+    kind of line end: what `file_facts` will most likely say of the whole file."""
+    with path.open("rb") as fh:
+        head = fh.read(CHUNK)
+    if head[:2] == b"\x1f\x8b" or bom_encoding(head):
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a cut last character is fine
+    except UnicodeDecodeError:
+        return False
+    counter = LineCounter()
+    counter.add(head.rstrip(b"\r"))  # a \r\n cut in two is not a lone \r
+    return not counter.mixed
 
 
 class LineCounter:

@@ -27,6 +27,7 @@ from personae.ingest.readers import (
     duckdb_read_all,
     lit,
     q,
+    restage_csv,
     stage_csv_python,
     with_rows,
 )
@@ -353,7 +354,7 @@ def build_cells(
     src: SourceConfig,
     table: Table,
     staged: Staged,
-    source_id: str,
+    source_id: str = "",
 ) -> Plan:
     """Parse every cell once into the temp table `_cells` and find the rows that clash.
 
@@ -459,6 +460,10 @@ def build_cells(
              l2 AS (SELECT {", ".join(level2)} FROM l1)
         SELECT {", ".join(keep)} FROM l2"""
     )
+    if not staged.settle():  # the file's bytes, hashed meanwhile, were not what its head said
+        drop_csv_rejects(con)
+        restage_csv(con, name, src, staged)
+        return build_cells(con, name, src, table, staged, source_id)
     cells = int(con.execute("SELECT count(*) FROM _cells").fetchall()[0][0])
     if in_place and not duckdb_read_all(con, staged, cells):
         # A bad record, a blank line or a quoted line break: read the file again with
@@ -490,17 +495,25 @@ def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
         "CREATE OR REPLACE TEMP TABLE _conflicts (_row BIGINT, reason VARCHAR, col VARCHAR)"
     )
     parts = []
-    if plan.dedupe:
-        parts.append(
-            "SELECT _row, 'dup' AS why FROM _rows WHERE _h IN "
-            "(SELECT _h FROM _cells GROUP BY _h HAVING count(*) > 1)"
+    group = _clash_group(plan)
+    if group:
+        # One grouping finds both kinds: exact copies share their raw hash, and when the row
+        # has a key they also share its key hash, so valid rows are grouped by key alone.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _shared AS
+            SELECT {group} AS g FROM _cells GROUP BY g HAVING count(*) > 1 AND g IS NOT NULL"""
         )
+        if _count(con, "_shared"):
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _shared_rows AS
+                SELECT _row, _cell_reason IS NULL AS valid FROM _rows
+                WHERE {group} IN (SELECT g FROM _shared)"""
+            )
+            if plan.dedupe:
+                parts.append("SELECT _row, 'dup' AS why FROM _shared_rows")
+            if plan.key:
+                parts.append("SELECT _row, 'key' FROM _shared_rows WHERE valid")
     if plan.key:
-        parts.append(
-            "SELECT _row, 'key' FROM _rows WHERE _cell_reason IS NULL AND _kh IN "
-            "(SELECT _kh FROM _cells WHERE _cell_reason IS NULL GROUP BY _kh "
-            "HAVING count(*) > 1)"
-        )
         if _count(con, plan.table.name):
             on = " AND ".join(f"r.{q('v_' + k)} = e.{q(k)}" for k in plan.key)
             parts.append(
@@ -564,6 +577,17 @@ def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
             SELECT r.*, k.reason AS _clash, k.col AS _clash_col
             FROM _rows r LEFT JOIN _conflicts k USING (_row)"""
         )
+
+
+def _clash_group(plan: Plan) -> str | None:
+    """SQL of the hash rows are grouped by to find clashes: the key hash of valid rows (exact
+    copies parse alike, so they share it too), the raw hash of the others (or of every row
+    when the source has no key); None when neither is searched for."""
+    if plan.key and plan.dedupe:
+        return "(CASE WHEN _cell_reason IS NULL THEN _kh ELSE _h END)"
+    if plan.key:
+        return "(CASE WHEN _cell_reason IS NULL THEN _kh END)"
+    return "_h" if plan.dedupe else None
 
 
 def typed_rows(plan: Plan) -> str:
