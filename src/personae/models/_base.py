@@ -32,6 +32,9 @@ FRESH_DECREMENT = 1e-10  # where a costly model may stop with such a curvature
 # a warm start's sample stops sooner: its estimate is ~1/sample size away from the full data's
 SAMPLE_DECREMENT = 1e-8
 COSTLY_SAMPLE_DECREMENT = 1e-6
+# the first of two samples only starts the second, whose estimate is ~0.1 (in
+# log-parameters) from it: a decrement of 1e-3 is close enough (steps of a few hundredths)
+FIRST_SAMPLE_DECREMENT = 1e-3
 COSTLY_NEWTON_STEPS = 15  # sooner still where a Newton step costs 23 likelihoods
 SUGGESTED_PENALIZER = 0.1  # what the errors suggest: a normal prior with sd 2.2 on log shapes
 
@@ -264,9 +267,13 @@ class BaseFitter:
             # Derivatives by differences make every Newton step 23 likelihoods: there the
             # longest stretch goes on ~2,500 customers first.
             cumulative = np.cumsum(weights)
-            for size in (WARM_START_ROWS // 20,) * self.costly_derivatives + (
-                WARM_START_ROWS // 2,
-            ):
+            stages = [(WARM_START_ROWS // 2, SAMPLE_DECREMENT)]
+            if self.costly_derivatives:
+                stages = [
+                    (WARM_START_ROWS // 20, FIRST_SAMPLE_DECREMENT),
+                    (WARM_START_ROWS // 2, COSTLY_SAMPLE_DECREMENT),
+                ]
+            for size, decrement in stages:
                 # size customers drawn with replacement: their rows (in order) and counts
                 drawn = np.sort(np.random.default_rng(0).uniform(0, cumulative[-1], size))
                 keep, counts = np.unique(
@@ -277,7 +284,7 @@ class BaseFitter:
                     sample_data,
                     float(size),
                     x0,
-                    COSTLY_SAMPLE_DECREMENT if self.costly_derivatives else SAMPLE_DECREMENT,
+                    decrement,
                 )
                 if self.costly_derivatives and not start.success:
                     break  # no maximum near: the quasi-Newton search on all rows decides
