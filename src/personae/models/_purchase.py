@@ -717,7 +717,9 @@ class ParetoNBD(PurchaseModel):
         n = CHEBYSHEV_NODES
         nodes = np.cos(np.pi * (np.arange(n) + 0.5) / n)
         checks = np.cos(np.pi * np.arange(1, n) / n)
+        points = np.r_[nodes, checks]
         cosines = 2 / n * np.cos(np.pi * np.outer(np.arange(n), np.arange(n) + 0.5) / n)
+        at_checks = np.cos(np.outer(np.arccos(checks), np.arange(n)))  # T_k at the checks
         left = np.ones(len(x), dtype=bool)  # the pairs for the hypergeometric function
         bounds = np.flatnonzero(np.diff(x)) + 1
         for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(x)], strict=True):
@@ -731,13 +733,13 @@ class ParetoNBD(PurchaseModel):
                 continue
             w = np.log1p(-z)
             mid, half = (w[-1] + w[0]) / 2, (w[-1] - w[0]) / 2
-            at = -np.expm1(mid + half * np.r_[nodes, checks])  # z at the nodes
+            at = -np.expm1(mid + half * points)  # z at the nodes
             exact = np.log(hyp2f1(ai, bi, ai + 1, at))
             coef = cosines @ exact[:n]
             coef[0] /= 2
             scale = max(1.0, float(np.max(np.abs(exact))))
             coef = _short_tail(coef, 1e-14 * scale)
-            error = np.max(np.abs(chebval(checks, coef) - exact[n:]))
+            error = np.max(np.abs(at_checks[:, : len(coef)] @ coef - exact[n:]))
             if error <= 1e-13 * scale:
                 w -= mid
                 w /= half
@@ -745,7 +747,8 @@ class ParetoNBD(PurchaseModel):
                 values -= ai * log_big[rows]
                 out[rows] = values
                 left[rows] = False
-        out[left] = ParetoNBD._log_death_term(p, x[left], t[left])
+        rest = np.flatnonzero(left)
+        out[rest] = ParetoNBD._log_death_term(p, x[rest], t[rest])
         return out
 
     @classmethod
