@@ -2,8 +2,9 @@
 
 Everything is read as text so that validation (in `transform`) sees exactly what the source
 says and can report the raw value of every rejected cell. Delimited text is read straight from
-the file by DuckDB (no copy); other sources are staged into the temp table `_stage` with a
-`_row` column. The row number is the physical line number in a text file (header = line 1),
+the file by DuckDB (no copy), its numbers and timestamps cast by the reader itself when every
+one of them casts (`transform.typed_columns`; the text of rows with a problem is read again);
+other sources are staged into the temp table `_stage` with a `_row` column. The row number is the physical line number in a text file (header = line 1),
 the spreadsheet row in Excel, and the 1-based row elsewhere.
 """
 
@@ -40,7 +41,7 @@ from personae.ingest.sniff import (
     _py_encoding,
     detect_format,
     file_facts,
-    plain_utf8_head,
+    plain_utf8_lines,
     sniff_dialect,
     whitespace_header,
 )
@@ -86,6 +87,9 @@ class Staged:
     # The file's hash and lines while they are still being computed (`stage_source` with
     # hash_while_reading): `content_hash` and `lines` are known after `settle`.
     pending: FactsInBackground | None = None
+    # Whether validation may let DuckDB's reader cast numbers and timestamps (see
+    # `transform.typed_columns`); false once a value did not cast, the file is then read as text.
+    read_typed: bool = True
 
     def settle(self) -> bool:
         """Wait for facts computed while the file was read; False when they contradict what
@@ -99,6 +103,14 @@ class Staged:
             return False
         self.pending = None
         return True
+
+    def typed_relation(self, types: dict[str, str]) -> str:
+        """The delimited file read in place with the columns of `types` typed by DuckDB's
+        reader (a value it cannot cast makes the record a reject in `_csv_rejects`)."""
+        assert self.path is not None and self.delimiter is not None
+        return _read_csv_sql(
+            self.path, self.read_encoding, self.delimiter, bool(self.header), self.columns, types
+        )
 
     def count(self, con: duckdb.DuckDBPyConnection) -> int:
         if self.rows is None:
@@ -154,7 +166,7 @@ def stage_source(
         hash_while_reading
         and fmt == "csv"
         and src.encoding in ("auto", "utf-8", "utf8")
-        and plain_utf8_head(path)
+        and plain_utf8_lines(path)
     )
     if overlap:
         pending = FactsInBackground(path)
@@ -196,10 +208,19 @@ def _finish(
     return Staged(cols, int(row[0]) if row else 0, kind, location, content_hash, **extra)
 
 
-def _read_csv_sql(path: Path, encoding: str, delim: str, header: bool, names: list[str]) -> str:
+def _read_csv_sql(
+    path: Path,
+    encoding: str,
+    delim: str,
+    header: bool,
+    names: list[str],
+    types: dict[str, str] | None = None,
+) -> str:
     """DuckDB's reader with the dialect fixed (no sniffing: its sniffer skips good lines
-    when a late line is odd) and every record it cannot read stored in `_csv_rejects`."""
-    columns = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in names) + "}"
+    when a late line is odd) and every record it cannot read stored in `_csv_rejects`.
+    Columns are text unless `types` gives another DuckDB type."""
+    types = types or {}
+    columns = "{" + ", ".join(f"{lit(n)}: {lit(types.get(n, 'VARCHAR'))}" for n in names) + "}"
     opts = [
         lit(str(path)),
         "auto_detect = false",

@@ -95,10 +95,15 @@ def _in(expr: str, tokens: tuple[str, ...]) -> str:
     return f"regexp_full_match(lower({expr}), {lit('(' + alternatives + ')')})"
 
 
-def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> tuple[str, str]:
+def _parse(
+    col: Column, raw: str, src: SourceConfig, source_col: str | None, typed: bool = False
+) -> tuple[str, str]:
     """(text, parsed) expressions: the trimmed text (NULL when empty) and the typed value
     (NULL when it does not parse). Costly fallbacks (regular expressions, NA tokens) only run
-    on the few cells the plain cast cannot read."""
+    on the few cells the plain cast cannot read. A `typed` cell was cast by DuckDB's reader
+    already (see `typed_columns`): both are its value."""
+    if typed:
+        return raw, (raw if col.kind in ("int", "float") else f"CAST({raw} AS {col.sql_type})")
     text = f"NULLIF(trim({raw}), '')"
     if col.kind == "id":
         # Spreadsheets and pandas write integer ids as 17850.0; the id is 17850.
@@ -136,6 +141,31 @@ def _parse(col: Column, raw: str, src: SourceConfig, source_col: str | None) -> 
     raise AssertionError(col.kind)
 
 
+# Whether numbers and timestamps may be cast by DuckDB's CSV reader (tests turn it off to
+# compare both ways of reading).
+TYPED_READ = True
+
+
+def typed_columns(src: SourceConfig, table: Table, staged: Staged) -> dict[str, str]:
+    """Source columns DuckDB's reader may cast itself, with their DuckDB type: mapped numbers
+    (decimal point, no percent sign) and timestamps or dates without a date format, read in
+    place from delimited text. A value the reader cannot cast rejects its record, and the file
+    is then read as text (`build_cells`), so a cast here gives what the text path gives."""
+    if not (TYPED_READ and staged.read_typed and staged.kind == "csv" and staged.row_expr is None):
+        return {}
+    as_text = {spec.at for spec in src.events}
+    types = {}
+    for source_col, target in src.columns.items():
+        if target not in table.names or source_col in as_text:
+            continue
+        kind = table.column(target).kind
+        if kind in ("int", "float") and src.decimal != "," and target != "discount_rate":
+            types[source_col] = "DOUBLE"
+        elif kind in ("timestamp", "date") and not src.date_formats.get(source_col):
+            types[source_col] = "TIMESTAMP"
+    return types
+
+
 def timestamp_sql(text: str, fmt: str | None) -> str:
     """SQL reading a timestamp from the text expression `text`: with the source's strptime
     format when it has one (a zone in it is converted to naive UTC), else DuckDB's cast; NULL
@@ -159,11 +189,13 @@ def _problem(
     src: SourceConfig,
     source_col: str | None,
     is_key: bool = False,
+    typed: bool = False,
 ) -> str | None:
     """SQL giving the problem code of one cell (None when nothing can go wrong). NA tokens in a
-    typed column are empty values, not problems."""
+    typed column are empty values, not problems; a cell DuckDB's reader cast (`typed`) has
+    no text left to be one."""
     cases: list[str] = []
-    is_na = _in(text, NA_TOKENS)
+    is_na = "false" if typed else _in(text, NA_TOKENS)
     if col.required:
         code = "missing_id" if col.kind == "id" else "missing_value"
         empty = (
@@ -344,6 +376,8 @@ class Plan:
     row_ids: bool = False  # the key is numbered from the rows (src.row_ids, no key column)
     key: list[str] = field(default_factory=list)
     conflicts: int = 0
+    typed: dict[str, str] = field(default_factory=dict)  # columns DuckDB's reader cast
+    raw_fetched: bool = False  # raw values of rows with a problem or clash are in _cand_raw
     updated: int = 0  # mode = update: existing rows given values
     values_changed: int = 0  # mode = update: values filled in (or overwritten)
 
@@ -375,6 +409,7 @@ def build_cells(
     if staged.row_expr:
         level1.insert(0, f"{staged.row_expr} AS _row")
     level2, finals = ["*"], []
+    plan.typed = typed_columns(src, table, staged)
     for col in table.columns:
         source_col = plan.by_target.get(col.name)
         if source_col is not None:
@@ -384,10 +419,11 @@ def build_cells(
         else:
             continue
         plan.present.append(col.name)
-        text, parsed = _parse(col, raw, src, source_col)
+        typed = source_col in plan.typed
+        text, parsed = _parse(col, raw, src, source_col, typed)
         level1 += [f"{text} AS {q('t_' + col.name)}", f"{parsed} AS {q('p_' + col.name)}"]
         is_key = col.name == table.key[0]
-        prob = _problem(col, q("t_" + col.name), q("p_" + col.name), src, source_col, is_key)
+        prob = _problem(col, q("t_" + col.name), q("p_" + col.name), src, source_col, is_key, typed)
         final = _final(col, q("p_" + col.name), src, source_col)
         if prob is None:  # plain text: nothing can be wrong with it
             finals.append(f"{final} AS {q('v_' + col.name)}")
@@ -427,7 +463,11 @@ def build_cells(
     extras = [
         f"(CASE {reason or 'WHEN false THEN NULL'} END) AS _cell_reason",
         f"(CASE {reason_col or 'WHEN false THEN NULL'} END) AS _cell_col",
-        f"(CASE WHEN {any_problem} THEN {_raw_json(staged.columns)} END) AS _raw",
+        f"({any_problem}) AS _problem",
+        # typed values are not the text the file has: those rows' text is read again
+        f"(CASE WHEN {any_problem} THEN {_raw_json(staged.columns)} END) AS _raw"
+        if not plan.typed
+        else "NULL::JSON AS _raw",
         f"{_raw_json(plan.unmapped, plan.checked)} AS _attrs",
     ]
     if plan.dedupe:
@@ -454,9 +494,10 @@ def build_cells(
     in_place = staged.kind == "csv" and staged.row_expr is None
     if in_place:
         drop_csv_rejects(con)
+    relation = staged.typed_relation(plan.typed) if plan.typed else staged.relation
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cells AS
-        WITH l1 AS (SELECT {", ".join(level1)} FROM {staged.relation}),
+        WITH l1 AS (SELECT {", ".join(level1)} FROM {relation}),
              l2 AS (SELECT {", ".join(level2)} FROM l1)
         SELECT {", ".join(keep)} FROM l2"""
     )
@@ -466,9 +507,12 @@ def build_cells(
         return build_cells(con, name, src, table, staged, source_id)
     cells = int(con.execute("SELECT count(*) FROM _cells").fetchall()[0][0])
     if in_place and not duckdb_read_all(con, staged, cells):
+        drop_csv_rejects(con)
+        if plan.typed:  # perhaps only a value the reader could not cast: read it as text
+            staged.read_typed = False
+            return build_cells(con, name, src, table, staged, source_id)
         # A bad record, a blank line or a quoted line break: read the file again with
         # Python's csv module, which accounts for every line (see readers.stage_csv_python).
-        drop_csv_rejects(con)
         stage_csv_python(con, staged)
         return build_cells(con, name, src, table, staged, source_id)
     staged.rows = cells + staged.bad_rows
@@ -532,6 +576,8 @@ def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
             "SELECT _row, 'old' FROM _rows WHERE _cell_reason IS NULL AND "
             "v_order_id IN (SELECT DISTINCT order_id FROM orders)"
         )
+    if plan.typed:  # the text of rows with a problem, for their rejects
+        parts.append("SELECT _row, 'raw' FROM _rows WHERE _problem")
     con.execute("CREATE OR REPLACE TEMP TABLE _cands (_row BIGINT, why VARCHAR)")
     if parts:
         con.execute(f"INSERT INTO _cands {' UNION ALL '.join(parts)}")
@@ -550,6 +596,7 @@ def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
         f"CREATE OR REPLACE TEMP TABLE _cand_raw AS SELECT * FROM ({source}) "
         "WHERE _row IN (SELECT _row FROM _cands)"
     )
+    plan.raw_fetched = True
     con.execute(
         f"""INSERT INTO _conflicts SELECT _row, 'duplicate', NULL FROM (
             SELECT _row, row_number() OVER (PARTITION BY {raw_cols} ORDER BY _row) AS n
@@ -613,7 +660,7 @@ def write_rejects(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
     )
     raw_from_source = "NULL::JSON"
     join = ""
-    if plan.conflicts:
+    if plan.raw_fetched:
         raw_from_source = "c.j"
         join = (
             f"LEFT JOIN (SELECT _row, {_raw_json(plan.staged.columns)} AS j "
@@ -623,7 +670,7 @@ def write_rejects(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
         f"""CREATE OR REPLACE TEMP TABLE _bad AS
         SELECT t.*, coalesce(t._raw, {raw_from_source}) AS _rawj
         FROM ({typed_rows(plan)}) t {join}
-        WHERE t._raw IS NOT NULL OR t._reason IS NOT NULL"""
+        WHERE t._problem OR t._reason IS NOT NULL"""
     )
     target = q("rejects_" + table.name)
     con.execute(
