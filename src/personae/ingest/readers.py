@@ -4,8 +4,9 @@ Everything is read as text so that validation (in `transform`) sees exactly what
 says and can report the raw value of every rejected cell. Delimited text is read straight from
 the file by DuckDB (no copy), its numbers and timestamps cast by the reader itself when every
 one of them casts (`transform.typed_columns`; the text of rows with a problem is read again);
-other sources are staged into the temp table `_stage` with a `_row` column. The row number is the physical line number in a text file (header = line 1),
-the spreadsheet row in Excel, and the 1-based row elsewhere.
+other sources are staged into the temp table `_stage` with a `_row` column. The row number is
+the physical line number in a text file (header = line 1), the spreadsheet row in Excel, and
+the 1-based row elsewhere.
 """
 
 from __future__ import annotations
