@@ -38,6 +38,11 @@ def test_compress_finds_unique_rows_and_weights(scale: float) -> None:
     np.testing.assert_array_equal(np.bincount(inverse), counts)
     (_, _), weighted = compress(x, t, weights=np.full(2000, 0.5))
     np.testing.assert_allclose(weighted, counts / 2)
+    # rows already in order (compressed rows, repeated) are not sorted again: same answer
+    (sx, st), again = unique_rows(np.repeat(ux, 2), np.repeat(ut, 2))
+    np.testing.assert_array_equal(sx, ux)
+    np.testing.assert_array_equal(st, ut)
+    np.testing.assert_array_equal(again, np.repeat(np.arange(len(ux)), 2))
 
 
 @pytest.mark.parametrize("model", [BGNBD, ModifiedBGNBD])
