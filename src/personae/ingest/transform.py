@@ -393,10 +393,12 @@ def build_cells(
     """Parse every cell once into the temp table `_cells` and find the rows that clash.
 
     `_cells` holds per row: the final value `v_<column>` of every canonical column (NULL where
-    the cell had a problem), the problem code `x_<column>`, the row's fatal reason, hashes of
-    the raw row and of its key, the raw values as JSON for rows with a problem, and the
-    unmapped columns as `attributes`. Every later step reads `_cells`, never the source again,
-    except to fetch the raw values of the few rows that clash."""
+    the cell had a problem), the row's fatal reason, the hash rows are grouped by to find
+    clashes, the unmapped columns as `attributes`, and for rows with a problem only, `_x`:
+    the problem code `x_<column>` of each cell, the column of the fatal reason and the raw
+    values as JSON (the view `_rows` unpacks it). Every later step reads `_cells`, never the
+    source again, except to fetch the raw values of the few rows that clash (and, when
+    DuckDB's reader cast the values, of the rows with a problem)."""
     check_mapping(name, src, table, staged.columns)
     plan = Plan(name, src, table, staged, source_id)
     plan.by_target = {t: s for s, t in src.columns.items()}
@@ -430,10 +432,9 @@ def build_cells(
             continue
         plan.checks.append(col.name)
         level2.append(f"{prob} AS {q('x_' + col.name)}")
-        finals += [
-            f"(CASE WHEN {q('x_' + col.name)} IS NULL THEN {final} END) AS {q('v_' + col.name)}",
-            q("x_" + col.name),
-        ]
+        finals.append(
+            f"(CASE WHEN {q('x_' + col.name)} IS NULL THEN {final} END) AS {q('v_' + col.name)}"
+        )
     for source_col in plan.checked:
         text = _na(q(source_col))
         num = f"TRY_CAST({text} AS DOUBLE)"
@@ -444,7 +445,6 @@ def build_cells(
             f"WHEN {num} NOT BETWEEN {low} AND {high} THEN 'out_of_range' END) "
             f"AS {q('xa_' + source_col)}"
         )
-        finals.append(q("xa_" + source_col))
     fatal = [
         c
         for c in plan.checks
@@ -460,20 +460,29 @@ def build_cells(
     )
     key = [k for k in table.key if k in plan.present]
     plan.key = key if len(key) == len(table.key) and src.mode != "update" else []
+    # What only rows with a problem need is packed into one column, NULL on every other row
+    # (each stored column costs about as much as reading one); `_rows` unpacks it.
+    # Typed values are not the text the file has: those rows' text is read again.
+    raw = "NULL::JSON" if plan.typed else _raw_json(staged.columns)
+    packed = [f"{q(x)} := {q(x)}" for x in problems]
+    packed += [f"_cell_col := (CASE {reason_col or 'WHEN false THEN NULL'} END)", f"_raw := {raw}"]
     extras = [
-        f"(CASE {reason or 'WHEN false THEN NULL'} END) AS _cell_reason",
-        f"(CASE {reason_col or 'WHEN false THEN NULL'} END) AS _cell_col",
-        f"({any_problem}) AS _problem",
-        # typed values are not the text the file has: those rows' text is read again
-        f"(CASE WHEN {any_problem} THEN {_raw_json(staged.columns)} END) AS _raw"
-        if not plan.typed
-        else "NULL::JSON AS _raw",
+        "_cell_reason",
+        f"(CASE WHEN {any_problem} THEN struct_pack({', '.join(packed)}) END) AS _x",
         f"{_raw_json(plan.unmapped, plan.checked)} AS _attrs",
     ]
-    if plan.dedupe:
-        extras.append(f"hash({raw_cols}) AS _h")
-    if plan.key:
-        extras.append(f"hash({', '.join(q('p_' + k) for k in plan.key)}) AS _kh")
+    # Rows are grouped by one hash to find clashes: the key's for valid rows (exact copies
+    # parse alike, so they share it too), the raw values' for the others (or for every row
+    # when the source has no key).
+    key_hash = f"hash({', '.join(q('p_' + k) for k in plan.key)})"
+    if plan.key and plan.dedupe:
+        extras.append(
+            f"(CASE WHEN _cell_reason IS NULL THEN {key_hash} ELSE hash({raw_cols}) END) AS _g"
+        )
+    elif plan.key:
+        extras.append(f"(CASE WHEN _cell_reason IS NULL THEN {key_hash} END) AS _g")
+    elif plan.dedupe:
+        extras.append(f"hash({raw_cols}) AS _g")
     for i, column in enumerate(src.wide_spend):
         spend = f"TRY_CAST({_na(q(column))} AS DOUBLE)"
         extras.append(f"(CASE WHEN isfinite({spend}) THEN {spend} END) AS ws_{i}")
@@ -498,8 +507,10 @@ def build_cells(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cells AS
         WITH l1 AS (SELECT {", ".join(level1)} FROM {relation}),
-             l2 AS (SELECT {", ".join(level2)} FROM l1)
-        SELECT {", ".join(keep)} FROM l2"""
+             l2 AS (SELECT {", ".join(level2)} FROM l1),
+             l3 AS (SELECT *, (CASE {reason or "WHEN false THEN NULL"} END) AS _cell_reason
+                    FROM l2)
+        SELECT {", ".join(keep)} FROM l3"""
     )
     if not staged.settle():  # the file's bytes, hashed meanwhile, were not what its head said
         drop_csv_rejects(con)
@@ -519,10 +530,11 @@ def build_cells(
     # A new table's rowids are consecutive in insertion (= file) order, but a temp table's
     # start at a large offset: subtract the first one.
     first = con.execute("SELECT coalesce(min(rowid), 0) FROM _cells").fetchall()[0][0]
+    unpacked = "* EXCLUDE (_x), _x.*, _x IS NOT NULL AS _problem"
     rows_view = (
-        "SELECT * FROM _cells"
+        f"SELECT {unpacked} FROM _cells"
         if staged.row_expr
-        else with_rows(con, staged, f"SELECT rowid - {first} AS _i, * FROM _cells")
+        else with_rows(con, staged, f"SELECT rowid - {first} AS _i, {unpacked} FROM _cells")
     )
     con.execute(f"CREATE OR REPLACE TEMP VIEW _rows AS {rows_view}")
     _find_conflicts(con, plan)
@@ -539,19 +551,16 @@ def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
         "CREATE OR REPLACE TEMP TABLE _conflicts (_row BIGINT, reason VARCHAR, col VARCHAR)"
     )
     parts = []
-    group = _clash_group(plan)
-    if group:
-        # One grouping finds both kinds: exact copies share their raw hash, and when the row
-        # has a key they also share its key hash, so valid rows are grouped by key alone.
+    if plan.key or plan.dedupe:  # one grouping finds both kinds (see `_g` in build_cells)
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _shared AS
-            SELECT {group} AS g FROM _cells GROUP BY g HAVING count(*) > 1 AND g IS NOT NULL"""
+            """CREATE OR REPLACE TEMP TABLE _shared AS
+            SELECT _g FROM _cells GROUP BY _g HAVING count(*) > 1 AND _g IS NOT NULL"""
         )
         if _count(con, "_shared"):
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _shared_rows AS
+                """CREATE OR REPLACE TEMP TABLE _shared_rows AS
                 SELECT _row, _cell_reason IS NULL AS valid FROM _rows
-                WHERE {group} IN (SELECT g FROM _shared)"""
+                WHERE _g IN (SELECT _g FROM _shared)"""
             )
             if plan.dedupe:
                 parts.append("SELECT _row, 'dup' AS why FROM _shared_rows")
@@ -624,17 +633,6 @@ def _find_conflicts(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
             SELECT r.*, k.reason AS _clash, k.col AS _clash_col
             FROM _rows r LEFT JOIN _conflicts k USING (_row)"""
         )
-
-
-def _clash_group(plan: Plan) -> str | None:
-    """SQL of the hash rows are grouped by to find clashes: the key hash of valid rows (exact
-    copies parse alike, so they share it too), the raw hash of the others (or of every row
-    when the source has no key); None when neither is searched for."""
-    if plan.key and plan.dedupe:
-        return "(CASE WHEN _cell_reason IS NULL THEN _kh ELSE _h END)"
-    if plan.key:
-        return "(CASE WHEN _cell_reason IS NULL THEN _kh END)"
-    return "_h" if plan.dedupe else None
 
 
 def typed_rows(plan: Plan) -> str:
