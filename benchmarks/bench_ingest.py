@@ -6,6 +6,10 @@ Each load runs in its own process so its peak memory (ru_maxrss) is its own. Res
 docs/benchmarks.md (the section between the ingest markers is replaced).
 
     python benchmarks/bench_ingest.py [--customers 1000000] [--work /tmp/personae-bench]
+                                      [--reuse-data]
+
+`--reuse-data` keeps the synth data and figures of the last run (results.json) when both are
+there, so only the loads run again.
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/personae-bench"))
     ap.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="keep the data and synth figures of the last run instead of running synth again",
+    )
+    ap.add_argument(
         "--render-only",
         action="store_true",
         help="rewrite docs/benchmarks.md from the last run's results.json",
@@ -110,7 +119,11 @@ def main() -> None:
         results = json.loads(saved.read_text())
     else:
         results = {}
+        if args.reuse_data and saved.exists() and (args.work / "data" / "orders.csv").exists():
+            results["synth"] = json.loads(saved.read_text())["synth"]
         for name in ("synth", "personae", "pandas", "pandas_to_sql", "duckdb_bare"):
+            if name in results:
+                continue
             print(f"running {name} ...", flush=True)
             results[name] = run_child(name, args.work, args.customers)
             print(f"  {results[name]}", flush=True)
