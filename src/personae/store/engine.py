@@ -95,6 +95,7 @@ class DuckDBEngine:
         self.sources = sources
         self.backend = ibis.duckdb.from_connection(store.con)
         self._uploaded: list[str] = []
+        self._temps: set[str] = set()
 
     def table(self, name: str) -> ir.Table:
         t = self.backend.table(name)
@@ -112,6 +113,7 @@ class DuckDBEngine:
         """Compute `expr` once into a temp table that later expressions read."""
         sql = ibis.to_sql(expr, dialect="duckdb")
         self.store.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}')
+        self._temps.add(name)
         return self.backend.table(name)
 
     def upload(self, name: str, table: pa.Table) -> ir.Table:
@@ -121,6 +123,11 @@ class DuckDBEngine:
         return self.backend.table(name)
 
     def close(self) -> None:
+        """Drop the run's temp tables (at 10 M customers the traits' hold gigabytes the next
+        stage of `personae run` needs) and forget the uploads."""
+        for name in self._temps:
+            self.store.con.execute(f'DROP TABLE IF EXISTS "{name}"')
+        self._temps.clear()
         for name in self._uploaded:
             self.store.con.unregister(name)
         self._uploaded.clear()

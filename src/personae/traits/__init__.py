@@ -144,13 +144,13 @@ def traits_expr(
     calendar: ir.Table,
     currency: str | None = None,
 ) -> ir.Table:
-    """Every trait as one Ibis expression over the engine's canonical tables."""
+    """Every trait as one Ibis expression over the engine's canonical tables (each family
+    of traits computed once into a temp table of the engine)."""
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
     lines = purchase_lines(orders, as_of, currency)
     purchase = purchase_summary(engine, as_of, config.traits.time_unit, currency)
     purchase = engine.temp(with_summaries(purchase, customers, as_of), "_trait_purchase_all")
-    joined = join_on_customer(
-        purchase,
+    parts = [
         rfm_traits(purchase, config.rfm),
         lifecycle_traits(purchase, config.lifecycle),
         demographic_traits(customers, as_of),
@@ -158,7 +158,12 @@ def traits_expr(
         timing_traits(lines, customers, calendar),
         engagement_traits(events, as_of, config.traits),
         journey_traits(events, purchase, as_of, config.traits),
-    )
+    ]
+    # each family computed on its own, then joined: as one query, every aggregate, window
+    # and shared subquery over the order lines held memory at once (10 M customers ran out
+    # of 9.4 GiB; 3 M now completes within 2 GB)
+    parts = [engine.temp(part, f"_trait_part_{i}") for i, part in enumerate(parts)]
+    joined = join_on_customer(purchase, *parts)
     joined = joined.mutate(
         repeat_rate=(joined.frequency / joined.purchase_days.nullif(0)).cast("float64")
     )
