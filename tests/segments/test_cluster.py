@@ -15,6 +15,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from personae.errors import ConfigError
+from personae.segments.catalog import READY_MADE
 from personae.segments.cluster import (
     ClusterModel,
     choose_features,
@@ -296,17 +297,20 @@ def test_mall_customers_income_and_spending_form_five_groups(data_dir: Path) -> 
 
 @pytest.mark.slow
 def test_default_clustering_recovers_the_planted_segments(tmp_path: Path) -> None:
-    """`personae synth` plants five segments; the default clustering (choose_features over
-    the traits table, default preprocessing, automatic k) should find them.
+    """`personae synth` plants five segments; the default clustering (the ready-made
+    `clusters`: choose_features over the traits table, default preprocessing, its method,
+    automatic k) should find them.
 
     Measured on buyers: prospects (about 12%, never bought) have no purchase traits at all,
     so only their demographics place them, and the NULL behaviour of a prospect is filled
     with the median buyer's; the segments differ mostly in how customers buy. The ARI over
-    everyone is checked too, lower. Issue 14 asked for ARI >= 0.8; with honest defaults this
-    reaches about 0.72-0.76 on buyers (0.66-0.70 on everyone) across seeds and sizes, where a
-    supervised classifier trained on the truth with the same features gets 0.83-0.86 on
-    buyers: a one-order customer's behaviour traits are a single draw. The bounds below
-    guard what is reached (5,000 customers, seed 42: 0.748 and 0.688)."""
+    everyone is checked too, lower. Issue 14 asked for ARI >= 0.8; k-means reaches 0.74-0.79
+    on buyers (0.67-0.72 on everyone) over seeds 42, 1, 7, 11, 23 at 5,000 and 25,000
+    customers (k-prototypes 0.72-0.76), where a classifier trained on the truth gets
+    0.87-0.88 (logistic regression on the same features) and 0.87-0.90 (gradient boosting on
+    all 77 traits): the gap is the 30% of buyers with one purchase day, whose behaviour
+    traits are single draws (0.42-0.55 unsupervised against 0.69-0.75 supervised). The
+    bounds below guard what is reached (5,000 customers, seed 42: 0.771 and 0.705)."""
     from personae import Project
     from personae.synth import generate
 
@@ -322,15 +326,16 @@ def test_default_clustering_recovers_the_planted_segments(tmp_path: Path) -> Non
     truth = pq.read_table(root / "truth" / "customers_truth.parquet").sort_by("customer_id")
     assert traits["customer_id"].equals(truth["customer_id"])
     numeric, categorical = choose_features(traits)
-    model = fit_clusters(traits, numeric, categorical)
+    default = next(s for s in READY_MADE if s.name == "clusters")
+    model = fit_clusters(traits, numeric, categorical, method=default.method or "auto")
     labels = model.predict(traits)
     segment = truth["segment"].to_numpy(zero_copy_only=False)
     buyer = ~truth["prospect"].to_numpy(zero_copy_only=False)
     assert model.k == 5
     assert {"age", "income", "avg_order_value"} <= set(numeric)
     assert "top_category" in categorical
-    assert adjusted_rand_score(segment[buyer], labels[buyer]) >= 0.70
-    assert adjusted_rand_score(segment, labels) >= 0.62
+    assert adjusted_rand_score(segment[buyer], labels[buyer]) >= 0.75
+    assert adjusted_rand_score(segment, labels) >= 0.68
     # every customer assigned in the engine gets the label predict gives
     con = ibis.duckdb.connect()
     t = con.create_table("traits", ibis.memtable(traits))
