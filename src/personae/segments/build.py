@@ -144,6 +144,7 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     in_sample = _sample_codes(engine, labels, built_all, sample)
     slots = _slot_codes(built_all)
     space = next((b.model for b in built_all if b.spec.way == "clusters"), None)
+    prepared: dict[tuple[int, tuple[str, ...], tuple[str, ...]], Any] = {}
     for i, built in enumerate(built_all):
         ctx.progress(f"quality {built.spec.name}", 4, 5)
         result = _store(
@@ -157,6 +158,7 @@ def segment(ctx: RunContext) -> SegmentsSummary:
             described,
             cfg,
             stamp,
+            prepared,
         )
         summary.segmentations.append(result)
     _overlap(engine, store, labels, built_all, stamp)
@@ -625,6 +627,7 @@ def _store(
     described_by: tuple[list[str], list[str]],
     cfg: SegmentsConfig,
     stamp: dict[str, str],
+    prepared: dict[tuple[int, tuple[str, ...], tuple[str, ...]], Any],
 ) -> SegmentationResult:
     """Write the quality of one segmentation: its row, its segments, their distinguishing
     traits, the clustering's diagnostics."""
@@ -637,7 +640,7 @@ def _store(
         ari, per = cluster.stability(source, built.model, cfg.stability_resamples, cfg.seed)
         stability = float(ari)
         jaccard = {built.labels[i]: float(j) for i, j in enumerate(per)}
-    described = _describe(labels, data, in_segment, built, described_by, cfg.seed)
+    described = _describe(labels, data, in_segment, built, described_by, cfg.seed, prepared)
     result = SegmentationResult(
         spec.name,
         spec.model,
@@ -781,11 +784,10 @@ def _silhouettes(
 ) -> tuple[dict[str, float], float | None]:
     """Mean silhouette per segment and overall, on up to cluster.SILHOUETTE_ROWS sample rows, in
     the segmentation's own feature space (clusters) or the default clustering's (rules)."""
-    from sklearn.metrics import silhouette_samples
-
     model = built.model or space
     if model is None or built.spec.kind == "audiences":
         return {}, None
+    from sklearn.metrics import silhouette_samples  # here: a rule-only run never needs it
     keep = np.array([lab is not None for lab in labels])
     if keep.sum() < 3:
         return {}, None
@@ -810,9 +812,12 @@ def _describe(
     built: Built,
     features: tuple[list[str], list[str]],
     seed: int,
+    prepared: dict[tuple[int, tuple[str, ...], tuple[str, ...]], Any],
 ) -> dict[str, dict[str, Any]]:
     """Distinguishing traits and a proposed name per segment, on up to DESCRIBE_ROWS sample
-    rows: a partition's segments against everyone, an audience against everyone too."""
+    rows: a partition's segments against everyone, an audience against everyone too. The
+    rows and columns are prepared once per sample and features (`prepared`, shared by the
+    run's segmentations)."""
     numeric, categorical = features
     if built.model is not None:  # describe clusters by what they were made of, too
         numeric = list(dict.fromkeys([*(f.name for f in built.model.numeric), *numeric]))
@@ -823,21 +828,27 @@ def _describe(
     rows = np.arange(data.num_rows)
     if len(rows) > DESCRIBE_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, DESCRIBE_ROWS, replace=False))
-    subset = data.take(pa.array(rows))
+    key = (id(data), tuple(numeric), tuple(categorical))
+    if key not in prepared:
+        subset = data.take(pa.array(rows))
+        prepared[key] = (subset, cluster.Describing.of(subset, numeric, categorical))
+    subset, columns = prepared[key]
     if built.spec.kind == "audiences":
         out = {}
         for name, mask in in_segment.items():
             codes = mask[rows].astype(np.int64)
             if codes.any():
                 found = cluster.describe_clusters(
-                    subset, codes, numeric, categorical, top=DESCRIBE_TOP
+                    subset, codes, numeric, categorical, top=DESCRIBE_TOP, prepared=columns
                 )
                 out[name] = next(d for d in found if int(d["label"]) == 1)
         return out
     names = sorted(in_segment)
     index = {name: i for i, name in enumerate(names)}
     codes = np.array([index.get(x, len(names)) for x in labels[rows]])
-    found = cluster.describe_clusters(subset, codes, numeric, categorical, top=DESCRIBE_TOP)
+    found = cluster.describe_clusters(
+        subset, codes, numeric, categorical, top=DESCRIBE_TOP, prepared=columns
+    )
     return {names[int(d["label"])]: d for d in found if int(d["label"]) < len(names)}
 
 

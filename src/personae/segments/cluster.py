@@ -426,13 +426,19 @@ def _sample_rows(data: pa.Table, n: int, seed: int) -> pa.Table:
     return data.take(pa.array(idx))
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank (what scipy's rankdata gives; numpy
+    alone, since importing scipy.stats costs a rule-only run 0.7 s)."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)
+    return (last - (counts - 1) / 2.0)[inverse]
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     ok = ~np.isnan(x) & ~np.isnan(y)
     if ok.sum() < 3:
         return 0.0
-    from scipy.stats import rankdata  # here: scipy.stats takes 0.3 s to import
-
-    rx, ry = rankdata(x[ok]), rankdata(y[ok])
+    rx, ry = _ranks(x[ok]), _ranks(y[ok])
     if rx.std() == 0 or ry.std() == 0:
         return 0.0
     return float(np.corrcoef(rx, ry)[0, 1])
@@ -963,15 +969,42 @@ def fit_clusters(
 # ---- describing and judging ------------------------------------------------------------
 
 
+@dataclass
+class Describing:
+    """The columns segments are described by, prepared once (a category's level codes cost
+    as much as describing): any number of labelings of the same rows reuse them."""
+
+    rows: int
+    spread: dict[str, tuple[np.ndarray, np.ndarray, float, float]]  # values, known, sd, mean
+    cats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # levels, codes, rows per level
+
+    @classmethod
+    def of(cls, data: pa.Table, numeric: Sequence[str], categorical: Sequence[str]) -> Describing:
+        _check_columns(data, [*numeric, *categorical])
+        spread = {}  # numbers that vary
+        for c in numeric:
+            x = _floats(data, c)
+            ok = ~np.isnan(x)
+            sd = float(x[ok].std()) if ok.any() else 0.0
+            if sd > 0:
+                spread[c] = (x, ok, sd, float(x[ok].mean()))
+        cats = {}
+        for c in categorical:
+            levels, codes = np.unique(_strings(data, c).astype(str), return_inverse=True)
+            cats[c] = (levels, codes, np.bincount(codes, minlength=len(levels)))
+        return cls(data.num_rows, spread, cats)
+
+
 def describe_clusters(
     data: pa.Table,
     labels: np.ndarray,
     numeric: Sequence[str],
     categorical: Sequence[str],
     top: int = 5,
+    prepared: Describing | None = None,
 ) -> list[dict[str, Any]]:
     """Per cluster: label, size, share, the `top` traits that set it apart and a proposed
-    name.
+    name (`prepared`: the same rows and columns made ready by `Describing.of`).
 
     A number's effect is the standardised difference (cluster mean - overall mean) /
     overall sd; a category value's effect is the same for its 0/1 indicator, reported with
@@ -979,26 +1012,14 @@ def describe_clusters(
     with that value). Only values more common in the cluster count, and only with support
     of at least 5% of the cluster. Traits rank by absolute effect; the name is built from
     the first two ("High income, top_category = gifts"), made unique with a number."""
-    numeric, categorical = list(numeric), list(categorical)
-    _check_columns(data, numeric + categorical)
+    prep = prepared or Describing.of(data, numeric, categorical)
     labels = np.asarray(labels)
-    if len(labels) != data.num_rows:
+    if len(labels) != prep.rows:
         raise ConfigError(
-            f"describe_clusters got {len(labels)} labels for {data.num_rows} rows.",
+            f"describe_clusters got {len(labels)} labels for {prep.rows} rows.",
             hint="Pass the labels `predict` gave for these rows.",
         )
-    n = data.num_rows
-    nums = {c: _floats(data, c) for c in numeric}
-    spread = {}  # column -> (values, known, overall sd, overall mean) of varying numbers
-    for c, x in nums.items():
-        ok = ~np.isnan(x)
-        sd = float(x[ok].std()) if ok.any() else 0.0
-        if sd > 0:
-            spread[c] = (x, ok, sd, float(x[ok].mean()))
-    cats = {}  # column -> (levels, each row's level code, rows per level)
-    for c in categorical:
-        levels, codes = np.unique(_strings(data, c).astype(str), return_inverse=True)
-        cats[c] = (levels, codes, np.bincount(codes, minlength=len(levels)))
+    n, spread, cats = prep.rows, prep.spread, prep.cats
     out: list[dict[str, Any]] = []
     for label in sorted(int(v) for v in np.unique(labels)):
         member = labels == label
