@@ -41,10 +41,23 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src
 
-bench: $(STAMP)
+# lifetimes (the models benchmark's baseline) needs an old numeric stack: its own venv
+LIFETIMES := /tmp/lt-venv/bin/python
+$(LIFETIMES):
+	$(PYTHON) -m venv /tmp/lt-venv
+	/tmp/lt-venv/bin/pip install --quiet numpy==1.26.4 scipy==1.11.4 pandas==1.5.3 \
+		autograd==1.6.2 dill "setuptools<70" lifetimes==0.11.3
+
+# every benchmark, each rewriting its section of docs/benchmarks.md; on an idle machine,
+# about an hour and 40 GB of disk in /tmp (bench_scale goes to 10 M customers)
+bench: $(STAMP) $(LIFETIMES)
+	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_traits.py
+	$(BIN)/python benchmarks/bench_models.py --lifetimes-python $(LIFETIMES)
 	$(BIN)/python benchmarks/bench_stages.py
 	$(BIN)/python benchmarks/bench_segments.py
+	$(BIN)/python benchmarks/bench_scale.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
