@@ -27,7 +27,9 @@ import pytest
 
 from personae import Project
 from personae.config import StoreConfig
-from personae.store.engine import warehouse_location
+from personae.errors import StoreError
+from personae.store import Store
+from personae.store.engine import SparkEngine, warehouse_location
 
 from .conftest import CLI_ENV
 
@@ -45,6 +47,22 @@ def test_the_warehouse_is_a_project_folder_or_a_uri_passed_through(tmp_path: Pat
     )
     for uri in ("hdfs://nn:8020/personae", "s3a://bucket/personae/", "file:///tmp/x"):
         assert warehouse_location(StoreConfig(warehouse=uri), shop) == uri.rstrip("/")
+
+
+@pytest.mark.spark
+@pytest.mark.xdist_group("spark")
+def test_a_warehouse_spark_cannot_use_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    """Hadoop's own error (no filesystem for the scheme) comes back naming [store] warehouse,
+    not as a Java traceback."""
+    store = Store(tmp_path / "store.duckdb")
+    try:
+        with pytest.raises(StoreError, match=r"in the \[store\] warehouse") as err:
+            SparkEngine(store, "local[*]", warehouse="nosuchfs://nowhere/personae")
+    finally:
+        store.close()
+    assert "mkdirs nosuchfs://nowhere/personae/exchange-" in str(err.value)
+    assert "nosuchfs" in str(err.value).split("warehouse:")[1]
+    assert err.value.hint is not None and "docs/scaling.md" in err.value.hint
 
 
 def _free_port() -> int:

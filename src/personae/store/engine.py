@@ -238,7 +238,23 @@ class SparkEngine:
         log.info("Spark exchange folder: %s", self.exchange)
 
     def _hadoop(self, op: str, uri: str, local: Path | None = None) -> None:
-        """A file operation on the warehouse through the driver's Hadoop client."""
+        """A file operation on the warehouse through the driver's Hadoop client; its Java
+        errors (no filesystem for the scheme, credentials, a host it cannot reach) come back
+        as a StoreError naming the setting."""
+        try:
+            self._hadoop_op(op, uri, local)
+        except Exception as err:  # noqa: BLE001 - Java errors arrive as Py4J's own
+            java = getattr(err, "java_exception", None)
+            detail = str(java if java is not None else err).strip().splitlines()[0]
+            raise StoreError(
+                f"Spark could not {op} {uri} in the [store] warehouse: {detail}",
+                hint="Check [store] warehouse in personae.toml: a folder every executor sees "
+                "at the same path, or a URI whose filesystem (hdfs://, s3a:// with "
+                "hadoop-aws on the classpath) and credentials the Spark driver has "
+                "(docs/scaling.md).",
+            ) from None
+
+    def _hadoop_op(self, op: str, uri: str, local: Path | None) -> None:
         jvm = self.session._jvm
         conf = self.session._jsc.hadoopConfiguration()
         path = jvm.org.apache.hadoop.fs.Path(uri)
