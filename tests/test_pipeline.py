@@ -292,8 +292,8 @@ def test_run_on_spark_with_as_of_leaves_no_exchange_files(tmp_path: Path) -> Non
     assert out["traits"]["engine"] == "spark"
     assert out["traits"]["as_of"] == "2024-08-31"
     assert out["predict"]["as_of"] == "2024-08-31"
-    spark_dir = project.store_path.parent / "spark"
-    assert not spark_dir.exists() or not any(spark_dir.iterdir())
+    warehouse = project.store_path.parent / "warehouse"
+    assert warehouse.is_dir() and not any(warehouse.iterdir())  # every exchange removed
     with project.reader() as store:
         engines = {r["stage"]: r["engine"] for r in store.query("SELECT stage, engine FROM runs")}
     assert engines == {

@@ -65,6 +65,36 @@ def test_a_warehouse_spark_cannot_use_is_an_error_naming_the_setting(tmp_path: P
     assert err.value.hint is not None and "docs/scaling.md" in err.value.hint
 
 
+@pytest.mark.spark
+@pytest.mark.xdist_group("spark")
+def test_exchange_folders_of_killed_runs_are_removed_by_the_next(tmp_path: Path) -> None:
+    """A run killed before close() leaves its exchange folder; the next Spark engine on the
+    machine removes it, and leaves live runs' folders and other machines' alone."""
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    warehouse = tmp_path / "warehouse"
+    host = socket.gethostname()
+    left = warehouse / f"exchange-{host}-{gone.stdout.strip()}-abc"
+    live = warehouse / f"exchange-{host}-{os.getpid()}-def"
+    other = warehouse / "exchange-another-host-1-ghi"
+    for folder in (left, live, other):
+        folder.mkdir(parents=True)
+        (folder / "traits.parquet").write_bytes(b"customer data")
+    store = Store(tmp_path / "store.duckdb")
+    try:
+        engine = SparkEngine(store, "local[*]", warehouse=str(warehouse))
+        assert engine.local.parent == warehouse and engine.local.is_dir()
+        assert not left.exists() and live.is_dir() and other.is_dir()
+        engine.close()
+        assert not engine.local.exists()
+    finally:
+        store.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -788,6 +788,7 @@ def _silhouettes(
     if model is None or built.spec.kind == "audiences":
         return {}, None
     from sklearn.metrics import silhouette_samples  # here: a rule-only run never needs it
+
     keep = np.array([lab is not None for lab in labels])
     if keep.sum() < 3:
         return {}, None

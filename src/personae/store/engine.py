@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import uuid
 from functools import cache
 from pathlib import Path
@@ -197,13 +198,40 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _exchange_prefix() -> str:
+    """Exchange folders are named exchange-HOST-PID-ID: whose they are is in the name."""
+    return f"exchange-{socket.gethostname()}-"
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Remove this machine's exchange folders whose process is gone: a run killed before
+    `close()` left copies of customer data there that nothing else tracks."""
+    prefix = _exchange_prefix()
+    for path in folder.glob(f"{prefix}*"):
+        pid = path.name[len(prefix) :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by a run that was stopped", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class SparkEngine:
     """Ibis over a Spark session; tables travel as Parquet through the warehouse.
 
-    Each engine works in its own exchange folder `exchange-<id>` inside the warehouse, which
-    `close()` removes. In a plain folder DuckDB writes the Parquet that Spark reads and reads
-    the Parquet that Spark writes, in place (Spark gets a file:// URI, so a cluster whose
-    default filesystem is HDFS still reads the local mount). A URI warehouse (hdfs://,
+    Each engine works in its own exchange folder `exchange-<host>-<pid>-<id>` inside the
+    warehouse, which `close()` removes (and the next engine on the machine, when the process
+    that made it was killed first). In a plain folder DuckDB writes the Parquet that Spark
+    reads and reads the Parquet that Spark writes, in place (Spark gets a file:// URI, so a
+    cluster whose default filesystem is HDFS still reads the local mount). A URI warehouse (hdfs://,
     s3a://, ...) is written through the driver's Hadoop client, the one Spark itself uses
     with its credentials and settings: DuckDB writes Parquet to a staging folder next to the
     store and the driver copies it up; results go the other way. Nothing passes through
@@ -223,7 +251,7 @@ class SparkEngine:
         self.session = spark_session(master)
         self.backend = ibis.pyspark.connect(self.session)
         warehouse = warehouse or str(store.path.parent / "warehouse")
-        folder = f"exchange-{uuid.uuid4().hex[:16]}"
+        folder = f"{_exchange_prefix()}{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.remote = _is_uri(warehouse)
         if self.remote:
             self.exchange = f"{warehouse}/{folder}"
@@ -233,6 +261,7 @@ class SparkEngine:
         else:
             self.local = Path(warehouse).absolute() / folder
             self.exchange = self.local.as_uri()
+        _remove_abandoned(self.local.parent)
         self.local.mkdir(parents=True, exist_ok=True)
         self._views: set[str] = set()
         log.info("Spark exchange folder: %s", self.exchange)
