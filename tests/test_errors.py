@@ -299,7 +299,9 @@ def test_running_out_of_memory_names_the_setting_and_keeps_nothing(tmp_path: Pat
     from personae.synth import generate
 
     root = tmp_path / "small"
-    generate(root, customers=3000, seed=2)
+    # 64MB is the least memory_limit allowed; traits computed family by family fit 3,000
+    # customers in it, so the data is large enough to fail there (10,000 did in a trial)
+    generate(root, customers=25_000, seed=2)
     assert personae("ingest", "-p", str(root)).returncode == 0
     toml = root / "personae.toml"
     toml.write_text(toml.read_text().replace("[store]\n", '[store]\nmemory_limit = "64MB"\n', 1))
