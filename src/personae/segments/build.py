@@ -38,6 +38,9 @@ REST_RULES = ("(other values)", "(no value)", "(remainder)")
 OTHER, UNKNOWN = "(other)", "(unknown)"  # by-field catch-alls: no data value looks like them
 DESCRIBE_TOP = 8  # distinguishing traits kept per segment
 DESCRIBE_ROWS = 20_000  # sample rows segments are described on
+# the describing rows and columns made ready once per sample and features, by
+# (id of the sample, numeric features, categorical features)
+Prepared = dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[pa.Table, cluster.Describing]]
 
 
 @dataclass
@@ -144,7 +147,7 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     in_sample = _sample_codes(engine, labels, built_all, sample)
     slots = _slot_codes(built_all)
     space = next((b.model for b in built_all if b.spec.way == "clusters"), None)
-    prepared: dict[tuple[int, tuple[str, ...], tuple[str, ...]], Any] = {}
+    prepared: Prepared = {}
     for i, built in enumerate(built_all):
         ctx.progress(f"quality {built.spec.name}", 4, 5)
         result = _store(
@@ -627,7 +630,7 @@ def _store(
     described_by: tuple[list[str], list[str]],
     cfg: SegmentsConfig,
     stamp: dict[str, str],
-    prepared: dict[tuple[int, tuple[str, ...], tuple[str, ...]], Any],
+    prepared: Prepared,
 ) -> SegmentationResult:
     """Write the quality of one segmentation: its row, its segments, their distinguishing
     traits, the clustering's diagnostics."""
@@ -813,7 +816,7 @@ def _describe(
     built: Built,
     features: tuple[list[str], list[str]],
     seed: int,
-    prepared: dict[tuple[int, tuple[str, ...], tuple[str, ...]], Any],
+    prepared: Prepared,
 ) -> dict[str, dict[str, Any]]:
     """Distinguishing traits and a proposed name per segment, on up to DESCRIBE_ROWS sample
     rows: a partition's segments against everyone, an audience against everyone too. The
