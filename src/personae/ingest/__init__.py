@@ -456,13 +456,15 @@ def check_links(store: Store) -> list[Link]:
     for table, column, target, target_col in LINKS:
         if store.count(table) == 0 or store.count(target) == 0:
             continue
+        # the distinct keys first, then each looked up once: three DISTINCT aggregates over
+        # the joined rows took 47 s at 10 M customers
         row = store.con.execute(
-            f"""SELECT count(DISTINCT a."{column}"),
-                   count(DISTINCT a."{column}") FILTER (WHERE b.k IS NULL),
-                   list(DISTINCT a."{column}") FILTER (WHERE b.k IS NULL)[1:5]
-            FROM "{table}" a LEFT JOIN (SELECT DISTINCT "{target_col}" AS k FROM "{target}") b
-              ON a."{column}" = b.k
-            WHERE a."{column}" IS NOT NULL"""
+            f"""WITH keys AS MATERIALIZED (SELECT DISTINCT "{column}" AS v FROM "{table}"
+                              WHERE "{column}" IS NOT NULL),
+            missing AS MATERIALIZED (SELECT v FROM keys WHERE NOT EXISTS (
+                SELECT 1 FROM "{target}" b WHERE b."{target_col}" = keys.v))
+            SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM missing),
+                   (SELECT list(v ORDER BY v) FROM (SELECT v FROM missing ORDER BY v LIMIT 5))"""
         ).fetchall()[0]
         if row and row[0]:
             links.append(Link(table, column, target, int(row[0]), int(row[1]), list(row[2] or [])))

@@ -35,7 +35,7 @@ from personae.models import (
     clv_factor,
     clv_factor_interval,
 )
-from personae.purchases import DAYS_PER, calibration_end, holdout_purchases, purchase_summary
+from personae.purchases import DAYS_PER, buyer_summary, calibration_end, holdout_purchases
 from personae.stage import RunContext, Stage
 from personae.store import Store
 from personae.store.engine import Engine
@@ -132,10 +132,10 @@ def evaluate(
             "the data, or an earlier calibration_end, to compare them."
         )
     horizon_t = (as_of - cal_end).days / unit
-    cal = purchase_summary(engine, cal_end, config.traits.time_unit, name="_calibration")
+    cal = engine.temp(buyer_summary(engine, cal_end, config.traits.time_unit), "_calibration")
     hold_days = holdout_purchases(engine.table("orders"), cal_end, as_of)
     actual = hold_days.group_by("customer_id").aggregate(actual=hold_days.count())
-    joined = cal.filter(cal.purchase_days > 0).left_join(actual, "customer_id")
+    joined = cal.left_join(actual, "customer_id")
     grouped = joined.group_by(KEYS).aggregate(
         n=joined.count(),
         actual=joined.actual.fill_null(0).sum(),
@@ -144,7 +144,7 @@ def evaluate(
     p = _columns(engine, _counted(joined.mutate(a=joined.actual.fill_null(0)), [*KEYS, "a"]))
     weeks = hold_days.mutate(week=(hold_days.day.delta(ibis.date(cal_end), unit="day") - 1) // 7)
     weekly = (
-        weeks.filter(weeks.customer_id.isin(cal.filter(cal.purchase_days > 0).customer_id))
+        weeks.filter(weeks.customer_id.isin(cal.customer_id))
         .group_by("week")
         .aggregate(n=weeks.customer_id.count())
     )

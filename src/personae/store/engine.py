@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from functools import cache
 from pathlib import Path
@@ -107,14 +108,19 @@ class DuckDBEngine:
         return t
 
     def write(self, target: str, expr: ir.Table, extra: dict[str, str]) -> int:
+        started = time.perf_counter()
         sql = ibis.to_sql(expr, dialect="duckdb")
-        return _insert_by_name(self.store, target, str(sql), extra)
+        n = _insert_by_name(self.store, target, str(sql), extra)
+        log.info("wrote %s rows to %s in %.1f s", f"{n:,}", target, time.perf_counter() - started)
+        return n
 
     def temp(self, expr: ir.Table, name: str) -> ir.Table:
         """Compute `expr` once into a temp table that later expressions read."""
+        started = time.perf_counter()
         sql = ibis.to_sql(expr, dialect="duckdb")
         self.store.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {sql}')
         self._temps.add(name)
+        log.info("computed %s in %.1f s", name, time.perf_counter() - started)
         return self.backend.table(name)
 
     def upload(self, name: str, table: pa.Table) -> ir.Table:

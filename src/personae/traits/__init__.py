@@ -16,9 +16,13 @@ import ibis.expr.types as ir
 from personae.config import Config
 from personae.errors import PersonaeError, StoreError
 from personae.purchases import (
+    DAYS_PER,
     join_on_customer,
+    known_customers,
+    purchase_days,
     purchase_lines,
     purchase_summary,
+    purchase_traits,
     with_summaries,
 )
 from personae.stage import RunContext, Stage
@@ -35,6 +39,7 @@ from personae.traits.moments import (
 from personae.traits.profile import (
     behaviour_traits,
     category_spend,
+    channel_lines,
     demographic_traits,
     engagement_traits,
 )
@@ -43,7 +48,7 @@ from personae.traits.rfm import rfm_traits
 __all__ = [
     "compute_traits",
     "TraitsSummary",
-    "traits_expr",
+    "trait_tables",
     "default_as_of",
     "purchase_and_rfm",
     "STAGE",
@@ -137,25 +142,32 @@ def purchase_and_rfm(engine: Engine, config: Config, as_of: date) -> ir.Table:
     return join_on_customer(purchase, rfm_traits(purchase, config.rfm))
 
 
-def traits_expr(
+def trait_tables(
     engine: Engine,
     config: Config,
     as_of: date,
     calendar: ir.Table,
     currency: str | None = None,
-) -> ir.Table:
-    """Every trait as one Ibis expression over the engine's canonical tables (each family
-    of traits computed once into a temp table of the engine)."""
+) -> dict[str, ir.Table]:
+    """The stage's outputs (traits, occasion_spend, category_spend) as Ibis expressions over
+    the engine's canonical tables; what several of them read is computed once into a temp
+    table of the engine, as is each family of traits."""
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
     lines = purchase_lines(orders, as_of, currency)
-    purchase = purchase_summary(engine, as_of, config.traits.time_unit, currency)
-    purchase = engine.temp(with_summaries(purchase, customers, as_of), "_trait_purchase_all")
+    days = engine.temp(purchase_days(lines), "_trait_days")
+    base = known_customers(customers, orders, events, as_of)
+    purchase = purchase_traits(base, lines, days, as_of, DAYS_PER[config.traits.time_unit])
+    purchase = engine.temp(with_summaries(purchase, customers, as_of), "_trait_purchase")
+    # the long tables the traits and the stage's other outputs share, each computed once
+    occasions = engine.temp(occasion_spend(days, calendar), "_trait_occasions")
+    categories = engine.temp(category_spend(lines), "_trait_categories")
+    channels = engine.temp(channel_lines(lines), "_trait_channels")
     parts = [
         rfm_traits(purchase, config.rfm),
         lifecycle_traits(purchase, config.lifecycle),
         demographic_traits(customers, as_of),
-        behaviour_traits(lines, config.traits),
-        timing_traits(lines, customers, calendar),
+        behaviour_traits(channels, categories, purchase, config.traits),
+        timing_traits(lines, days, occasions, customers, calendar),
         engagement_traits(events, as_of, config.traits),
         journey_traits(events, purchase, as_of, config.traits),
     ]
@@ -168,7 +180,8 @@ def traits_expr(
         repeat_rate=(joined.frequency / joined.purchase_days.nullif(0)).cast("float64")
     )
     names = ["customer_id", *(t.name for t in TRAITS)]
-    return joined.select(*[joined[n] for n in names])
+    traits = joined.select(*[joined[n] for n in names])
+    return {"traits": traits, "occasion_spend": occasions, "category_spend": categories}
 
 
 def compute_traits(ctx: RunContext) -> TraitsSummary:
@@ -192,12 +205,12 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
     calendar = calendar.filter(calendar.run_id == ctx.run_id).drop("run_id", "as_of")
     ctx.progress("computing", 1, 2)
     currency = main_currency(store, config)
-    n = engine.write("traits", traits_expr(engine, config, as_of, calendar, currency), stamp)
+    tables = trait_tables(engine, config, as_of, calendar, currency)
+    n = engine.write("traits", tables.pop("traits"), stamp)
     if n == 0:
         raise PersonaeError(_no_customers(store))
-    lines = purchase_lines(engine.table("orders"), as_of, currency)
-    engine.write("occasion_spend", occasion_spend(lines, calendar), stamp)
-    engine.write("category_spend", category_spend(lines), stamp)
+    for name, table in tables.items():
+        engine.write(name, table, stamp)
     row = store.con.execute(
         "SELECT count(*) FILTER (WHERE purchase_days > 0) FROM traits WHERE run_id = ?",
         [ctx.run_id],

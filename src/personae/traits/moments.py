@@ -11,6 +11,7 @@ import ibis.expr.types as ir
 
 from personae.config import JOURNEY_STAGES, LifecycleConfig, TraitsConfig
 from personae.purchases import join_on_customer
+from personae.traits.profile import rank_value
 
 BUILT_IN_OCCASIONS = ("black_friday", "christmas", "valentines", "back_to_school")
 DAYPARTS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
@@ -43,13 +44,21 @@ def occasion_calendar(
     return rows
 
 
-def occasion_spend(lines: ir.Table, calendar: ir.Table) -> ir.Table:
-    """Long table: purchase value per customer and occasion, and its share of their value."""
-    buys = lines.filter(lines.is_purchase)
+def occasion_days(days: ir.Table, calendar: ir.Table) -> ir.Table:
+    """(day, occasion) for every purchase day in an occasion window: the few distinct days
+    meet the calendar's ranges, so the purchase days meet them by an equality on the day
+    instead of a range join over every line."""
+    d = days.select("day").distinct()
     cal = calendar.view()
-    hit = buys.join(cal, (buys.day >= cal.start) & (buys.day <= cal.end))
-    spend = hit.group_by(["customer_id", "occasion"]).aggregate(spend=hit.amount.sum())
-    total = buys.group_by("customer_id").aggregate(_total=buys.amount.sum())
+    return d.join(cal, (d.day >= cal.start) & (d.day <= cal.end)).select("day", "occasion")
+
+
+def occasion_spend(days: ir.Table, calendar: ir.Table) -> ir.Table:
+    """Long table: purchase value per customer and occasion, and its share of their value,
+    from the customers' purchase days (`purchases.purchase_days`)."""
+    hit = days.join(occasion_days(days, calendar), "day")
+    spend = hit.group_by(["customer_id", "occasion"]).aggregate(spend=hit.value.sum())
+    total = days.group_by("customer_id").aggregate(_total=days.value.sum())
     joined = join_on_customer(spend, total)
     return joined.select(
         "customer_id",
@@ -59,13 +68,19 @@ def occasion_spend(lines: ir.Table, calendar: ir.Table) -> ir.Table:
     )
 
 
-def timing_traits(lines: ir.Table, customers: ir.Table, calendar: ir.Table) -> ir.Table:
-    """Occasion shares, weekend and daypart shares, peak month, birthday-month share."""
+def timing_traits(
+    lines: ir.Table,
+    days: ir.Table,
+    occasions: ir.Table,
+    customers: ir.Table,
+    calendar: ir.Table,
+) -> ir.Table:
+    """Occasion shares, weekend and daypart shares, peak month, birthday-month share. The
+    hour needs the lines; everything else reads the purchase days (`purchase_days`) and
+    the `occasion_spend` table, a fraction of the rows."""
     buys = lines.filter(lines.is_purchase)
     hour = buys.ordered_at.hour()
-    weekend = buys.day.day_of_week.index() >= 5
-    month = buys.day.month()
-    b = buys.mutate(_hour=hour, _weekend=weekend, _month=month)
+    b = buys.mutate(_hour=hour, _weekend=buys.day.day_of_week.index() >= 5)
     shares = {
         "weekend_share": b.amount.sum(where=b._weekend),
         **{
@@ -79,8 +94,10 @@ def timing_traits(lines: ir.Table, customers: ir.Table, calendar: ir.Table) -> i
         "_total",
         *[((agg[k].fill_null(0) / agg._total.nullif(0)).cast("float64")).name(k) for k in shares],
     )
-    monthly = b.group_by(["customer_id", "_month"]).aggregate(spend=b.amount.sum())
-    w = ibis.window(group_by="customer_id", order_by=[monthly.spend.desc(), monthly._month])
+    by_month = days.mutate(_month=days.day.month())
+    monthly = by_month.group_by(["customer_id", "_month"]).aggregate(spend=by_month.value.sum())
+    by_spend = [rank_value(monthly.spend).desc(), monthly._month]
+    w = ibis.window(group_by="customer_id", order_by=by_spend)
     ranked = monthly.mutate(_r=ibis.row_number().over(w))
     peak = ranked.filter(ranked._r == 0).select(
         "customer_id", peak_month=ranked._month.cast("int64")
@@ -88,30 +105,27 @@ def timing_traits(lines: ir.Table, customers: ir.Table, calendar: ir.Table) -> i
     birth = customers.filter(customers.birth_date.notnull()).select(
         "customer_id", _bmonth=customers.birth_date.month()
     )
-    bb = join_on_customer(b, birth)
+    bb = join_on_customer(monthly, birth)
     bday = (
         bb.filter(bb._bmonth.notnull())
         .group_by("customer_id")
-        .aggregate(_in=bb.amount.sum(where=bb._month == bb._bmonth), _all=bb.amount.sum())
+        .aggregate(_in=bb.spend.sum(where=bb._month == bb._bmonth), _all=bb.spend.sum())
     )
     bday = bday.select(
         "customer_id",
         birthday_month_share=(bday._in.fill_null(0) / bday._all.nullif(0)).cast("float64"),
     )
-    occ = occasion_spend(lines, calendar)
+    occ = occasions
     occ_cols = occ.group_by("customer_id").aggregate(
         **{f"_{name}": occ.spend.sum(where=occ.occasion == name) for name in BUILT_IN_OCCASIONS},
     )
-    w2 = ibis.window(group_by="customer_id", order_by=[occ.spend.desc(), occ.occasion])
+    w2 = ibis.window(group_by="customer_id", order_by=[rank_value(occ.spend).desc(), occ.occasion])
     top = occ.mutate(_r=ibis.row_number().over(w2))
     top = top.filter(top._r == 0).select("customer_id", top_occasion=top.occasion)
-    # a line can fall in two windows (Cyber Monday in December): count it once
-    cal = calendar.view()
-    hit = buys.join(cal, (buys.day >= cal.start) & (buys.day <= cal.end))
-    any_line = hit.group_by(["customer_id", "order_id", "line_no"]).aggregate(
-        amount=hit.amount.max()
-    )
-    any_occ = any_line.group_by("customer_id").aggregate(_occ=any_line.amount.sum())
+    # a day can fall in two windows (Cyber Monday in December): count it once
+    in_any = occasion_days(days, calendar).select("day").distinct()
+    hit = days.filter(days.day.isin(in_any.day))
+    any_occ = hit.group_by("customer_id").aggregate(_occ=hit.value.sum())
     out = join_on_customer(agg, peak, bday, occ_cols, top, any_occ)
 
     def share(spend: ir.NumericValue) -> ir.FloatingValue:
