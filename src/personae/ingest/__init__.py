@@ -117,7 +117,9 @@ def ingest(ctx: RunContext) -> IngestSummary:
         results.extend(_ingest_source(store, name, src, ctx.root, ctx.run_id, step, force))
     results.extend(_reapply_updates(ctx, results))
     _link_feedback_to_customers(store)
+    started = time.perf_counter()
     links = check_links(store)
+    log.info("links checked in %.1f s", time.perf_counter() - started)
     tables = {t: store.count(t) for t in TABLES}
     ctx.details["sources"] = [r.name for r in results]
     ctx.progress("done", len(chosen), len(chosen))
@@ -307,6 +309,7 @@ def _ingest_one(
     try:  # inside the run's transaction: a failure anywhere keeps nothing of the run
         step("parsing and checking every cell")
         plan = transform.build_cells(con, name, src, table, staged)
+        _took(name, "parsed and checked", started)
         # the id names the content, whose hash may have been computed while it was read
         plan.source_id = summary.source_id = _new_source_id(
             store, f"{name}@{staged.content_hash[:8]}"
@@ -316,6 +319,7 @@ def _ingest_one(
         if table.name == "orders":
             summary.flags = transform.order_flags(con, plan)
         summary.rows_loaded = transform.insert_rows(con, plan)
+        _took(name, f"wrote {summary.rows_loaded:,} rows", started)
         if src.mode == "update":
             summary.updated, summary.values_changed = plan.updated, plan.values_changed
         step("writing rejects")
@@ -326,6 +330,7 @@ def _ingest_one(
             summary.derived["events"] = transform.insert_derived_events(con, plan)
         _count_problems(store, table.name, plan.source_id, summary)
         transform.reconcile(con, plan, summary)
+        _took(name, "rejects written and counted", started)
         summary.attributes = plan.unmapped
         summary.seconds = round(time.perf_counter() - started, 3)
         _record_source(store, summary, staged, run_id, settings)
@@ -448,6 +453,10 @@ def _link_feedback_to_customers(store: Store) -> None:
               WHERE customer_id IS NOT NULL GROUP BY order_id) o
         WHERE feedback.customer_id IS NULL AND feedback.order_id = o.order_id"""
     )
+
+
+def _took(name: str, what: str, started: float) -> None:
+    log.info("source %s: %s after %.1f s", name, what, time.perf_counter() - started)
 
 
 def check_links(store: Store) -> list[Link]:
