@@ -9,6 +9,7 @@ as-of date are read, so nothing after it leaks in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -222,21 +223,28 @@ def join_on_customer(left: ir.Table, *rights: ir.Table) -> ir.Table:
     return left
 
 
+@dataclass
+class Purchases:
+    """What the traits read of the orders as of a date: the purchase `lines`, the purchase
+    `days` (a temp table) and the `summary` of every known customer (an expression: read more
+    than once, it belongs in a temp table too)."""
+
+    lines: ir.Table
+    days: ir.Table
+    summary: ir.Table
+
+
 def purchase_summary(
-    engine: Engine,
-    as_of: date,
-    time_unit: str,
-    currency: str | None = None,
-    name: str = "_trait_purchase",
-) -> ir.Table:
-    """The purchase summary of every known customer as of a date, computed once and cached in
-    the engine: RFM, lifecycle, journey and the model comparison all read it, and compiled
-    inline it would be computed again for each."""
+    engine: Engine, as_of: date, time_unit: str, currency: str | None = None
+) -> Purchases:
+    """The purchase lines, days and summary of every known customer as of a date, the days
+    computed once into a temp table of the engine (the summary, timing and occasions read
+    them)."""
     orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
     lines = purchase_lines(orders, as_of, currency)
-    days = engine.temp(purchase_days(lines), f"{name}_days")
+    days = engine.temp(purchase_days(lines), "_trait_days")
     base = known_customers(customers, orders, events, as_of)
-    return engine.temp(purchase_traits(base, lines, days, as_of, DAYS_PER[time_unit]), name)
+    return Purchases(lines, days, purchase_traits(base, lines, days, as_of, DAYS_PER[time_unit]))
 
 
 def buyer_summary(engine: Engine, as_of: date, time_unit: str) -> ir.Table:

@@ -15,16 +15,7 @@ import ibis.expr.types as ir
 
 from personae.config import Config
 from personae.errors import PersonaeError, StoreError
-from personae.purchases import (
-    DAYS_PER,
-    join_on_customer,
-    known_customers,
-    purchase_days,
-    purchase_lines,
-    purchase_summary,
-    purchase_traits,
-    with_summaries,
-)
+from personae.purchases import join_on_customer, purchase_summary, with_summaries
 from personae.stage import RunContext, Stage
 from personae.store import Store
 from personae.store.engine import Engine
@@ -139,7 +130,8 @@ def main_currency(store: Store, config: Config) -> str | None:
 
 def purchase_and_rfm(engine: Engine, config: Config, as_of: date) -> ir.Table:
     """The purchase summary with RFM scores (what the traits benchmark times)."""
-    purchase = purchase_summary(engine, as_of, config.traits.time_unit)
+    summary = purchase_summary(engine, as_of, config.traits.time_unit).summary
+    purchase = engine.temp(summary, "_trait_purchase")
     return join_on_customer(purchase, rfm_traits(purchase, config.rfm))
 
 
@@ -153,12 +145,10 @@ def trait_tables(
     """The stage's outputs (traits, occasion_spend, category_spend) as Ibis expressions over
     the engine's canonical tables; what several of them read is computed once into a temp
     table of the engine, as is each family of traits."""
-    orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
-    lines = purchase_lines(orders, as_of, currency)
-    days = engine.temp(purchase_days(lines), "_trait_days")
-    base = known_customers(customers, orders, events, as_of)
-    purchase = purchase_traits(base, lines, days, as_of, DAYS_PER[config.traits.time_unit])
-    purchase = engine.temp(with_summaries(purchase, customers, as_of), "_trait_purchase")
+    customers, events = engine.table("customers"), engine.table("events")
+    bought = purchase_summary(engine, as_of, config.traits.time_unit, currency)
+    lines, days = bought.lines, bought.days
+    purchase = engine.temp(with_summaries(bought.summary, customers, as_of), "_trait_purchase")
     # the long tables the traits and the stage's other outputs share, each computed once
     occasions = engine.temp(occasion_spend(days, calendar), "_trait_occasions")
     values = engine.temp(category_values(lines), "_trait_category_values")
