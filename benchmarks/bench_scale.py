@@ -1,11 +1,13 @@
-"""Benchmark: `personae run` at growing sizes, stage by stage, with default settings.
+"""Benchmark: `personae run` at growing sizes, with default settings.
 
 For each number of customers: `personae synth --seed 1` (kept between runs in `--work`, so a
-second run of the script reuses the data), a new store, then each stage of `personae run` in
-its own process (`personae run --only STAGE`, the same code `personae run` runs in one), so
-each stage's wall time and peak resident memory (the process's own, from `wait4`) are its
-own. The table goes to docs/benchmarks.md (the section between the scale markers); growth
-should be linear in customers.
+second run of the script reuses the data), a new store, then one `personae -v run`: the
+command a user runs, in one process. Each stage's wall time runs from the line its run
+starts with in the log to the next stage's (the last stage's includes publishing the
+store); its peak resident memory is the kernel's high-water mark of the process (VmHWM),
+reset as each stage starts (/proc/PID/clear_refs). The whole run's peak is the process's own
+(`wait4`). The table goes to docs/benchmarks.md (the section between the scale markers);
+growth should be linear in customers.
 
     python benchmarks/bench_scale.py [--customers 100000 300000 1000000 3000000 10000000]
                                      [--work DIR] [--keep]
@@ -16,12 +18,15 @@ Run it on an otherwise idle machine; 10 M customers needs about 35 GB of disk in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,17 +66,72 @@ def synth(folder: Path, customers: int) -> dict[str, int]:
 
 
 def run_stages(folder: Path) -> dict[str, dict[str, float]]:
-    """Each stage of `personae run` in its own process on a new store."""
+    """One `personae -v run` on a new store: each stage's seconds and peak memory."""
     shutil.rmtree(folder / ".personae", ignore_errors=True)
-    results = {}
-    for stage in STAGES:
-        print(f"  {stage} ...", flush=True)
-        log = folder.parent / f"{folder.name}-{stage}.log"
-        results[stage] = timed([*PERSONAE, "run", "-p", str(folder), "--only", stage], log)
-        print(f"    {results[stage]['seconds']:.1f} s, {results[stage]['peak_gib']:.2f} GiB")
+    log_path = folder.parent / f"{folder.name}-run.log"
+    cmd = [*PERSONAE, "-v", "run", "-p", str(folder)]
+    results: dict[str, dict[str, float]] = {}
+    with log_path.open("w") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.PIPE, text=True)
+        watch = HighWater(proc.pid)
+        stage, started = None, t0
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.write(line)
+            found = re.search(r"personae\.pipeline: run (\w+)-", line)
+            if found:
+                now = time.perf_counter()
+                if stage:
+                    results[stage] = {"seconds": now - started, "peak_gib": watch.take()}
+                    print(f"    {stage}: {results[stage]['seconds']:.1f} s", flush=True)
+                stage, started = found.group(1), now
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        watch.stop()
+    if os.waitstatus_to_exitcode(status) != 0 or stage is None:
+        raise SystemExit(f"{' '.join(cmd)} failed; see {log_path}")
+    results[stage] = {"seconds": wall - (started - t0), "peak_gib": watch.take()}
+    results["run"] = {"seconds": wall, "peak_gib": usage.ru_maxrss / 1024**2}
     store = folder / ".personae" / "personae.duckdb"
     results["store"] = {"gb": store.stat().st_size / 1e9}
+    print(f"    {stage}: {results[stage]['seconds']:.1f} s; run {wall:.1f} s", flush=True)
     return results
+
+
+class HighWater:
+    """A process's peak resident memory since the last `take` (VmHWM, reset through
+    clear_refs), read every 0.2 s so the value just before the process ends is kept."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self.done = pid, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return
+        found = re.search(r"VmHWM:\s+(\d+) kB", status)
+        if found:
+            self.peak = max(self.peak, int(found.group(1)) / 1024**2)
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.2):
+            self._read()
+
+    def take(self) -> float:
+        """The peak since the last call (GiB); the next one starts from now."""
+        self._read()
+        peak, self.peak = self.peak, 0.0
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        return peak
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 def minutes(seconds: float) -> str:
@@ -100,17 +160,16 @@ def main() -> None:
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
     lines = [
-        f"Machine: {machine}. `personae synth --seed 1`, then a new store and each stage of "
-        "`personae run` in its own process with default settings (`personae run --only STAGE`); "
-        "time is wall time, memory the process's peak resident set.",
+        f"Machine: {machine}. `personae synth --seed 1`, then a new store and one "
+        "`personae -v run` with default settings; each stage's wall time and peak resident "
+        "memory (segments' includes publishing the store), the whole run's time and peak.",
         "",
         "| customers | order lines | events | ingest | traits | predict | segments "
         "| `personae run` | per M customers | peak memory | store |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, r in results.items():
-        total = sum(r[s]["seconds"] for s in STAGES)
-        peak = max(r[s]["peak_gib"] for s in STAGES)
+        total, peak = r["run"]["seconds"], r["run"]["peak_gib"]
         cells = [f"{r[s]['seconds']:.1f} s, {r[s]['peak_gib']:.1f} GiB" for s in STAGES]
         lines.append(
             f"| {n:,} | {r['rows']['orders']:,} | {r['rows']['events']:,} | "

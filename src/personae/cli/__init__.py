@@ -41,6 +41,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # docstrings are wrapped for the source; click joins their lines into paragraphs
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -49,7 +51,7 @@ ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holdin
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 EngineOpt = Annotated[
     str | None,
-    typer.Option(help="duckdb or spark; overrides \\[store] engine for this run."),
+    typer.Option(help="duckdb or spark; overrides [store] engine for this run."),
 ]
 
 

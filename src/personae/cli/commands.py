@@ -351,7 +351,7 @@ def traits(
         typer.Option(
             "--as-of",
             help="Date the traits describe (YYYY-MM-DD); nothing after it "
-            "is read. Default: \\[traits] as_of, else the last order date.",
+            "is read. Default: [traits] as_of, else the last order date.",
         ),
     ] = None,
     engine: EngineOpt = None,
@@ -438,9 +438,9 @@ def predict_cmd(
 ) -> None:
     """Predict purchases, P(alive), churn risk, spend and CLV from the latest traits.
 
-    Compares BG/NBD, MBG/NBD and Pareto/NBD on a calibration/holdout split (unless \\[predict]
+    Compares BG/NBD, MBG/NBD and Pareto/NBD on a calibration/holdout split (unless [predict]
     model fixes one), fits the best and Gamma-Gamma, and stores `predictions` and
-    `model_evaluations`. Horizon, time unit and discount rate are in \\[predict]. The table work
+    `model_evaluations`. Horizon, time unit and discount rate are in [predict]. The table work
     (holdout counts, joining the scores to every customer) runs on the engine.
     """
     print_predict(answer(project, as_json, lambda p, bar: p.predict(engine, bar), "predict"))

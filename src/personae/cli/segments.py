@@ -69,7 +69,7 @@ def run_cmd(
     """Build every segmentation over the latest traits (and their predictions).
 
     Ready-made segmentations are built when the data has their fields ([segments]
-    ready_made); yours come from \\[segmentations.NAME]. Memberships of every run are kept.
+    ready_made); yours come from [segmentations.NAME]. Memberships of every run are kept.
     """
     print_segments(answer(project, as_json, lambda p, bar: p.segment(engine, bar), "segments"))
 

@@ -104,7 +104,7 @@ def _parse(
     already (see `typed_columns`): both are its value."""
     if typed:
         return raw, (raw if col.kind in ("int", "float") else f"CAST({raw} AS {col.sql_type})")
-    text = f"NULLIF(trim({raw}), '')"
+    text = trimmed(raw)
     if col.kind == "id":
         # Spreadsheets and pandas write integer ids as 17850.0; the id is 17850.
         return text, (
@@ -139,6 +139,16 @@ def _parse(
         ts = timestamp_sql(text, src.date_formats.get(source_col or ""))
         return text, f"CAST({ts} AS {col.sql_type})"
     raise AssertionError(col.kind)
+
+
+def trimmed(raw: str) -> str:
+    """SQL of a text cell without its outer spaces, NULL when nothing is left. Only cells
+    that start or end with a space are trimmed (trimming every cell of 9 M rows of six text
+    columns took 1.0 s of 1.8 s)."""
+    return (
+        f"(CASE WHEN {raw} = '' THEN NULL WHEN prefix({raw}, ' ') OR suffix({raw}, ' ') "
+        f"THEN NULLIF(trim({raw}), '') ELSE {raw} END)"
+    )
 
 
 # Whether numbers and timestamps may be cast by DuckDB's CSV reader (tests turn it off to
