@@ -554,7 +554,7 @@ class SegmentationConfig(_Section):
 
     @model_validator(mode="after")
     def _one_definition(self) -> SegmentationConfig:
-        twice = _given_twice(list(self.names.values()))
+        twice = given_twice(list(self.names.values()))
         if twice:
             raise ValueError(f"names must differ: {', '.join(twice)} given twice")
         if self.names_only:
@@ -578,7 +578,7 @@ class SegmentationConfig(_Section):
         if self.k_min > self.k_max:
             raise ValueError(f"k_min ({self.k_min}) is above k_max ({self.k_max})")
         names = [s.name for s in self.segments] + ([self.remainder] if self.segments else [])
-        twice = _given_twice(names)
+        twice = given_twice(names)
         if twice:
             raise ValueError(
                 f"segment names (and the remainder) must differ: {', '.join(twice)} given twice"
@@ -586,7 +586,8 @@ class SegmentationConfig(_Section):
         return self
 
 
-def _given_twice(names: list[str]) -> list[str]:
+def given_twice(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
     return sorted({n for n in names if names.count(n) > 1})
 
 

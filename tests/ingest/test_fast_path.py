@@ -9,7 +9,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from personae import Project
 from personae.ingest import sniff, transform
@@ -180,3 +183,16 @@ def test_late_mixed_line_ends_past_the_head_are_found_before_reading(
     lines[30] = lines[30].replace("\n", "\r\n")
     project, s = _ingest(tmp_path, HEADER + "".join(lines))
     assert (s.rows_read, s.rows_loaded, s.rows_rejected) == (40, 40, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from([" ", "\t", "a", "é", "0", ".", "\n"]), max_size=8))
+def test_trimming_only_cells_with_outer_spaces_is_trimming_every_cell(text: str) -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (x VARCHAR)")
+    con.execute("INSERT INTO t VALUES (?), (NULL)", [text])
+    fast, plain = con.execute(
+        f"SELECT list({transform.trimmed('x')} ORDER BY x NULLS LAST), "
+        "list(NULLIF(trim(x), '') ORDER BY x NULLS LAST) FROM t"
+    ).fetchall()[0]
+    assert fast == plain

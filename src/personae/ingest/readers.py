@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -35,12 +36,12 @@ from personae.errors import SourceError
 from personae.ingest.sniff import (
     CHUNK,
     NATIVE_ENCODINGS,
-    FactsInBackground,
     FileFacts,
     LineCounter,
     _open_bytes,
     _py_encoding,
     detect_format,
+    facts_in_background,
     file_facts,
     plain_utf8_lines,
     sniff_dialect,
@@ -87,7 +88,7 @@ class Staged:
     lines_accounted: int = -1
     # The file's hash and lines while they are still being computed (`stage_source` with
     # hash_while_reading): `content_hash` and `lines` are known after `settle`.
-    pending: FactsInBackground | None = None
+    pending: Future[FileFacts] | None = None
     # Whether validation may let DuckDB's reader cast numbers and timestamps (see
     # `transform.typed_columns`); false once a value did not cast, the file is then read as text.
     read_typed: bool = True
@@ -166,7 +167,7 @@ def stage_source(
     if hash_while_reading and fmt == "csv" and src.encoding in ("auto", "utf-8", "utf8"):
         # the facts' thread and the search for a \r read the same pages at the same time
         # (one after the other, the search alone took 18 s of a 10 M-customer ingest)
-        pending = FactsInBackground(path)
+        pending = facts_in_background(path)
         if plain_utf8_lines(path):
             guess = FileFacts("", -1, path.stat().st_size)
             return _stage_csv(con, name, path, src, guess, pending)
@@ -282,7 +283,7 @@ def _stage_csv(
     path: Path,
     src: SourceConfig,
     facts: FileFacts,
-    pending: FactsInBackground | None = None,
+    pending: Future[FileFacts] | None = None,
 ) -> Staged:
     """Delimited text is not copied: validation reads it in place, in parallel, with DuckDB.
     Files DuckDB's reader cannot follow (mixed line ends) and files in which it finds a bad

@@ -11,9 +11,9 @@ import csv
 import gzip
 import hashlib
 import re
-import threading
 import zlib
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,28 +187,14 @@ def file_facts(path: Path) -> FileFacts:
     return FileFacts(digest.hexdigest(), counter.lines, size, encoding, counter.mixed)
 
 
-class FactsInBackground:
+def facts_in_background(path: Path) -> Future[FileFacts]:
     """`file_facts` of a file, computed in a thread while DuckDB reads the same file (hashing
-    releases the GIL, DuckDB's query too), so the bytes are not gone through before reading."""
-
-    def __init__(self, path: Path) -> None:
-        self._facts: FileFacts | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        try:
-            self._facts = file_facts(path)
-        except BaseException as err:  # handed to the reader in result()
-            self._error = err
-
-    def result(self) -> FileFacts:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._facts is not None
-        return self._facts
+    releases the GIL, DuckDB's query too), so the bytes are not gone through before reading.
+    An error is raised by the future's `result()`."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-facts")
+    future = pool.submit(file_facts, path)
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return future
 
 
 def plain_utf8_lines(path: Path) -> bool:

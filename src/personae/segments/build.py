@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from personae.config import SegmentsConfig
+from personae.config import SegmentsConfig, given_twice
 from personae.errors import ConfigError, PersonaeError, closest
 from personae.segments import cluster, survey
 from personae.segments.catalog import READY_MADE, READY_MADE_NAMES, Segmentation, from_config
@@ -40,7 +40,7 @@ DESCRIBE_TOP = 8  # distinguishing traits kept per segment
 DESCRIBE_ROWS = 20_000  # sample rows segments are described on
 # the describing rows and columns made ready once per sample and features, by
 # (id of the sample, numeric features, categorical features)
-Prepared = dict[tuple[int, tuple[str, ...], tuple[str, ...]], tuple[pa.Table, cluster.Describing]]
+Prepared = dict[tuple[int, tuple[str, ...], tuple[str, ...]], cluster.Describing]
 
 
 @dataclass
@@ -306,7 +306,7 @@ def _renamed(built: Built) -> Built:
             f"segments: {', '.join(built.labels)})"
         )
     built.labels = [names.get(n, n) for n in built.labels]
-    taken = [n for n in built.labels if built.labels.count(n) > 1]
+    taken = given_twice(built.labels)
     if taken:
         raise ConfigError(
             f"{_setting(built.spec)}: names gives {taken[0]!r}, the name of another segment.",
@@ -834,25 +834,20 @@ def _describe(
         rows = np.sort(np.random.default_rng(seed).choice(rows, DESCRIBE_ROWS, replace=False))
     key = (id(data), tuple(numeric), tuple(categorical))
     if key not in prepared:
-        subset = data.take(pa.array(rows))
-        prepared[key] = (subset, cluster.Describing.of(subset, numeric, categorical))
-    subset, columns = prepared[key]
+        prepared[key] = cluster.Describing.of(data.take(pa.array(rows)), numeric, categorical)
+    columns = prepared[key]
     if built.spec.kind == "audiences":
         out = {}
         for name, mask in in_segment.items():
             codes = mask[rows].astype(np.int64)
             if codes.any():
-                found = cluster.describe_clusters(
-                    subset, codes, numeric, categorical, top=DESCRIBE_TOP, prepared=columns
-                )
+                found = columns.describe(codes, top=DESCRIBE_TOP)
                 out[name] = next(d for d in found if int(d["label"]) == 1)
         return out
     names = sorted(in_segment)
     index = {name: i for i, name in enumerate(names)}
     codes = np.array([index.get(x, len(names)) for x in labels[rows]])
-    found = cluster.describe_clusters(
-        subset, codes, numeric, categorical, top=DESCRIBE_TOP, prepared=columns
-    )
+    found = columns.describe(codes, top=DESCRIBE_TOP)
     return {names[int(d["label"])]: d for d in found if int(d["label"]) < len(names)}
 
 

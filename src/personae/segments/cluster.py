@@ -249,15 +249,15 @@ class ClusterModel:
         return np.array([_r(v) for v in b]), prec[:, :nn], tables
 
     # -- numpy ---------------------------------------------------------------------------
-    def _numeric(self, data: pa.Table, weighted: bool = True) -> np.ndarray:
+    def _scaled(self, data: pa.Table) -> np.ndarray:
+        """The numbers filled, logged and scaled as on the sample, before their weights."""
         cols = []
         for f in self.numeric:
             x = _floats(data, f.name)
             x = np.where(np.isnan(x), f.fill, x)
             if f.log:
                 x = np.log(np.maximum(x, 0.0) + 1.0)
-            z = (x - f.center) / f.scale
-            cols.append(z * _sqrt(f.weight) if weighted and f.weight != 1.0 else z)
+            cols.append((x - f.center) / f.scale)
         return np.column_stack(cols) if cols else np.zeros((data.num_rows, 0))
 
     def _codes(self, data: pa.Table) -> np.ndarray:
@@ -271,13 +271,13 @@ class ClusterModel:
         _check_columns(data, self.features)
         wn = [f.weight if weighted else 1.0 for f in self.numeric]
         wc = [f.weight if weighted else 1.0 for f in self.categorical]
-        z = self._numeric(data, weighted=False)
-        return _embed(z, self._codes(data), self.categorical, self.gamma, wn, wc)
+        return _embed(self._scaled(data), self._codes(data), self.categorical, self.gamma, wn, wc)
 
     def distances(self, data: pa.Table) -> np.ndarray:
         """n x k matrix of d_k, summed in the same order as the engine expression."""
         _check_columns(data, self.features)
-        z, codes = self._numeric(data), self._codes(data)
+        z = self._scaled(data) * np.array([_sqrt(f.weight) for f in self.numeric])
+        codes = self._codes(data)
         b, prec, tables = self._terms()
         c = np.asarray(self.centroids, float)
         out = np.empty((data.num_rows, self.k))
@@ -994,6 +994,84 @@ class Describing:
             cats[c] = (levels, codes, np.bincount(codes, minlength=len(levels)))
         return cls(data.num_rows, spread, cats)
 
+    def describe(self, labels: np.ndarray, top: int = 5) -> list[dict[str, Any]]:
+        """Per cluster: label, size, share, the `top` traits that set it apart and a proposed
+        name.
+
+        A number's effect is the standardised difference (cluster mean - overall mean) /
+        overall sd; a category value's effect is the same for its 0/1 indicator, reported with
+        its lift (share in the cluster / share overall) and support (customers in the cluster
+        with that value). Only values more common in the cluster count, and only with support
+        of at least 5% of the cluster. Traits rank by absolute effect; the name is built from
+        the first two ("High income, top_category = gifts"), made unique with a number."""
+        labels = np.asarray(labels)
+        if len(labels) != self.rows:
+            raise ConfigError(
+                f"describe_clusters got {len(labels)} labels for {self.rows} rows.",
+                hint="Pass the labels `predict` gave for these rows.",
+            )
+        n, spread, cats = self.rows, self.spread, self.cats
+        out: list[dict[str, Any]] = []
+        for label in sorted(int(v) for v in np.unique(labels)):
+            member = labels == label
+            size = int(member.sum())
+            traits: list[dict[str, Any]] = []
+            for c, (x, ok, sd, om) in spread.items():
+                inside = ok & member
+                if not inside.any():
+                    continue
+                cm = float(x[inside].mean())
+                traits.append(
+                    {
+                        "trait": c,
+                        "kind": "numeric",
+                        "value": None,
+                        "cluster_mean": cm,
+                        "overall_mean": om,
+                        "std_diff": (cm - om) / sd,
+                        "lift": None,
+                        "support": int(inside.sum()),
+                    }
+                )
+            for c, (levels, codes, counts) in cats.items():
+                inside_counts = np.bincount(codes[member], minlength=len(levels))
+                for level, count, hits in zip(levels, counts, inside_counts, strict=True):
+                    overall = count / n
+                    share = hits / size
+                    if share <= overall or hits < max(1, 0.05 * size) or overall >= 1:
+                        continue
+                    traits.append(
+                        {
+                            "trait": c,
+                            "kind": "category",
+                            "value": str(level),
+                            "cluster_mean": float(share),
+                            "overall_mean": float(overall),
+                            "std_diff": float(
+                                (share - overall) / math.sqrt(overall * (1 - overall))
+                            ),
+                            "lift": float(share / overall),
+                            "support": int(hits),
+                        }
+                    )
+            traits.sort(key=lambda t: (-abs(t["std_diff"]), t["trait"], str(t["value"])))
+            out.append(
+                {
+                    "label": label,
+                    "size": size,
+                    "share": size / n if n else 0.0,
+                    "distinguishing": traits[:top],
+                    "proposed_name": _name(traits),
+                }
+            )
+        seen: dict[str, int] = {}
+        for seg in out:
+            base = str(seg["proposed_name"])
+            seen[base] = seen.get(base, 0) + 1
+            if seen[base] > 1:
+                seg["proposed_name"] = f"{base} ({seen[base]})"
+        return out
+
 
 def describe_clusters(
     data: pa.Table,
@@ -1001,83 +1079,10 @@ def describe_clusters(
     numeric: Sequence[str],
     categorical: Sequence[str],
     top: int = 5,
-    prepared: Describing | None = None,
 ) -> list[dict[str, Any]]:
-    """Per cluster: label, size, share, the `top` traits that set it apart and a proposed
-    name (`prepared`: the same rows and columns made ready by `Describing.of`).
-
-    A number's effect is the standardised difference (cluster mean - overall mean) /
-    overall sd; a category value's effect is the same for its 0/1 indicator, reported with
-    its lift (share in the cluster / share overall) and support (customers in the cluster
-    with that value). Only values more common in the cluster count, and only with support
-    of at least 5% of the cluster. Traits rank by absolute effect; the name is built from
-    the first two ("High income, top_category = gifts"), made unique with a number."""
-    prep = prepared or Describing.of(data, numeric, categorical)
-    labels = np.asarray(labels)
-    if len(labels) != prep.rows:
-        raise ConfigError(
-            f"describe_clusters got {len(labels)} labels for {prep.rows} rows.",
-            hint="Pass the labels `predict` gave for these rows.",
-        )
-    n, spread, cats = prep.rows, prep.spread, prep.cats
-    out: list[dict[str, Any]] = []
-    for label in sorted(int(v) for v in np.unique(labels)):
-        member = labels == label
-        size = int(member.sum())
-        traits: list[dict[str, Any]] = []
-        for c, (x, ok, sd, om) in spread.items():
-            inside = ok & member
-            if not inside.any():
-                continue
-            cm = float(x[inside].mean())
-            traits.append(
-                {
-                    "trait": c,
-                    "kind": "numeric",
-                    "value": None,
-                    "cluster_mean": cm,
-                    "overall_mean": om,
-                    "std_diff": (cm - om) / sd,
-                    "lift": None,
-                    "support": int(inside.sum()),
-                }
-            )
-        for c, (levels, codes, counts) in cats.items():
-            inside_counts = np.bincount(codes[member], minlength=len(levels))
-            for level, count, hits in zip(levels, counts, inside_counts, strict=True):
-                overall = count / n
-                share = hits / size
-                if share <= overall or hits < max(1, 0.05 * size) or overall >= 1:
-                    continue
-                traits.append(
-                    {
-                        "trait": c,
-                        "kind": "category",
-                        "value": str(level),
-                        "cluster_mean": float(share),
-                        "overall_mean": float(overall),
-                        "std_diff": float((share - overall) / math.sqrt(overall * (1 - overall))),
-                        "lift": float(share / overall),
-                        "support": int(hits),
-                    }
-                )
-        traits.sort(key=lambda t: (-abs(t["std_diff"]), t["trait"], str(t["value"])))
-        out.append(
-            {
-                "label": label,
-                "size": size,
-                "share": size / n if n else 0.0,
-                "distinguishing": traits[:top],
-                "proposed_name": _name(traits),
-            }
-        )
-    seen: dict[str, int] = {}
-    for seg in out:
-        base = str(seg["proposed_name"])
-        seen[base] = seen.get(base, 0) + 1
-        if seen[base] > 1:
-            seg["proposed_name"] = f"{base} ({seen[base]})"
-    return out
+    """Per cluster of `labels` (one per row of `data`): label, size, share, the `top`
+    traits that set it apart and a proposed name (see `Describing.describe`)."""
+    return Describing.of(data, numeric, categorical).describe(labels, top)
 
 
 def _name(traits: list[dict[str, Any]]) -> str:
