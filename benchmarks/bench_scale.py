@@ -105,6 +105,7 @@ class HighWater:
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self.done = pid, 0.0, threading.Event()
+        self.lock = threading.Lock()  # a poll between a take's read and reset would be lost
         self.thread = threading.Thread(target=self._poll, daemon=True)
         self.thread.start()
 
@@ -119,14 +120,16 @@ class HighWater:
 
     def _poll(self) -> None:
         while not self.done.wait(0.2):
-            self._read()
+            with self.lock:
+                self._read()
 
     def take(self) -> float:
         """The peak since the last call (GiB); the next one starts from now."""
-        self._read()
-        peak, self.peak = self.peak, 0.0
-        with contextlib.suppress(OSError):
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        with self.lock:
+            self._read()
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+            peak, self.peak = self.peak, 0.0
         return peak
 
     def stop(self) -> None:

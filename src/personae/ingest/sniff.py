@@ -11,9 +11,10 @@ import csv
 import gzip
 import hashlib
 import re
+import threading
 import zlib
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,10 +191,17 @@ def file_facts(path: Path) -> FileFacts:
 def facts_in_background(path: Path) -> Future[FileFacts]:
     """`file_facts` of a file, computed in a thread while DuckDB reads the same file (hashing
     releases the GIL, DuckDB's query too), so the bytes are not gone through before reading.
-    An error is raised by the future's `result()`."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="file-facts")
-    future = pool.submit(file_facts, path)
-    pool.shutdown(wait=False)  # the thread ends with its one task
+    An error is raised by the future's `result()`. The thread is a daemon: a run that
+    fails or is interrupted does not wait for the hash of a large file."""
+    future: Future[FileFacts] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(file_facts(path))
+        except BaseException as err:  # handed to the reader in result()
+            future.set_exception(err)
+
+    threading.Thread(target=run, name="file-facts", daemon=True).start()
     return future
 
 
