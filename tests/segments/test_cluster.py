@@ -12,12 +12,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import adjusted_rand_score
 
 from personae.errors import ConfigError
 from personae.segments.catalog import READY_MADE
 from personae.segments.cluster import (
     ClusterModel,
+    Silhouette,
     choose_features,
     describe_clusters,
     fit_clusters,
@@ -274,6 +277,47 @@ def test_stability_and_separation_of_clear_groups() -> None:
 
 
 # ---- the targets of issue 14 ---------------------------------------------------------------
+
+
+@given(
+    st.integers(3, 60),
+    st.integers(1, 5),
+    st.integers(2, 6),
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+)
+@settings(max_examples=60, deadline=None)
+def test_silhouette_equals_scikit_learns(n: int, p: int, k: int, seed: int, ties: bool) -> None:
+    """Our silhouettes (one distance matrix for several labelings) are scikit-learn's, with
+    singletons, duplicated points and string labels; the rows are silhouette_score's."""
+    from sklearn.metrics import silhouette_samples, silhouette_score
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, p))
+    if ties:  # identical points: distance 0, a = b = 0 for some
+        x = np.round(x)
+    labels = rng.integers(0, k, n).astype(str)
+    if not 2 <= len(set(labels)) <= n - 1:
+        return
+    ours = Silhouette(x)
+    np.testing.assert_allclose(ours.samples(labels), silhouette_samples(x, labels), atol=1e-9)
+    rows = Silhouette.rows(n, seed % 1000)
+    expected = silhouette_score(x, labels, sample_size=len(rows), random_state=seed % 1000)
+    sub = labels[rows]
+    if 2 <= len(set(sub)) <= len(sub) - 1:
+        assert Silhouette(x[rows]).samples(sub).mean() == pytest.approx(expected, abs=1e-9)
+
+
+def test_silhouette_rows_are_those_silhouette_score_samples() -> None:
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5100, 3))
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 1).astype(int)
+    rows = Silhouette.rows(len(x), 7)
+    assert len(rows) == 5000
+    expected = silhouette_score(x, labels, sample_size=5000, random_state=7)
+    assert Silhouette(x[rows]).samples(labels[rows]).mean() == pytest.approx(expected, abs=1e-9)
 
 
 def test_mall_customers_income_and_spending_form_five_groups(data_dir: Path) -> None:

@@ -38,9 +38,19 @@ REST_RULES = ("(other values)", "(no value)", "(remainder)")
 OTHER, UNKNOWN = "(other)", "(unknown)"  # by-field catch-alls: no data value looks like them
 DESCRIBE_TOP = 8  # distinguishing traits kept per segment
 DESCRIBE_ROWS = 20_000  # sample rows segments are described on
-# the describing rows and columns made ready once per sample and features, by
-# (id of the sample, numeric features, categorical features)
-Prepared = dict[tuple[int, tuple[str, ...], tuple[str, ...]], cluster.Describing]
+
+
+@dataclass
+class Prepared:
+    """What the run's segmentations are measured with, made ready once and shared: the
+    describing rows and columns per (id of the sample, numeric, categorical features), and
+    the last silhouette distances with their (ids of the model and the data, rows) (the rule
+    segmentations are measured on the same rows in the default clustering's space)."""
+
+    describing: dict[tuple[int, tuple[str, ...], tuple[str, ...]], cluster.Describing] = field(
+        default_factory=dict
+    )
+    silhouette: tuple[tuple[int, int, bytes], cluster.Silhouette] | None = None
 
 
 @dataclass
@@ -147,7 +157,7 @@ def segment(ctx: RunContext) -> SegmentsSummary:
     in_sample = _sample_codes(engine, labels, built_all, sample)
     slots = _slot_codes(built_all)
     space = next((b.model for b in built_all if b.spec.way == "clusters"), None)
-    prepared: Prepared = {}
+    prepared = Prepared()
     for i, built in enumerate(built_all):
         ctx.progress(f"quality {built.spec.name}", 4, 5)
         result = _store(
@@ -636,7 +646,7 @@ def _store(
     traits, the clustering's diagnostics."""
     spec = built.spec
     labels, data, in_segment = in_sample.labels, in_sample.data, in_sample.members
-    silhouettes, overall = _silhouettes(labels, data, built, space, cfg)
+    silhouettes, overall = _silhouettes(labels, data, built, space, cfg, prepared)
     stability, jaccard = (None, {})
     if built.model is not None and cfg.stability_resamples:
         source = built.sample if built.sample is not None else sample
@@ -784,14 +794,13 @@ def _silhouettes(
     built: Built,
     space: cluster.ClusterModel | None,
     cfg: SegmentsConfig,
+    prepared: Prepared,
 ) -> tuple[dict[str, float], float | None]:
     """Mean silhouette per segment and overall, on up to cluster.SILHOUETTE_ROWS sample rows, in
     the segmentation's own feature space (clusters) or the default clustering's (rules)."""
     model = built.model or space
     if model is None or built.spec.kind == "audiences":
         return {}, None
-    from sklearn.metrics import silhouette_samples  # here: a rule-only run never needs it
-
     keep = np.array([lab is not None for lab in labels])
     if keep.sum() < 3:
         return {}, None
@@ -800,11 +809,15 @@ def _silhouettes(
         rows = np.sort(
             np.random.default_rng(cfg.seed).choice(rows, cluster.SILHOUETTE_ROWS, replace=False)
         )
-    x = model.transform(data.take(pa.array(rows)))
     lab = labels[rows].astype(str)
-    if len(set(lab)) < 2:
+    if not 2 <= len(set(lab)) <= len(lab) - 1:
         return {}, None
-    values = silhouette_samples(x, lab)
+    key = (id(model), id(data), rows.tobytes())
+    if prepared.silhouette is None or prepared.silhouette[0] != key:
+        prepared.silhouette = None  # one matrix of distances held at a time
+        x = model.transform(data.take(pa.array(rows)))
+        prepared.silhouette = (key, cluster.Silhouette(x))
+    values = prepared.silhouette[1].samples(lab)
     per = {name: float(values[lab == name].mean()) for name in set(lab)}
     return per, float(values.mean())
 
@@ -833,9 +846,10 @@ def _describe(
     if len(rows) > DESCRIBE_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, DESCRIBE_ROWS, replace=False))
     key = (id(data), tuple(numeric), tuple(categorical))
-    if key not in prepared:
-        prepared[key] = cluster.Describing.of(data.take(pa.array(rows)), numeric, categorical)
-    columns = prepared[key]
+    if key not in prepared.describing:
+        taken = data.take(pa.array(rows))
+        prepared.describing[key] = cluster.Describing.of(taken, numeric, categorical)
+    columns = prepared.describing[key]
     if built.spec.kind == "audiences":
         out = {}
         for name, mask in in_segment.items():

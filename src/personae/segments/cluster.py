@@ -805,7 +805,12 @@ def _empty_model(
 
 
 def _diagnose(
-    prep: _Prepared, model: ClusterModel, labels: np.ndarray, x: np.ndarray, seed: int
+    prep: _Prepared,
+    model: ClusterModel,
+    labels: np.ndarray,
+    x: np.ndarray,
+    silhouette: Silhouette,
+    measured: np.ndarray,
 ) -> dict[str, float]:
     """silhouette and inertia of one fit in its weighted coordinates, and its BIC.
 
@@ -815,9 +820,8 @@ def _diagnose(
     number, and per cluster the frequencies of each category's levels; log-likelihood
     sum_k n_k log(n_k / n) - n/2 sum_j (log(2 pi var_j) + 1) + sum_c sum_k,l n_kl log p_kl,
     and k - 1 + k p + p + k sum_c (levels_c - 1) parameters, each costing log n. Weights and
-    gamma do not enter it, so every k is judged alike."""
-    from sklearn.metrics import silhouette_score
-
+    gamma do not enter it, so every k is judged alike. The silhouette is `silhouette`'s,
+    of the rows `measured` (`Silhouette.rows`)."""
     n = x.shape[0]
     k = model.k
     inertia = float(((x - _means(x, labels, k)[labels]) ** 2).sum())
@@ -826,12 +830,65 @@ def _diagnose(
         bic = -2 * _gmm_loglik(model, x) + params * math.log(n)
     else:
         bic = _partition_bic(prep, labels, k)
-    sil = math.nan
-    if 2 <= len(np.unique(labels)) <= n - 1:
-        sil = float(
-            silhouette_score(x, labels, sample_size=min(SILHOUETTE_ROWS, n), random_state=seed)
-        )
-    return {"k": float(k), "silhouette": sil, "bic": bic, "inertia": inertia, "chosen": 0.0}
+    return {
+        "k": float(k),
+        "silhouette": _mean_silhouette(silhouette, labels[measured]),
+        "bic": bic,
+        "inertia": inertia,
+        "chosen": 0.0,
+    }
+
+
+def _mean_silhouette(silhouette: Silhouette, labels: np.ndarray) -> float:
+    """The mean silhouette; NaN unless there are 2 to n - 1 clusters among the rows."""
+    if not 2 <= len(np.unique(labels)) <= len(labels) - 1:
+        return math.nan
+    return float(silhouette.samples(labels).mean())
+
+
+class Silhouette:
+    """Silhouettes of labelings of one set of rows (at most SILHOUETTE_ROWS of them): their
+    distance matrix is computed once, so a Gaussian mixture's k (one space for every k) and
+    the rule segmentations measured in one clustering's space pay for it once.
+
+    The values are scikit-learn's `silhouette_samples`: a = mean distance to the rest of
+    one's cluster, b = the smallest mean distance to another cluster, (b - a) / max(a, b),
+    0 alone in a cluster; the sums per cluster are one product with the labels' indicator
+    matrix instead of a loop over rows."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        sq = np.einsum("ij,ij->i", x, x)
+        d = x @ x.T
+        d *= -2.0
+        d += sq[:, None]
+        d += sq[None, :]
+        np.maximum(d, 0.0, out=d)
+        np.fill_diagonal(d, 0.0)
+        self.distances = np.sqrt(d, out=d)
+
+    def samples(self, labels: np.ndarray) -> np.ndarray:
+        """One value per row; labels of any type, at least two distinct ones."""
+        _, codes = np.unique(labels, return_inverse=True)
+        codes = codes.ravel()
+        k = int(codes.max()) + 1
+        sizes = np.bincount(codes, minlength=k).astype(np.float64)
+        sums = self.distances @ np.eye(k)[codes]
+        rows = np.arange(len(codes))
+        own = sizes[codes]
+        a = sums[rows, codes] / np.maximum(own - 1, 1)
+        mean = sums / sizes
+        mean[rows, codes] = np.inf
+        b = mean.min(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = (b - a) / np.maximum(a, b)
+        return np.nan_to_num(np.where(own > 1, s, 0.0))
+
+    @classmethod
+    def rows(cls, n: int, seed: int) -> np.ndarray:
+        """The rows scikit-learn's `silhouette_score(sample_size=..., random_state=seed)`
+        measures: a permutation's first SILHOUETTE_ROWS."""
+        return np.random.RandomState(seed).permutation(n)[: min(SILHOUETTE_ROWS, n)]
 
 
 def _partition_bic(prep: _Prepared, labels: np.ndarray, k: int) -> float:
@@ -949,11 +1006,15 @@ def fit_clusters(
     # k is chosen on at most CHOOSE_ROWS rows (every k is a full fit), then fitted on all
     trial = _sample_rows(data, CHOOSE_ROWS, seed) if len(ks) > 1 else data
     prep = _prepare(trial, numeric, categorical, rescale)
+    measured = Silhouette.rows(trial.num_rows, seed)
+    # a Gaussian mixture is fitted in the same coordinates for every k
+    common = Silhouette(prep.common()[measured]) if method == "gmm" else None
     fits, rows = [], []
     for kk in ks:
         model, labels, x = _fit_k(trial, prep, method, kk, seed)
         fits.append(model)
-        rows.append(_diagnose(prep, model, labels, x, seed))
+        silhouette = common or Silhouette(x[measured])
+        rows.append(_diagnose(prep, model, labels, x, silhouette, measured))
         log.debug("k=%d: %s", kk, rows[-1])
     pick = _choose(rows) if choose_by == "silhouette" else int(np.argmin([r["bic"] for r in rows]))
     rows[pick]["chosen"] = 1.0
@@ -1117,16 +1178,10 @@ def stability(
     n = data.num_rows
     aris, jac = [], np.zeros(model.k)
     for _ in range(resamples):
-        idx = rng.integers(0, n, n)
-        refit = fit_clusters(
-            data.take(pa.array(idx)),
-            numeric,
-            categorical,
-            method=model.method,
-            k=model.k,
-            seed=model.seed,
-            rescale=model.rescale,
-        )
+        resample = data.take(pa.array(rng.integers(0, n, n)))
+        # what fit_clusters does for one k, without the diagnostics a refit does not keep
+        prep = _prepare(resample, numeric, categorical, model.rescale)
+        refit = _fit_k(resample, prep, model.method, model.k, model.seed)[0]
         other = refit.predict(data)
         aris.append(adjusted_rand_score(base, other))
         for c in range(model.k):
@@ -1146,12 +1201,6 @@ def separation(
 ) -> float:
     """Silhouette of the model's labels on `data` (at most `sample` rows) in the model's
     coordinates, as in the diagnostics; NaN with fewer than two clusters present."""
-    from sklearn.metrics import silhouette_score
-
-    labels = model.predict(data)
-    if not 2 <= len(np.unique(labels)) <= data.num_rows - 1:
-        return math.nan
-    x = model.transform(data)
-    return float(
-        silhouette_score(x, labels, sample_size=min(sample, data.num_rows), random_state=seed)
-    )
+    rows = np.random.RandomState(seed).permutation(data.num_rows)[: min(sample, data.num_rows)]
+    picked = data.take(pa.array(rows))
+    return _mean_silhouette(Silhouette(model.transform(picked)), model.predict(picked))
