@@ -1013,8 +1013,8 @@ def fit_clusters(
     for kk in ks:
         model, labels, x = _fit_k(trial, prep, method, kk, seed)
         fits.append(model)
-        silhouette = common or Silhouette(x[measured])
-        rows.append(_diagnose(prep, model, labels, x, silhouette, measured))
+        # each k's own matrix goes with the call: one 200 MB matrix held at a time
+        rows.append(_diagnose(prep, model, labels, x, common or Silhouette(x[measured]), measured))
         log.debug("k=%d: %s", kk, rows[-1])
     pick = _choose(rows) if choose_by == "silhouette" else int(np.argmin([r["bic"] for r in rows]))
     rows[pick]["chosen"] = 1.0
