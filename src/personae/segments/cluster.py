@@ -44,9 +44,9 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import ibis
 import ibis.expr.types as ir
@@ -58,6 +58,7 @@ from personae.config import CLUSTER_METHODS
 from personae.errors import ConfigError, closest
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = [
     "CategoricalFeature",
@@ -691,6 +692,22 @@ def _dispersion(prep: _Prepared, labels: np.ndarray, k: int) -> np.ndarray:
 PARALLEL_ROWS = 50_000  # k-means on fewer rows runs in one thread
 
 
+def _each(fit: Callable[[int], T], items: Sequence[int], rows: int) -> list[T]:
+    """`fit` of every item, in order. Fits on fewer than PARALLEL_ROWS rows run in one
+    thread each (`_weighted_kmeans`), so two of them run side by side, one a core
+    (scikit-learn's loops and BLAS release the GIL); each fit is what it is alone."""
+    if rows >= PARALLEL_ROWS or len(items) < 2:
+        return [fit(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    # one OpenMP and BLAS thread a fit, set once for both: the limit is process-wide, so
+    # a thread leaving a limit of its own would lift the other's
+    with threadpool_limits(1), ThreadPoolExecutor(2) as pool:
+        return list(pool.map(fit, items))
+
+
 def _weighted_kmeans(
     prep: _Prepared, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -1009,13 +1026,15 @@ def fit_clusters(
     measured = Silhouette.rows(trial.num_rows, seed)
     # a Gaussian mixture is fitted in the same coordinates for every k
     common = Silhouette(prep.common()[measured]) if method == "gmm" else None
-    fits, rows = [], []
-    for kk in ks:
+
+    def fit(kk: int) -> tuple[ClusterModel, dict[str, float]]:
         model, labels, x = _fit_k(trial, prep, method, kk, seed)
-        fits.append(model)
-        # each k's own matrix goes with the call: one 200 MB matrix held at a time
-        rows.append(_diagnose(prep, model, labels, x, common or Silhouette(x[measured]), measured))
-        log.debug("k=%d: %s", kk, rows[-1])
+        row = _diagnose(prep, model, labels, x, common or Silhouette(x[measured]), measured)
+        log.debug("k=%d: %s", kk, row)
+        return model, row
+
+    fitted = _each(fit, ks, trial.num_rows)
+    fits, rows = [f[0] for f in fitted], [f[1] for f in fitted]
     pick = _choose(rows) if choose_by == "silhouette" else int(np.argmin([r["bic"] for r in rows]))
     rows[pick]["chosen"] = 1.0
     chosen = fits[pick]
@@ -1177,19 +1196,23 @@ def stability(
     rng = np.random.default_rng(seed)
     n = data.num_rows
     aris, jac = [], np.zeros(model.k)
-    for _ in range(resamples):
-        resample = data.take(pa.array(rng.integers(0, n, n)))
+    draws = [rng.integers(0, n, n) for _ in range(resamples)]
+
+    def refit(i: int) -> ClusterModel:
         # what fit_clusters does for one k, without the diagnostics a refit does not keep
+        resample = data.take(pa.array(draws[i]))
         prep = _prepare(resample, numeric, categorical, model.rescale)
-        refit = _fit_k(resample, prep, model.method, model.k, model.seed)[0]
-        other = refit.predict(data)
+        return _fit_k(resample, prep, model.method, model.k, model.seed)[0]
+
+    for refitted in _each(refit, range(resamples), n):
+        other = refitted.predict(data)
         aris.append(adjusted_rand_score(base, other))
         for c in range(model.k):
             a = base == c
             if not a.any():
                 continue
             jac[c] += max(
-                (a & (other == j)).sum() / (a | (other == j)).sum() for j in range(refit.k)
+                (a & (other == j)).sum() / (a | (other == j)).sum() for j in range(refitted.k)
             )
     if not aris:
         return math.nan, [math.nan] * model.k
