@@ -29,8 +29,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from _docs import write_section
+from _docs import core_speed, write_section
 
 STAGES = ("ingest", "traits", "predict", "segments")
 DEFAULT_SIZES = [100_000, 300_000, 1_000_000, 3_000_000, 10_000_000]
@@ -147,7 +148,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/personae-bench-scale"))
     ap.add_argument("--keep", action="store_true", help="keep each size's data and store")
     args = ap.parse_args()
-    results = {}
+    results: dict[int, dict[str, Any]] = {}
+    speed_before = core_speed()
     for n in args.customers:
         folder = args.work / f"c{n}"
         print(f"{n:,} customers: synth ...", flush=True)
@@ -155,6 +157,7 @@ def main() -> None:
         results[n] = {"rows": rows, **run_stages(folder)}
         if not args.keep:
             shutil.rmtree(folder.resolve(), ignore_errors=True)
+    speeds = (speed_before, core_speed())
     (args.work / "results.json").write_text(json.dumps(results, indent=1))
 
     machine = (
@@ -165,7 +168,10 @@ def main() -> None:
     lines = [
         f"Machine: {machine}. `personae synth --seed 1`, then a new store and one "
         "`personae -v run` with default settings; each stage's wall time and peak resident "
-        "memory (segments' includes publishing the store), the whole run's time and peak.",
+        "memory (segments' includes publishing the store), the whole run's time and peak. "
+        f"One core hashed SHA-256 at {speeds[0]:,.0f} MB/s before the runs and "
+        f"{speeds[1]:,.0f} MB/s after (the machine's speed varies; compare runs when these "
+        "agree).",
         "",
         "| customers | order lines | events | ingest | traits | predict | segments "
         "| `personae run` | per M customers | peak memory | store |",
