@@ -276,9 +276,6 @@ def test_stability_and_separation_of_clear_groups() -> None:
     assert separation(table, model) == pytest.approx(chosen["silhouette"])
 
 
-# ---- the targets of issue 14 ---------------------------------------------------------------
-
-
 @given(
     st.integers(3, 60),
     st.integers(1, 5),
@@ -318,6 +315,9 @@ def test_silhouette_rows_are_those_silhouette_score_samples() -> None:
     assert len(rows) == 5000
     expected = silhouette_score(x, labels, sample_size=5000, random_state=7)
     assert Silhouette(x[rows]).samples(labels[rows]).mean() == pytest.approx(expected, abs=1e-9)
+
+
+# ---- the targets of issue 14 ---------------------------------------------------------------
 
 
 def test_mall_customers_income_and_spending_form_five_groups(data_dir: Path) -> None:

@@ -901,11 +901,11 @@ class Silhouette:
             s = (b - a) / np.maximum(a, b)
         return np.nan_to_num(np.where(own > 1, s, 0.0))
 
-    @classmethod
-    def rows(cls, n: int, seed: int) -> np.ndarray:
-        """The rows scikit-learn's `silhouette_score(sample_size=..., random_state=seed)`
-        measures: a permutation's first SILHOUETTE_ROWS."""
-        return np.random.RandomState(seed).permutation(n)[: min(SILHOUETTE_ROWS, n)]
+    @staticmethod
+    def rows(n: int, seed: int, size: int = SILHOUETTE_ROWS) -> np.ndarray:
+        """The rows of n that scikit-learn's `silhouette_score(sample_size=size,
+        random_state=seed)` measures: a permutation's first `size`."""
+        return np.random.RandomState(seed).permutation(n)[: min(size, n)]
 
 
 def _partition_bic(prep: _Prepared, labels: np.ndarray, k: int) -> float:
@@ -1224,6 +1224,5 @@ def separation(
 ) -> float:
     """Silhouette of the model's labels on `data` (at most `sample` rows) in the model's
     coordinates, as in the diagnostics; NaN with fewer than two clusters present."""
-    rows = np.random.RandomState(seed).permutation(data.num_rows)[: min(sample, data.num_rows)]
-    picked = data.take(pa.array(rows))
+    picked = data.take(pa.array(Silhouette.rows(data.num_rows, seed, sample)))
     return _mean_silhouette(Silhouette(model.transform(picked)), model.predict(picked))
