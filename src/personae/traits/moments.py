@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 
 from personae.config import JOURNEY_STAGES, LifecycleConfig, TraitsConfig
 from personae.purchases import join_on_customer
-from personae.traits.profile import rank_value
+from personae.traits.profile import top_per_customer
 
 BUILT_IN_OCCASIONS = ("black_friday", "christmas", "valentines", "back_to_school")
 DAYPARTS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
@@ -96,12 +96,8 @@ def timing_traits(
     )
     by_month = days.mutate(_month=days.day.month())
     monthly = by_month.group_by(["customer_id", "_month"]).aggregate(spend=by_month.value.sum())
-    by_spend = [rank_value(monthly.spend).desc(), monthly._month]
-    w = ibis.window(group_by="customer_id", order_by=by_spend)
-    ranked = monthly.mutate(_r=ibis.row_number().over(w))
-    peak = ranked.filter(ranked._r == 0).select(
-        "customer_id", peak_month=ranked._month.cast("int64")
-    )
+    peak = top_per_customer(monthly, "_month", "spend", "_peak")
+    peak = peak.select("customer_id", peak_month=peak._peak.cast("int64"))
     birth = customers.filter(customers.birth_date.notnull()).select(
         "customer_id", _bmonth=customers.birth_date.month()
     )
@@ -119,9 +115,7 @@ def timing_traits(
     occ_cols = occ.group_by("customer_id").aggregate(
         **{f"_{name}": occ.spend.sum(where=occ.occasion == name) for name in BUILT_IN_OCCASIONS},
     )
-    w2 = ibis.window(group_by="customer_id", order_by=[rank_value(occ.spend).desc(), occ.occasion])
-    top = occ.mutate(_r=ibis.row_number().over(w2))
-    top = top.filter(top._r == 0).select("customer_id", top_occasion=top.occasion)
+    top = top_per_customer(occ, "occasion", "spend", "top_occasion").drop("top_occasion_share")
     # a day can fall in two windows (Cyber Monday in December): count it once
     in_any = occasion_days(days, calendar).select("day").distinct()
     hit = days.filter(days.day.isin(in_any.day))

@@ -28,16 +28,21 @@ def rank_value(amount: ir.NumericValue) -> ir.NumericValue:
     return amount.round(6)
 
 
-def _top(t: ir.Table, key: str, value: str, weight: str, prefix: str) -> ir.Table:
-    """Per customer, the `key` with the largest `weight` (ties: alphabetical) and its share."""
-    w = ibis.window(group_by="customer_id", order_by=[rank_value(t[weight]).desc(), t[key].asc()])
-    ranked = t.mutate(
-        _rank=ibis.row_number().over(w),
-        # NULL, not NaN, when the customer's total is 0 (e.g. every amount is 0)
-        _share=t[weight] / t[weight].sum().over(group_by="customer_id").nullif(0),
+def top_per_customer(t: ir.Table, key: str, weight: str, prefix: str) -> ir.Table:
+    """Per customer, the `key` with the largest `weight` (ties: alphabetical; NULL weights
+    last) and its share of the customer's total. One grouping: the smallest of (weight
+    missing, -weight, key) is the top row (a ranking window sorted every row per customer)."""
+    w = t[weight]
+    order = ibis.struct({"missing": w.isnull(), "rank": -rank_value(w), "key": t[key], "w": w})
+    best = t.group_by("customer_id").aggregate(_best=order.min(), _total=w.sum())
+    return best.select(
+        "customer_id",
+        **{
+            prefix: best._best["key"],
+            # NULL, not NaN, when the customer's total is 0 (e.g. every amount is 0)
+            f"{prefix}_share": best._best["w"] / best._total.nullif(0),
+        },
     )
-    top = ranked.filter(ranked._rank == 0)
-    return top.select("customer_id", **{f"{prefix}": top[key], f"{prefix}_share": top._share})
 
 
 def demographic_traits(customers: ir.Table, as_of: date) -> ir.Table:
@@ -114,10 +119,10 @@ def behaviour_traits(
 ) -> ir.Table:
     """Category, channel, discount and basket behaviour, from `channel_lines`,
     `category_spend` and the purchase summary's orders."""
-    top_cat = _top(categories, "category", "category", "spend", "top_category")
+    top_cat = top_per_customer(categories, "category", "spend", "top_category")
     breadth = categories.group_by("customer_id").aggregate(category_breadth=categories.count())
     chans = channels.filter(channels.channel.notnull())
-    top_chan = _top(chans, "channel", "channel", "spend", "top_channel")
+    top_chan = top_per_customer(chans, "channel", "spend", "top_channel")
     online = [c.lower() for c in cfg.online_channels]
     # a sum over no online lines is NULL: a store-only buyer's online share is 0, not unknown
     # (it stays NULL only when the buyer's channel lines carry no amount)
@@ -176,6 +181,6 @@ def engagement_traits(events: ir.Table, as_of: date, cfg: TraitsConfig) -> ir.Ta
     ):
         known = e.filter(e[column].notnull())
         counts = known.group_by(["customer_id", column]).aggregate(n=known.count())
-        top = _top(counts, column, column, "n", name).drop(f"{name}_share")
+        top = top_per_customer(counts, column, "n", name).drop(f"{name}_share")
         out = join_on_customer(out, top)
     return out
