@@ -55,3 +55,35 @@ def core_speed() -> float:
         hashlib.sha256(data).digest()
         best = max(best, 64 / (time.perf_counter() - started))
     return best
+
+
+def host_speed(folder: Path) -> dict[str, float]:
+    """How fast this machine is right now, three ways, since one alone missed a slowdown
+    (2026-12-01: SHA-256 as fast as ever while DuckDB's bare read of a file took 1.6x its
+    usual time): one core hashing (`core_speed`), seconds DuckDB takes on both cores to
+    write and group 50 M rows in a file in `folder`, and MB/s written to `folder`'s disk
+    and synced (where DuckDB spills)."""
+    import duckdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    db = folder / "_host_speed.duckdb"
+    started = time.perf_counter()
+    with duckdb.connect(str(db)) as con:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(
+            "CREATE TABLE t AS SELECT i % 5000000 AS k, hash(i) AS v FROM range(50000000) r(i)"
+        )
+        con.execute("SELECT count(*) FROM (SELECT k, sum(v) FROM t GROUP BY k)").fetchall()
+    grouping = time.perf_counter() - started
+    db.unlink()
+    block, blocks = os.urandom(8 << 20), 128  # 1 GiB
+    path = folder / "_host_speed.bin"
+    started = time.perf_counter()
+    with path.open("wb") as out:
+        for _ in range(blocks):
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    disk = blocks * 8 * 1.048576 / (time.perf_counter() - started)
+    path.unlink()
+    return {"sha256_mb_s": core_speed(), "duckdb_s": grouping, "disk_mb_s": disk}
