@@ -30,8 +30,8 @@ def rank_value(amount: ir.NumericValue) -> ir.NumericValue:
 
 def top_per_customer(t: ir.Table, key: str, weight: str, prefix: str) -> ir.Table:
     """Per customer, the `key` with the largest `weight` (ties: alphabetical; NULL weights
-    last) and its share of the customer's total. One grouping: the smallest of (weight
-    missing, -weight, key) is the top row (a ranking window sorted every row per customer)."""
+    last) and its share of the customer's total, in one grouping: the top row is the
+    smallest (weight missing, -weight, key), where a ranking window sorted every row."""
     w = t[weight]
     order = ibis.struct({"missing": w.isnull(), "rank": -rank_value(w), "key": t[key], "w": w})
     best = t.group_by("customer_id").aggregate(_best=order.min(), _total=w.sum())
