@@ -196,3 +196,52 @@ def test_trimming_only_cells_with_outer_spaces_is_trimming_every_cell(text: str)
         "list(NULLIF(trim(x), '') ORDER BY x NULLS LAST) FROM t"
     ).fetchall()[0]
     assert fast == plain
+
+
+def test_files_gone_through_ahead_give_each_files_own_facts(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(HEADER + "".join(_lines(20)))
+    second.write_text((HEADER + "".join(_lines(30))).replace("\n", "\r\n"))
+    ahead = sniff.Lookahead([first, second])
+    plain, facts = ahead.take(first)
+    assert plain.result() and facts.result() == sniff.file_facts(first)
+    second.write_text(HEADER + "".join(_lines(31)))  # changed after it was gone through
+    plain, facts = ahead.take(second)
+    assert plain.result() and facts.result().sha256 == sniff.file_facts(second).sha256
+    assert ahead.facts(first) == sniff.file_facts(first)  # taken already: computed again
+
+
+def test_several_delimited_sources_are_read_with_their_own_hashes(tmp_path: Path) -> None:
+    orders = HEADER + "".join(_lines(25))
+    customers = "customer_id,city\n" + "".join(f"c{i},Paris\n" for i in range(7))
+    (tmp_path / "orders.csv").write_text(orders)
+    (tmp_path / "customers.csv").write_text(customers)
+    (tmp_path / "personae.toml").write_text(
+        TOML.format(path=tmp_path / "orders.csv")
+        + f'\n[sources.customers]\ntable = "customers"\npath = "{tmp_path / "customers.csv"}"\n'
+    )
+    project = Project.open(tmp_path)
+    got = {s.name: (s.source_id, s.rows_loaded) for s in project.ingest().sources}
+    assert got == {
+        "orders": (f"orders@{hashlib.sha256(orders.encode()).hexdigest()[:8]}", 25),
+        "customers": (f"customers@{hashlib.sha256(customers.encode()).hexdigest()[:8]}", 7),
+    }
+    assert {s.status for s in project.ingest().sources} == {"unchanged"}
+
+
+def test_a_checked_column_with_quotes_in_its_name_keeps_its_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text('customer_id,"score ""0-10"""\n1,5\n2,11\n3,x\n')
+    (tmp_path / "personae.toml").write_text(
+        f'[sources.c]\ntable = "customers"\npath = "{path}"\n'
+        '[sources.c.ranges]\n"score \\"0-10\\"" = [0, 10]\n'
+    )
+    project = Project.open(tmp_path)
+    (s,) = project.ingest().sources
+    assert (s.rows_loaded, s.values_nulled) == (3, {"out_of_range": 1, "bad_number": 1})
+    with project.store(read_only=True) as store:
+        rows = store.con.execute(
+            "SELECT source_row, reason, kept, raw->>'score \"0-10\"' FROM rejects_customers "
+            "ORDER BY 1"
+        ).fetchall()
+    assert rows == [(3, "out_of_range", True, "11"), (4, "bad_number", True, "x")]

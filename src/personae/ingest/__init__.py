@@ -27,7 +27,8 @@ from personae.config import SourceConfig
 from personae.errors import SourceError
 from personae.ingest import transform
 from personae.ingest.readers import STAGE as STAGED
-from personae.ingest.readers import Staged, file_facts, resolve_path, stage_source
+from personae.ingest.readers import Staged, resolve_path, stage_source
+from personae.ingest.sniff import Lookahead, detect_format
 from personae.stage import RunContext, Stage
 from personae.store import Store
 from personae.store.schemas import TABLES, Table
@@ -107,6 +108,7 @@ def ingest(ctx: RunContext) -> IngestSummary:
             )
     force = bool(ctx.options.get("force"))
     results: list[SourceSummary] = []
+    ahead = Lookahead(delimited_files(ctx, chosen))
     for i, name in enumerate(chosen):
 
         def step(what: str, i: int = i, name: str = name) -> None:
@@ -114,7 +116,7 @@ def ingest(ctx: RunContext) -> IngestSummary:
 
         step("reading")
         src = config.sources[name]
-        results.extend(_ingest_source(store, name, src, ctx.root, ctx.run_id, step, force))
+        results.extend(_ingest_source(store, name, src, ctx.root, ctx.run_id, step, force, ahead))
     results.extend(_reapply_updates(ctx, results))
     _link_feedback_to_customers(store)
     started = time.perf_counter()
@@ -124,6 +126,30 @@ def ingest(ctx: RunContext) -> IngestSummary:
     ctx.details["sources"] = [r.name for r in results]
     ctx.progress("done", len(chosen), len(chosen))
     return IngestSummary(ctx.run_id, results, tables, links)
+
+
+def delimited_files(ctx: RunContext, chosen: list[str]) -> list[Path]:
+    """The delimited text files the chosen sources name, in the order they are read: their
+    bytes are gone through ahead (`sniff.Lookahead`) while DuckDB parses the file before."""
+    paths = []
+    for name in chosen:
+        src = ctx.config.sources[name]
+        if src.url or src.format not in ("auto", "csv"):
+            continue
+        if src.encoding not in ("auto", "utf-8", "utf8"):
+            continue
+        try:
+            files, _ = source_files(name, src, ctx.root)
+            paths += [
+                f
+                for f in files
+                if f is not None
+                and f.is_file()
+                and (src.format == "csv" or detect_format(f) == "csv")
+            ]
+        except (SourceError, OSError):
+            continue  # said when the source is read
+    return paths
 
 
 def settings_hash(src: SourceConfig) -> str:
@@ -159,8 +185,10 @@ def _ingest_source(
     run_id: str,
     step: Callable[[str], None],
     force: bool,
+    ahead: Lookahead | None = None,
 ) -> list[SourceSummary]:
-    """Load a source's new content and replace or keep what it loaded before, by its mode."""
+    """Load a source's new content and replace or keep what it loaded before, by its mode
+    (`ahead` may have gone through the bytes of its files already)."""
     files, collection = source_files(name, src, base)
     mode = src.mode or ("append" if collection else "refresh")
     settings = settings_hash(src)
@@ -177,7 +205,8 @@ def _ingest_source(
     location = src.path or src.url or ""
     unchanged = SourceSummary(name, src.table, location, status="unchanged")
     if mode == "refresh" and collection:
-        hashes = {file_facts(f).sha256 for f in files if f is not None}
+        ahead = ahead or Lookahead([])
+        hashes = {ahead.facts(f).sha256 for f in files if f is not None}
         if hashes == known:
             return [unchanged]
         known = set()
@@ -188,7 +217,9 @@ def _ingest_source(
     for f in files:
         one = src if f is None else src.model_copy(update={"path": str(f.absolute())})
         # nothing known to compare with: the file is hashed while it is read, not before
-        staged = stage_source(store.con, name, one, base, known, hash_while_reading=not known)
+        staged = stage_source(
+            store.con, name, one, base, known, hash_while_reading=not known, lookahead=ahead
+        )
         if isinstance(staged, str):
             continue
         if staged.content_hash in known:  # a database table is hashed once staged

@@ -38,12 +38,11 @@ from personae.ingest.sniff import (
     NATIVE_ENCODINGS,
     FileFacts,
     LineCounter,
+    Lookahead,
     _open_bytes,
     _py_encoding,
     detect_format,
-    facts_in_background,
     file_facts,
-    plain_utf8_lines,
     sniff_dialect,
     whitespace_header,
 )
@@ -143,12 +142,14 @@ def stage_source(
     base: Path,
     known_hash: set[str] | None = None,
     hash_while_reading: bool = False,
+    lookahead: Lookahead | None = None,
 ) -> Staged | str:
     """Stage one source. Returns its content hash instead when that hash is in `known_hash`
     (the same content was ingested before, so nothing needs reading).
 
     With `hash_while_reading`, a plain UTF-8 delimited file is hashed and its lines counted
-    in a thread while DuckDB reads it (see `Staged.settle`), instead of in a pass before."""
+    in a thread while DuckDB reads it (see `Staged.settle`), instead of in a pass before;
+    `lookahead` may have gone through its bytes already."""
     if src.url:
         staged_db = _stage_database(con, name, src, base)
         # a database is read to know its content: the hash of what the query returned
@@ -165,15 +166,13 @@ def stage_source(
         raise SourceError(f"Source '{name}': {path} is a folder; point `path` at a file.")
     fmt = src.format if src.format != "auto" else detect_format(path)
     if hash_while_reading and fmt == "csv" and src.encoding in ("auto", "utf-8", "utf8"):
-        # the facts' thread and the search for a \r read the same pages at the same time
-        # (one after the other, the search alone took 18 s of a 10 M-customer ingest)
-        pending = facts_in_background(path)
-        if plain_utf8_lines(path):
+        plain, pending = (lookahead or Lookahead([])).take(path)
+        if plain.result():
             guess = FileFacts("", -1, path.stat().st_size)
             return _stage_csv(con, name, path, src, guess, pending)
         facts = pending.result()
     else:
-        facts = file_facts(path)
+        facts = lookahead.facts(path) if lookahead else file_facts(path)
     if known_hash is not None and facts.sha256 in known_hash:
         return facts.sha256
     if fmt == "xlsx":

@@ -10,6 +10,7 @@ silently.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -403,10 +404,10 @@ def build_cells(
     """Parse every cell once into the temp table `_cells` and find the rows that clash.
 
     `_cells` holds per row: the final value `v_<column>` of every canonical column (NULL where
-    the cell had a problem), the row's fatal reason, the hash rows are grouped by to find
-    clashes, the unmapped columns as `attributes`, and for rows with a problem only, `_x`:
-    the problem code `x_<column>` of each cell, the column of the fatal reason and the raw
-    values as JSON (the view `_rows` unpacks it). Every later step reads `_cells`, never the
+    the cell had a problem), the hash rows are grouped by to find clashes, the unmapped
+    columns (if any) as `_attrs`, and for rows with a problem only, `_x`: the problem code
+    `x_<column>` of each cell, the row's fatal reason and its column, and the raw values as
+    JSON (the view `_rows` unpacks it). Every later step reads `_cells`, never the
     source again, except to fetch the raw values of the few rows that clash (and, when
     DuckDB's reader cast the values, of the rows with a problem)."""
     check_mapping(name, src, table, staged.columns)
@@ -470,17 +471,22 @@ def build_cells(
     )
     key = [k for k in table.key if k in plan.present]
     plan.key = key if len(key) == len(table.key) and src.mode != "update" else []
-    # What only rows with a problem need is packed into one column, NULL on every other row
-    # (each stored column costs about as much as reading one); `_rows` unpacks it.
+    # What only rows with a problem need (the fatal reason too: a row has one only when a
+    # cell has a problem) is packed into one JSON text, NULL on every other row; `_rows`
+    # unpacks it. Not a struct: each field of a struct costs as much memory as a column,
+    # even NULL (51.6 of 190 bytes a row of 92 M order lines, which then spilled to disk).
     # Typed values are not the text the file has: those rows' text is read again.
     raw = "NULL::JSON" if plan.typed else _raw_json(staged.columns)
     packed = [f"{q(x)} := {q(x)}" for x in problems]
-    packed += [f"_cell_col := (CASE {reason_col or 'WHEN false THEN NULL'} END)", f"_raw := {raw}"]
-    extras = [
-        "_cell_reason",
-        f"(CASE WHEN {any_problem} THEN struct_pack({', '.join(packed)}) END) AS _x",
-        f"{_raw_json(plan.unmapped, plan.checked)} AS _attrs",
+    packed += [
+        "_cell_reason := _cell_reason",
+        f"_cell_col := (CASE {reason_col or 'WHEN false THEN NULL'} END)",
+        f"_raw := {raw}",
     ]
+    shape = {x: "VARCHAR" for x in [*problems, "_cell_reason", "_cell_col"]} | {"_raw": "JSON"}
+    extras = [f"(CASE WHEN {any_problem} THEN to_json(struct_pack({', '.join(packed)})) END) AS _x"]
+    if plan.unmapped:  # a column of NULLs costs as much as any other
+        extras.append(f"{_raw_json(plan.unmapped, plan.checked)} AS _attrs")
     # Rows are grouped by one hash to find clashes: the key's for valid rows (exact copies
     # parse alike, so they share it too), the raw values' for the others (or for every row
     # when the source has no key).
@@ -518,7 +524,8 @@ def build_cells(
         f"""CREATE OR REPLACE TEMP TABLE _cells AS
         WITH l1 AS (SELECT {", ".join(level1)} FROM {relation}),
              l2 AS (SELECT {", ".join(level2)} FROM l1),
-             l3 AS (SELECT *, (CASE {reason or "WHEN false THEN NULL"} END) AS _cell_reason
+             l3 AS (SELECT *,
+                           (CASE {reason or "WHEN false THEN NULL"} END)::VARCHAR AS _cell_reason
                     FROM l2)
         SELECT {", ".join(keep)} FROM l3"""
     )
@@ -540,11 +547,12 @@ def build_cells(
     # A new table's rowids are consecutive in insertion (= file) order, but a temp table's
     # start at a large offset: subtract the first one.
     first = con.execute("SELECT coalesce(min(rowid), 0) FROM _cells").fetchall()[0][0]
-    unpacked = "* EXCLUDE (_x), _x.*, _x IS NOT NULL AS _problem"
+    cells_x = f"SELECT rowid AS _rid, *, from_json(_x, {lit(json.dumps(shape))}) AS _xs FROM _cells"
+    unpacked = "* EXCLUDE (_rid, _x, _xs), _xs.*, _x IS NOT NULL AS _problem"
     rows_view = (
-        f"SELECT {unpacked} FROM _cells"
+        f"SELECT {unpacked} FROM ({cells_x})"
         if staged.row_expr
-        else with_rows(con, staged, f"SELECT rowid - {first} AS _i, {unpacked} FROM _cells")
+        else with_rows(con, staged, f"SELECT _rid - {first} AS _i, {unpacked} FROM ({cells_x})")
     )
     con.execute(f"CREATE OR REPLACE TEMP VIEW _rows AS {rows_view}")
     _find_conflicts(con, plan)
@@ -737,7 +745,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, plan: Plan) -> int:
         values["event_id"] = row_id(plan.source_id)
     values["source_id"] = lit(plan.source_id)
     values["source_row"] = "_row"
-    values["attributes"] = "_attrs"
+    values["attributes"] = "_attrs" if plan.unmapped else "NULL::JSON"
     names = [*table.names, *(c.name for c in LINEAGE)]
     select = ", ".join(f"{values[n]} AS {q(n)}" for n in names)
     rows = f"({typed_rows(plan)}) WHERE _reason IS NULL"
