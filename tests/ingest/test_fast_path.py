@@ -203,12 +203,15 @@ def test_files_gone_through_ahead_give_each_files_own_facts(tmp_path: Path) -> N
     first.write_text(HEADER + "".join(_lines(20)))
     second.write_text((HEADER + "".join(_lines(30))).replace("\n", "\r\n"))
     ahead = sniff.Lookahead([first, second])
-    plain, facts = ahead.take(first)
+    plain, facts = ahead.take(first)  # and the search of the second file starts
     assert plain.result() and facts.result() == sniff.file_facts(first)
-    second.write_text(HEADER + "".join(_lines(31)))  # changed after it was gone through
+    second.write_text(HEADER + "".join(_lines(31)))  # changed after it was searched
     plain, facts = ahead.take(second)
-    assert plain.result() and facts.result().sha256 == sniff.file_facts(second).sha256
-    assert ahead.facts(first) == sniff.file_facts(first)  # taken already: computed again
+    assert plain.result() and facts.result() == sniff.file_facts(second)
+    third = tmp_path / "c.csv"  # not named ahead
+    third.write_text(HEADER + "".join(_lines(5)).replace("\n", "\r\n"))
+    plain, facts = ahead.take(third)
+    assert not plain.result() and facts.result().sha256 == sniff.file_facts(third).sha256
 
 
 def test_several_delimited_sources_are_read_with_their_own_hashes(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from personae.config import SourceConfig
 from personae.errors import SourceError
 from personae.ingest import transform
 from personae.ingest.readers import STAGE as STAGED
-from personae.ingest.readers import Staged, resolve_path, stage_source
+from personae.ingest.readers import Staged, file_facts, resolve_path, stage_source
 from personae.ingest.sniff import Lookahead, detect_format
 from personae.stage import RunContext, Stage
 from personae.store import Store
@@ -205,8 +205,7 @@ def _ingest_source(
     location = src.path or src.url or ""
     unchanged = SourceSummary(name, src.table, location, status="unchanged")
     if mode == "refresh" and collection:
-        ahead = ahead or Lookahead([])
-        hashes = {ahead.facts(f).sha256 for f in files if f is not None}
+        hashes = {file_facts(f).sha256 for f in files if f is not None}
         if hashes == known:
             return [unchanged]
         known = set()

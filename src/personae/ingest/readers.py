@@ -172,7 +172,7 @@ def stage_source(
             return _stage_csv(con, name, path, src, guess, pending)
         facts = pending.result()
     else:
-        facts = lookahead.facts(path) if lookahead else file_facts(path)
+        facts = file_facts(path)
     if known_hash is not None and facts.sha256 in known_hash:
         return facts.sha256
     if fmt == "xlsx":

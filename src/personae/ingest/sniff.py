@@ -15,17 +15,18 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import duckdb
 
 from personae.errors import SourceError
 
 CHUNK = 16 * 1024 * 1024
+T = TypeVar("T")
 
 # Candidate strptime formats, most specific first. Day-first and month-first are both tried
 # and resolved by the values (a first field above 12 means day-first).
@@ -192,37 +193,37 @@ def file_facts(path: Path) -> FileFacts:
 
 
 class Lookahead:
-    """The passes over a file's bytes that come before DuckDB reads it (`plain_utf8_lines`)
-    and while it does (`file_facts`), done for every file of `paths` in turn in one
-    background thread: a file's bytes are gone through while DuckDB still parses the file
-    before it. (At 10 M customers the search for a \r waited 16 s for the orders file,
-    read cold from disk, with DuckDB idle.) The thread is a daemon: a run that fails or is
-    interrupted does not wait for the hash of a large file. An error is raised by `take`'s
-    futures."""
+    """The passes over a delimited file's bytes: the search for a \r before DuckDB may read
+    it (`plain_utf8_lines`) and `file_facts` while it does, each in a background thread.
+    When a file of `paths` is taken, the search of the next one starts, so its bytes are
+    gone through while DuckDB parses this one (at 10 M customers the search kept DuckDB
+    idle 16 s before the orders file, read cold from disk). Only one file ahead: the
+    passes of every file at once took the cores and the disk from the first file's read.
+    The threads are daemons: a run that fails or is interrupted does not wait for the hash
+    of a large file. An error is raised by the futures' `result()`."""
 
     def __init__(self, paths: list[Path]) -> None:
-        self._jobs = {p.resolve(): (_stamp(p), Future[bool](), Future[FileFacts]()) for p in paths}
-        threading.Thread(target=self._run, name="file-lookahead", daemon=True).start()
-
-    def _run(self) -> None:
-        for path, (_, plain, facts) in list(self._jobs.items()):
-            _settle(plain, partial(plain_utf8_lines, path))
-            _settle(facts, partial(file_facts, path))
+        self._order = [p.resolve() for p in paths]
+        self._searches: dict[Path, tuple[tuple[int, int], Future[bool]]] = {}
 
     def take(self, path: Path) -> tuple[Future[bool], Future[FileFacts]]:
-        """The futures of both passes over one file. A file not in `paths` (or changed
-        since) gets a thread of its own."""
-        job = self._jobs.pop(path.resolve(), None)
-        if job is None or job[0] != _stamp(path):
-            return Lookahead([path]).take(path)
-        return job[1], job[2]
+        """The futures of both passes over one file (the search's perhaps done already)."""
+        key = path.resolve()
+        found = self._searches.pop(key, None)
+        facts = in_background(partial(file_facts, path))
+        if found is None or found[0] != _stamp(path):  # not searched ahead, or changed since
+            found = _stamp(path), in_background(partial(plain_utf8_lines, path))
+        if key in self._order[:-1]:
+            following = self._order[self._order.index(key) + 1]
+            if following not in self._searches and following.is_file():
+                current = found[1]
 
-    def facts(self, path: Path) -> FileFacts:
-        """`file_facts` of one file, computed here when it is not in `paths` (or changed)."""
-        job = self._jobs.pop(path.resolve(), None)
-        if job is None or job[0] != _stamp(path):
-            return file_facts(path)
-        return job[2].result()
+                def search_next(following: Path = following) -> bool:
+                    wait([current])  # one search at a time reads the disk
+                    return plain_utf8_lines(following)
+
+                self._searches[following] = _stamp(following), in_background(search_next)
+        return found[1], facts
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -230,11 +231,18 @@ def _stamp(path: Path) -> tuple[int, int]:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _settle(future: Future[Any], compute: Callable[[], Any]) -> None:
-    try:
-        future.set_result(compute())
-    except BaseException as err:  # handed to the reader in result()
-        future.set_exception(err)
+def in_background(compute: Callable[[], T]) -> Future[T]:
+    """`compute()` in a daemon thread; its error is raised by the future's `result()`."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(compute())
+        except BaseException as err:  # handed to the reader in result()
+            future.set_exception(err)
+
+    threading.Thread(target=run, name="file-pass", daemon=True).start()
+    return future
 
 
 def plain_utf8_lines(path: Path) -> bool:
