@@ -193,7 +193,7 @@ def file_facts(path: Path) -> FileFacts:
 
 
 class Lookahead:
-    """The passes over a delimited file's bytes: the search for a \r before DuckDB may read
+    """The passes over a delimited file's bytes: the search for a \\r before DuckDB may read
     it (`plain_utf8_lines`) and `file_facts` while it does, each in a background thread.
     When a file of `paths` is taken, the search of the next one starts, so its bytes are
     gone through while DuckDB parses this one (at 10 M customers the search kept DuckDB
