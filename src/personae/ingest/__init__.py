@@ -27,8 +27,14 @@ from personae.config import SourceConfig
 from personae.errors import SourceError
 from personae.ingest import transform
 from personae.ingest.readers import STAGE as STAGED
-from personae.ingest.readers import Staged, file_facts, resolve_path, stage_source
-from personae.ingest.sniff import Lookahead, detect_format
+from personae.ingest.readers import (
+    Staged,
+    file_facts,
+    hashed_while_read,
+    resolve_path,
+    stage_source,
+)
+from personae.ingest.sniff import Lookahead
 from personae.stage import RunContext, Stage
 from personae.store import Store
 from personae.store.schemas import TABLES, Table
@@ -129,24 +135,14 @@ def ingest(ctx: RunContext) -> IngestSummary:
 
 
 def delimited_files(ctx: RunContext, chosen: list[str]) -> list[Path]:
-    """The delimited text files the chosen sources name, in the order they are read: their
-    bytes are gone through ahead (`sniff.Lookahead`) while DuckDB parses the file before."""
+    """The files of the chosen sources that are hashed while read, in the order they are
+    read: each is searched ahead (`sniff.Lookahead`) while DuckDB parses the file before."""
     paths = []
     for name in chosen:
         src = ctx.config.sources[name]
-        if src.url or src.format not in ("auto", "csv"):
-            continue
-        if src.encoding not in ("auto", "utf-8", "utf8"):
-            continue
         try:
             files, _ = source_files(name, src, ctx.root)
-            paths += [
-                f
-                for f in files
-                if f is not None
-                and f.is_file()
-                and (src.format == "csv" or detect_format(f) == "csv")
-            ]
+            paths += [f for f in files if f and f.is_file() and hashed_while_read(src, f)]
         except (SourceError, OSError):
             continue  # said when the source is read
     return paths

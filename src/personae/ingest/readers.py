@@ -165,7 +165,7 @@ def stage_source(
     if path.is_dir():
         raise SourceError(f"Source '{name}': {path} is a folder; point `path` at a file.")
     fmt = src.format if src.format != "auto" else detect_format(path)
-    if hash_while_reading and fmt == "csv" and src.encoding in ("auto", "utf-8", "utf8"):
+    if hash_while_reading and hashed_while_read(src, path, fmt):
         plain, pending = (lookahead or Lookahead([])).take(path)
         if plain.result():
             guess = FileFacts("", -1, path.stat().st_size)
@@ -193,6 +193,13 @@ def stage_source(
     if fmt == "whitespace":
         return _stage_whitespace(con, name, path, src, facts.sha256, facts.lines)
     return _stage_csv(con, name, path, src, facts)
+
+
+def hashed_while_read(src: SourceConfig, path: Path, fmt: str | None = None) -> bool:
+    """Whether the file may be hashed while DuckDB reads it: delimited text in UTF-8 (or
+    left to detect). Other files are gone through once before they are read."""
+    fmt = fmt or (src.format if src.format != "auto" else detect_format(path))
+    return fmt == "csv" and src.encoding in ("auto", "utf-8", "utf8")
 
 
 def _finish(

@@ -213,17 +213,23 @@ class Lookahead:
         facts = in_background(partial(file_facts, path))
         if found is None or found[0] != _stamp(path):  # not searched ahead, or changed since
             found = _stamp(path), in_background(partial(plain_utf8_lines, path))
-        if key in self._order[:-1]:
-            following = self._order[self._order.index(key) + 1]
-            if following not in self._searches and following.is_file():
-                current = found[1]
-
-                def search_next(following: Path = following) -> bool:
-                    wait([current])  # one search at a time reads the disk
-                    return plain_utf8_lines(following)
-
-                self._searches[following] = _stamp(following), in_background(search_next)
+        self._search_next(key, after=found[1])
         return found[1], facts
+
+    def _search_next(self, key: Path, after: Future[bool]) -> None:
+        """Start the search of the file after `key`, once `after` is done (one search at a
+        time reads the disk)."""
+        if key not in self._order[:-1]:
+            return
+        following = self._order[self._order.index(key) + 1]
+        if following in self._searches or not following.is_file():
+            return
+
+        def search() -> bool:
+            wait([after])
+            return plain_utf8_lines(following)
+
+        self._searches[following] = _stamp(following), in_background(search)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
