@@ -25,7 +25,7 @@ from personae.errors import PersonaeError, StoreError, closest
 from personae.segments import build as segments
 from personae.stage import Progress, RunContext, Stage, quiet
 from personae.store import Store
-from personae.store.schemas import TABLES
+from personae.store.schemas import TABLES, VIEW_ROWS
 
 __all__ = ["STAGES", "Runner", "Skipped", "select_stages", "stage_graph", "config_hash"]
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class Runner:
             where = "run_id = ?"
             if table in TABLES or table.startswith("rejects_"):
                 where = "source_id IN (SELECT source_id FROM sources WHERE run_id = ?)"
-            sql = f'SELECT count(*) FROM "{table}" WHERE {where}'
+            sql = VIEW_ROWS.get(table, f'SELECT count(*) FROM "{table}" WHERE {where}')
             rows[table] = int(self.store.con.execute(sql, [run_id]).fetchall()[0][0])
         return rows
 

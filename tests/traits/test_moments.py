@@ -132,3 +132,53 @@ def test_journey(shop: Project, engine: str) -> None:
     assert rows[("all", "purchase")]["customers"] == 6
     assert rows[("all", "evaluation")]["customers"] == 7
     assert rows[("all", "purchase")]["conversion"] == pytest.approx(6 / 7)
+
+
+ORDERS_LATE = """order_id,customer_id,ordered_at,amount
+o1,late,2024-12-01 10:00:00,10
+o2,both,2024-12-10 10:00:00,10
+"""
+# `late` looked at the product only after buying; `both` compared before and after;
+# `web` used a platform but never the app, `quiet` no platform at all; `tie` used two
+# devices equally often (the alphabetical first wins) and `desk` mostly a desktop
+EVENTS_LATE = """event_id,customer_id,occurred_at,event_type,platform,device_type
+e1,late,2024-12-05 10:00:00,product_view,web,mobile
+e2,late,2024-12-06 10:00:00,page_view,web,mobile
+e3,both,2024-12-04 10:00:00,search,app,tablet
+e4,both,2024-12-07 10:00:00,product_view,app,tablet
+e5,both,2024-12-20 10:00:00,product_view,web,tablet
+e6,web,2024-12-20 10:00:00,page_view,web,mobile
+e7,quiet,2024-12-20 10:00:00,page_view,,
+e8,tie,2024-12-20 10:00:00,page_view,app,mobile
+e9,tie,2024-12-21 10:00:00,page_view,app,desktop
+e10,desk,2024-12-21 10:00:00,page_view,web,desktop
+e11,desk,2024-12-22 10:00:00,page_view,web,desktop
+e12,desk,2024-12-23 10:00:00,page_view,web,mobile
+"""
+
+
+def test_events_after_buying_and_technographics(tmp_path: Path, engine: str) -> None:
+    (tmp_path / "orders.csv").write_text(ORDERS_LATE)
+    (tmp_path / "events.csv").write_text(EVENTS_LATE)
+    (tmp_path / "personae.toml").write_text(
+        '[sources.orders]\ntable = "orders"\npath = "orders.csv"\n'
+        '[sources.events]\ntable = "events"\npath = "events.csv"\n'
+    )
+    project = Project.open(tmp_path)
+    project.ingest()
+    t = traits_by_customer(project, project.traits(AS_OF, engine).run_id)
+    # no evaluation or earlier stage before the first purchase: no time to purchase
+    assert t["late"]["journey_stage"] == "purchase"
+    assert t["late"]["days_evaluation_to_purchase"] is None
+    assert t["late"]["days_to_first_purchase"] is None
+    # the first evaluation (7 Dec) and first stage (search, 4 Dec) before buying on 10 Dec
+    assert t["both"]["days_evaluation_to_purchase"] == 3
+    assert t["both"]["days_to_first_purchase"] == 6
+    assert t["both"]["app_share"] == pytest.approx(2 / 3)
+    assert t["web"]["app_share"] == 0.0  # a platform, never the app: 0, not unknown
+    assert t["quiet"]["app_share"] is None  # no platform on any event: unknown
+    assert t["quiet"]["main_device"] is None
+    assert t["tie"]["main_device"] == "desktop"
+    assert t["desk"]["main_device"] == "desktop"
+    assert t["desk"]["events_90d"] == 3
+    assert t["web"]["journey_stage"] == "need_recognition"

@@ -924,6 +924,9 @@ VIEWS = {
 }
 # Per view, the table holding the run ids of its rows (every run, also those kept before).
 VIEW_RUNS = {"memberships": "segments"}
+# Per view, how many rows a run has without unpacking them (a segment's size counts its
+# memberships: counting the view's 203 M rows at 10 M customers took 7-10 s).
+VIEW_ROWS = {"memberships": "SELECT coalesce(sum(size), 0) FROM segments WHERE run_id = ?"}
 # Per view, where a store written before it keeps the table it replaced (renamed on open, its
 # rows still read through the view).
 VIEW_LEGACY = {"memberships": "memberships_before_codes"}

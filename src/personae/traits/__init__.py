@@ -34,6 +34,7 @@ from personae.traits.profile import (
     channel_lines,
     demographic_traits,
     engagement_traits,
+    event_summary,
 )
 from personae.traits.rfm import rfm_traits
 
@@ -154,14 +155,15 @@ def trait_tables(
     values = engine.temp(category_values(lines), "_trait_category_values")
     categories = engine.temp(category_spend(values), "_trait_categories")
     channels = engine.temp(channel_lines(lines), "_trait_channels")
+    by_events = engine.temp(event_summary(events, as_of, config.traits), "_trait_events")
     parts = [
         rfm_traits(purchase, config.rfm),
         lifecycle_traits(purchase, config.lifecycle),
         demographic_traits(customers, as_of),
         behaviour_traits(channels, categories, purchase, config.traits),
-        timing_traits(lines, days, occasions, customers, calendar),
-        engagement_traits(events, as_of, config.traits),
-        journey_traits(events, purchase, as_of, config.traits),
+        timing_traits(channels, days, occasions, customers, calendar),
+        engagement_traits(events, by_events, as_of),
+        journey_traits(by_events, purchase),
     ]
     # each family computed on its own, then joined: as one query, every aggregate, window
     # and shared subquery over the order lines held memory at once (10 M customers ran out

@@ -11,10 +11,9 @@ import ibis.expr.types as ir
 
 from personae.config import JOURNEY_STAGES, LifecycleConfig, TraitsConfig
 from personae.purchases import join_on_customer
-from personae.traits.profile import top_per_customer
+from personae.traits.profile import DAYPARTS, top_per_customer
 
 BUILT_IN_OCCASIONS = ("black_friday", "christmas", "valentines", "back_to_school")
-DAYPARTS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
 
 
 def black_friday(year: int) -> date:
@@ -69,26 +68,18 @@ def occasion_spend(days: ir.Table, calendar: ir.Table) -> ir.Table:
 
 
 def timing_traits(
-    lines: ir.Table,
+    channels: ir.Table,
     days: ir.Table,
     occasions: ir.Table,
     customers: ir.Table,
     calendar: ir.Table,
 ) -> ir.Table:
-    """Occasion shares, weekend and daypart shares, peak month, birthday-month share. The
-    hour needs the lines; everything else reads the purchase days (`purchase_days`) and
-    the `occasion_spend` table, a fraction of the rows."""
-    buys = lines.filter(lines.is_purchase)
-    hour = buys.ordered_at.hour()
-    b = buys.mutate(_hour=hour, _weekend=buys.day.day_of_week.index() >= 5)
-    shares = {
-        "weekend_share": b.amount.sum(where=b._weekend),
-        **{
-            f"{name}_share": b.amount.sum(where=(b._hour >= lo) & (b._hour < hi))
-            for name, lo, hi in DAYPARTS
-        },
-    }
-    agg = b.group_by("customer_id").aggregate(_total=b.amount.sum(), **shares)
+    """Occasion shares, weekend and daypart shares, peak month, birthday-month share, from
+    the `channel_lines` (weekend and daypart values), the purchase days (`purchase_days`)
+    and the `occasion_spend` table: a fraction of the order lines' rows."""
+    ch = channels
+    shares = {f"{name}_share": ch[name].sum() for name in ("weekend", *(d[0] for d in DAYPARTS))}
+    agg = ch.group_by("customer_id").aggregate(_total=ch.spend.sum(), **shares)
     agg = agg.select(
         "customer_id",
         "_total",
@@ -112,15 +103,18 @@ def timing_traits(
         birthday_month_share=(bday._in.fill_null(0) / bday._all.nullif(0)).cast("float64"),
     )
     occ = occasions
-    occ_cols = occ.group_by("customer_id").aggregate(
+    top = top_per_customer(
+        occ,
+        "occasion",
+        "spend",
+        "top_occasion",
         **{f"_{name}": occ.spend.sum(where=occ.occasion == name) for name in BUILT_IN_OCCASIONS},
-    )
-    top = top_per_customer(occ, "occasion", "spend", "top_occasion").drop("top_occasion_share")
+    ).drop("top_occasion_share")
     # a day can fall in two windows (Cyber Monday in December): count it once
     in_any = occasion_days(days, calendar).select("day").distinct()
     hit = days.filter(days.day.isin(in_any.day))
     any_occ = hit.group_by("customer_id").aggregate(_occ=hit.value.sum())
-    out = join_on_customer(agg, peak, bday, occ_cols, top, any_occ)
+    out = join_on_customer(agg, peak, bday, top, any_occ)
 
     def share(spend: ir.NumericValue) -> ir.FloatingValue:
         # no line in the occasion: 0 of a known total; NULL when the total is 0 or unknown
@@ -161,33 +155,25 @@ def lifecycle_traits(purchase: ir.Table, cfg: LifecycleConfig) -> ir.Table:
     )
 
 
-def journey_traits(
-    events: ir.Table, purchase: ir.Table, as_of: date, cfg: TraitsConfig
-) -> ir.Table:
-    """Furthest buying-journey stage reached and the days between stages. Events map to
-    stages by [traits.journey]; a purchase day reaches `purchase`, a second one
-    `repeat_advocacy`."""
-    e = events.filter(events.customer_id.notnull(), events.occurred_at.date() <= ibis.date(as_of))
-    stage_of = ibis.cases(
-        *[
-            (e.event_type.isin(types), JOURNEY_STAGES.index(stage) + 1)
-            for stage, types in cfg.journey.items()
-            if types
-        ],
-        else_=ibis.null("int64"),
+def journey_traits(summary: ir.Table, purchase: ir.Table) -> ir.Table:
+    """Furthest buying-journey stage reached and the days between stages, from the first
+    day at each stage in the customer's `event_summary` (events map to stages by
+    [traits.journey]); a purchase day reaches `purchase`, a second one `repeat_advocacy`."""
+    firsts = summary.select(
+        "customer_id",
+        **{f"_s{i}": summary[f"stage_{i}"] for i in range(1, 6)},
+        _pre=summary.before_purchase,
+        _max=summary.top_stage,
     )
-    mapped = e.mutate(_stage=stage_of, _day=e.occurred_at.date())
-    mapped = mapped.filter(mapped._stage.notnull())
     buyers = purchase.select("customer_id", "first_purchase", "second_purchase")
-    mapped = join_on_customer(mapped, buyers)
-    before = mapped.first_purchase.isnull() | (mapped._day <= mapped.first_purchase)
-    firsts = mapped.group_by("customer_id").aggregate(
-        **{f"_s{i}": mapped._day.min(where=mapped._stage == i) for i in range(1, 6)},
-        _eval_pre=mapped._day.min(where=(mapped._stage == 3) & before),
-        _first_pre=mapped._day.min(where=(mapped._stage <= 3) & before),
-        _max=mapped._stage.max(),
-    )
     t = join_on_customer(buyers, firsts)
+
+    def before_buying(day: ir.DateValue) -> ir.DateValue:
+        # the first such day, when it came before the first purchase (or there is none): the
+        # first day on or before the first purchase is then the first day of all
+        keep = t.first_purchase.isnull() | (day <= t.first_purchase)
+        return ibis.cases((keep, day), else_=ibis.null("date"))
+
     s4 = ibis.coalesce(ibis.least(t._s4, t.first_purchase), t._s4, t.first_purchase)
     s5 = ibis.coalesce(ibis.least(t._s5, t.second_purchase), t._s5, t.second_purchase)
     reached = ibis.greatest(
@@ -206,6 +192,6 @@ def journey_traits(
         ),
         days_need_to_search=ibis.greatest(t._s2.delta(t._s1, unit="day"), 0),
         days_search_to_evaluation=ibis.greatest(t._s3.delta(t._s2, unit="day"), 0),
-        days_evaluation_to_purchase=s4.delta(t._eval_pre, unit="day"),
-        days_to_first_purchase=s4.delta(t._first_pre, unit="day"),
+        days_evaluation_to_purchase=s4.delta(before_buying(t._s3), unit="day"),
+        days_to_first_purchase=s4.delta(before_buying(t._pre), unit="day"),
     )
