@@ -45,6 +45,8 @@ class Engine(Protocol):
 
     def temp(self, expr: ir.Table, name: str) -> ir.Table: ...
 
+    def drop(self, *names: str) -> None: ...
+
     def upload(self, name: str, table: pa.Table) -> ir.Table: ...
 
     def close(self) -> None: ...
@@ -122,6 +124,13 @@ class DuckDBEngine:
         self._temps.add(name)
         log.info("computed %s in %.1f s", name, time.perf_counter() - started)
         return self.backend.table(name)
+
+    def drop(self, *names: str) -> None:
+        """Drop temp tables nothing reads any more: their memory goes to the queries left
+        instead of being spilled to disk for them."""
+        for name in names:
+            self.store.con.execute(f'DROP TABLE IF EXISTS "{name}"')
+            self._temps.discard(name)
 
     def upload(self, name: str, table: pa.Table) -> ir.Table:
         """A small Arrow table (model scores) as a table that expressions can join."""
@@ -339,6 +348,14 @@ class SparkEngine:
         frame.createOrReplaceTempView(name)
         self._views.add(name)
         return self.backend.table(name)
+
+    def drop(self, *names: str) -> None:
+        """Uncache and forget views nothing reads any more."""
+        for name in names:
+            if name in self._views:
+                self.session.table(name).unpersist()
+                self.session.catalog.dropTempView(name)
+                self._views.discard(name)
 
     def upload(self, name: str, table: pa.Table) -> ir.Table:
         """A small Arrow table (model scores) as a Spark view, handed over as Parquet."""
