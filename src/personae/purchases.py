@@ -41,27 +41,28 @@ def purchase_lines(orders: ir.Table, as_of: date, currency: str | None = None) -
     )
 
 
-def known_customers(
-    customers: ir.Table, orders: ir.Table, events: ir.Table, as_of: date
-) -> ir.Table:
+def known_customers(customers: ir.Table, as_of: date, *seen: ir.Table) -> ir.Table:
     """Everyone the data knows by id who existed on the as-of date: a customer row created by
-    then (or without a creation date), or an order or event by then; with the earliest
+    then (or without a creation date), or a customer_id of `seen` (tables of the customers
+    whose orders or events came by then, one row each or more); with the earliest
     `created_at` given by then. Customers the data first show later are left out."""
     stamp = customers.created_at.type()
     day = ibis.date(as_of)
+    rows = customers.filter(customers.created_at.isnull() | (customers.created_at.date() <= day))
     ids = [
-        customers.filter(
-            customers.created_at.isnull() | (customers.created_at.date() <= day)
-        ).select("customer_id", "created_at"),
-        orders.filter(orders.customer_id.notnull() & (orders.ordered_at.date() <= day)).select(
-            "customer_id", created_at=ibis.null(stamp)
-        ),
-        events.filter(events.customer_id.notnull() & (events.occurred_at.date() <= day)).select(
-            "customer_id", created_at=ibis.null(stamp)
-        ),
+        rows.select("customer_id", "created_at"),
+        *(t.select("customer_id", created_at=ibis.null(stamp)) for t in seen),
     ]
-    known = ids[0].union(ids[1]).union(ids[2])
+    known = ibis.union(*ids)
     return known.group_by("customer_id").aggregate(created=known.created_at.min())
+
+
+def seen_in_events(events: ir.Table, as_of: date) -> ir.Table:
+    """The customer_ids of the events up to the as-of date (one row per event)."""
+    e = events.filter(
+        events.customer_id.notnull() & (events.occurred_at.date() <= ibis.date(as_of))
+    )
+    return e.select("customer_id")
 
 
 def purchase_days(lines: ir.Table) -> ir.Table:
@@ -76,10 +77,16 @@ def purchase_days(lines: ir.Table) -> ir.Table:
 
 
 def purchase_traits(
-    base: ir.Table, lines: ir.Table, days: ir.Table, as_of: date, unit_days: float
+    customers: ir.Table,
+    event_customers: ir.Table,
+    lines: ir.Table,
+    days: ir.Table,
+    as_of: date,
+    unit_days: float,
 ) -> ir.Table:
-    """The purchase summary of every customer in `base` (see `known_customers`), from the
-    lines of `purchase_lines` and their `purchase_days`."""
+    """The purchase summary of every known customer (see `known_customers`; the customers
+    of the events by the as-of date are `event_customers`), from the lines of
+    `purchase_lines` and their `purchase_days`."""
     per_day = days.group_by("customer_id").aggregate(
         first_purchase=days.day.min(),
         last_purchase=days.day.max(),
@@ -98,6 +105,10 @@ def purchase_traits(
         returned=lines.amount.abs().sum(where=lines.is_return.fill_null(False)),
         discount=lines.discount.sum(where=lines.is_purchase),
     )
+    # the lines' customers are those of every order by the as-of date: their grouping
+    # names them, where a pass over the 92.9 M order lines and 78.8 M events of 10 M
+    # customers grouped 179.6 M rows (16.6 s)
+    base = known_customers(customers, as_of, per_line.select("customer_id"), event_customers)
     t = join_on_customer(base, per_day, per_line)
     as_of_d = ibis.date(as_of)
     freq = (t.purchase_days - 1).cast("int64")
@@ -229,16 +240,23 @@ class Purchases:
 
 
 def purchase_summary(
-    engine: Engine, as_of: date, time_unit: str, currency: str | None = None
+    engine: Engine,
+    as_of: date,
+    time_unit: str,
+    currency: str | None = None,
+    event_customers: ir.Table | None = None,
 ) -> Purchases:
     """The purchase lines, days and summary of every known customer as of a date, the days
     computed once into a temp table of the engine (the summary, timing and occasions read
-    them)."""
-    orders, customers, events = (engine.table(n) for n in ("orders", "customers", "events"))
+    them). `event_customers`: the customers of the events by the as-of date, when the
+    caller has them grouped already (else read from the events)."""
+    orders, customers = engine.table("orders"), engine.table("customers")
+    if event_customers is None:
+        event_customers = seen_in_events(engine.table("events"), as_of)
     lines = purchase_lines(orders, as_of, currency)
     days = engine.temp(purchase_days(lines), "_trait_days")
-    base = known_customers(customers, orders, events, as_of)
-    return Purchases(lines, days, purchase_traits(base, lines, days, as_of, DAYS_PER[time_unit]))
+    summary = purchase_traits(customers, event_customers, lines, days, as_of, DAYS_PER[time_unit])
+    return Purchases(lines, days, summary)
 
 
 def buyer_summary(engine: Engine, as_of: date, time_unit: str) -> ir.Table:

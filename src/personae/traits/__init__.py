@@ -147,7 +147,11 @@ def trait_tables(
     the engine's canonical tables; what several of them read is computed once into a temp
     table of the engine, as is each family of traits."""
     customers, events = engine.table("customers"), engine.table("events")
-    bought = purchase_summary(engine, as_of, config.traits.time_unit, currency)
+    # one pass over the events: the engagement and journey traits read it, and the purchase
+    # summary its customers (who else the data knows by the as-of date)
+    by_events = engine.temp(event_summary(events, as_of, config.traits), "_trait_events")
+    seen = by_events.select("customer_id")
+    bought = purchase_summary(engine, as_of, config.traits.time_unit, currency, seen)
     lines, days = bought.lines, bought.days
     purchase = engine.temp(with_summaries(bought.summary, customers, as_of), "_trait_purchase")
     # the long tables the traits and the stage's other outputs share, each computed once
@@ -155,7 +159,6 @@ def trait_tables(
     values = engine.temp(category_values(lines), "_trait_category_values")
     categories = engine.temp(category_spend(values), "_trait_categories")
     channels = engine.temp(channel_lines(lines), "_trait_channels")
-    by_events = engine.temp(event_summary(events, as_of, config.traits), "_trait_events")
     parts = [
         rfm_traits(purchase, config.rfm),
         lifecycle_traits(purchase, config.lifecycle),
