@@ -32,14 +32,18 @@ def traits_by_customer(project: object, run_id: str) -> dict[str, dict[str, obje
         return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
 
 
-def shop_project(root: Path, orders: str, customers: str) -> Project:
-    """A project of two small CSV files (orders and customers), ingested."""
-    (root / "orders.csv").write_text(orders)
-    (root / "customers.csv").write_text(customers)
-    (root / "personae.toml").write_text(
-        '[sources.customers]\ntable = "customers"\npath = "customers.csv"\n'
-        '[sources.orders]\ntable = "orders"\npath = "orders.csv"\n'
-    )
+def csv_project(root: Path, **tables: str) -> Project:
+    """A project of small CSV files, one per canonical table (`orders=...`), ingested."""
+    config = ""
+    for table, text in tables.items():
+        (root / f"{table}.csv").write_text(text)
+        config += f'[sources.{table}]\ntable = "{table}"\npath = "{table}.csv"\n'
+    (root / "personae.toml").write_text(config)
     project = Project.open(root)
     project.ingest()
     return project
+
+
+def shop_project(root: Path, orders: str, customers: str) -> Project:
+    """A project of two small CSV files (orders and customers), ingested."""
+    return csv_project(root, customers=customers, orders=orders)

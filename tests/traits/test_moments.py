@@ -11,7 +11,7 @@ import pytest
 from personae import Project
 from personae.traits.moments import black_friday
 
-from .conftest import traits_by_customer
+from .conftest import csv_project, traits_by_customer
 
 AS_OF = date(2024, 12, 31)
 
@@ -158,14 +158,7 @@ e12,desk,2024-12-23 10:00:00,page_view,web,mobile
 
 
 def test_events_after_buying_and_technographics(tmp_path: Path, engine: str) -> None:
-    (tmp_path / "orders.csv").write_text(ORDERS_LATE)
-    (tmp_path / "events.csv").write_text(EVENTS_LATE)
-    (tmp_path / "personae.toml").write_text(
-        '[sources.orders]\ntable = "orders"\npath = "orders.csv"\n'
-        '[sources.events]\ntable = "events"\npath = "events.csv"\n'
-    )
-    project = Project.open(tmp_path)
-    project.ingest()
+    project = csv_project(tmp_path, orders=ORDERS_LATE, events=EVENTS_LATE)
     t = traits_by_customer(project, project.traits(AS_OF, engine).run_id)
     # no evaluation or earlier stage before the first purchase: no time to purchase
     assert t["late"]["journey_stage"] == "purchase"
