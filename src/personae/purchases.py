@@ -57,12 +57,12 @@ def known_customers(customers: ir.Table, as_of: date, *seen: ir.Table) -> ir.Tab
     return known.group_by("customer_id").aggregate(created=known.created_at.min())
 
 
-def seen_in_events(events: ir.Table, as_of: date) -> ir.Table:
-    """The customer_ids of the events up to the as-of date (one row per event)."""
-    e = events.filter(
-        events.customer_id.notnull() & (events.occurred_at.date() <= ibis.date(as_of))
+def customer_events(events: ir.Table, as_of: date) -> ir.Table:
+    """Known customers' events up to the as-of date (what the traits and the purchase
+    summary read of the events)."""
+    return events.filter(
+        events.customer_id.notnull(), events.occurred_at.date() <= ibis.date(as_of)
     )
-    return e.select("customer_id")
 
 
 def purchase_days(lines: ir.Table) -> ir.Table:
@@ -252,7 +252,7 @@ def purchase_summary(
     caller has them grouped already (else read from the events)."""
     orders, customers = engine.table("orders"), engine.table("customers")
     if event_customers is None:
-        event_customers = seen_in_events(engine.table("events"), as_of)
+        event_customers = customer_events(engine.table("events"), as_of).select("customer_id")
     lines = purchase_lines(orders, as_of, currency)
     days = engine.temp(purchase_days(lines), "_trait_days")
     summary = purchase_traits(customers, event_customers, lines, days, as_of, DAYS_PER[time_unit])

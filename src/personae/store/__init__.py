@@ -165,8 +165,8 @@ class Store:
         self.con = _connect(self.path, read_only, settings)
         # DuckDB's buffers come from memory reserved once (up to the limit, touched as used,
         # freed on close) instead of going back to the system and being faulted in again
-        # after every query: a 10 M-customer run made 22.7-23.4 M page faults instead of
-        # 31.5 M, system CPU 199-231 s instead of 259 s. The value is DuckDB's own reading
+        # after every query: 10 M-customer runs made 22.7-23.5 M page faults instead of
+        # 31.5 M, system CPU 199-255 s instead of 259 s. The value is DuckDB's own reading
         # of the limit, never user text.
         limit = self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
         self.con.execute(f"SET block_allocator_memory = '{limit}'")

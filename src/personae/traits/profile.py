@@ -10,7 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from personae.config import JOURNEY_STAGES, TraitsConfig
-from personae.purchases import join_on_customer
+from personae.purchases import customer_events, join_on_customer
 
 DAYPARTS = (("night", 0, 6), ("morning", 6, 12), ("afternoon", 12, 18), ("evening", 18, 24))
 
@@ -186,20 +186,13 @@ TECHNOGRAPHICS = (
 )
 
 
-def recent_events(events: ir.Table, as_of: date) -> ir.Table:
-    """The customers' events up to the as-of date."""
-    return events.filter(
-        events.customer_id.notnull(), events.occurred_at.date() <= ibis.date(as_of)
-    )
-
-
 def event_summary(events: ir.Table, as_of: date, cfg: TraitsConfig) -> ir.Table:
     """One row per customer from one pass over their events up to the as-of date: the
     recency-weighted engagement score, the events of the last 90 days, the last event, the
     app share, and per buying-journey stage ([traits.journey]) the first day. The engagement
     and journey traits both read it (the journey's own pass joined every event to the
     purchase summary: 17.5 s at 10 M customers)."""
-    e = recent_events(events, as_of)
+    e = customer_events(events, as_of)
     day = e.occurred_at.date()
     age_days = ibis.date(as_of).delta(day, unit="day")
     weight = ibis.cases(
@@ -234,7 +227,7 @@ def engagement_traits(events: ir.Table, summary: ir.Table, as_of: date) -> ir.Ta
     """Recency-weighted engagement (from the `event_summary`) and technographics: the
     customer's most frequent device type, OS, browser and platform."""
     out = summary.select("customer_id", "engagement_score", "events_90d", "last_event", "app_share")
-    e = recent_events(events, as_of)
+    e = customer_events(events, as_of)
     tops = []
     for column, name in TECHNOGRAPHICS:
         known = e.filter(e[column].notnull())
