@@ -2,10 +2,13 @@
 
 For each number of customers: `personae synth --seed 1` (kept between runs in `--work`, so a
 second run of the script reuses the data), a new store, then one `personae -v run`: the
-command a user runs, in one process. Each stage's wall time runs from the line its run
-starts with in the log to the next stage's (the last stage's includes publishing the
-store); its peak resident memory is the kernel's high-water mark of the process (VmHWM),
-reset as each stage starts (/proc/PID/clear_refs); the whole run's peak is the largest.
+command a user runs, in one process, and after it DuckDB's bare typed `read_csv` of the same
+files into tables of a new database file (no checks, no line numbers: the floor issue 15's
+ingest target is measured against), in its own process. Each stage's wall time runs from
+the line its run starts with in the log to the next stage's (the last stage's includes
+publishing the store); its peak resident memory is the kernel's high-water mark of the
+process (VmHWM), reset as each stage starts (/proc/PID/clear_refs); the whole run's peak is
+the largest.
 The table goes to docs/benchmarks.md (the section between the scale markers);
 growth should be linear in customers.
 
@@ -64,6 +67,34 @@ def synth(folder: Path, customers: int) -> dict[str, int]:
     rows: dict[str, int] = json.loads(log.read_text())["rows"]
     stamp.write_text(json.dumps(rows))
     return rows
+
+
+# DuckDB alone, with its own defaults: every source file of the folder's personae.toml read
+# into a table of a new database file, written to disk
+BARE_READ = """
+import sys, tomllib, duckdb
+from pathlib import Path
+folder, db = Path(sys.argv[1]), sys.argv[2]
+sources = tomllib.loads((folder / "personae.toml").read_text())["sources"]
+con = duckdb.connect(db)
+con.execute("SET enable_progress_bar = false")
+for name, src in sources.items():
+    con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM read_csv(?)', [str(folder / src["path"])])
+con.execute("CHECKPOINT")
+"""
+
+
+def bare_read(folder: Path) -> dict[str, float]:
+    """DuckDB's bare read of the folder's source files: seconds and peak memory."""
+    db = folder.parent / f"{folder.name}-bare.duckdb"
+    db.unlink(missing_ok=True)
+    try:
+        return timed(
+            [sys.executable, "-c", BARE_READ, str(folder), str(db)],
+            folder.parent / f"{folder.name}-bare.log",
+        )
+    finally:
+        db.unlink(missing_ok=True)
 
 
 def run_stages(folder: Path) -> dict[str, dict[str, float]]:
@@ -155,6 +186,8 @@ def main() -> None:
         print(f"{n:,} customers: synth ...", flush=True)
         rows = synth(folder, n)
         results[n] = {"rows": rows, **run_stages(folder)}
+        results[n]["bare"] = bare_read(folder)
+        print(f"    DuckDB's bare read: {results[n]['bare']['seconds']:.1f} s", flush=True)
         if not args.keep:
             shutil.rmtree(folder.resolve(), ignore_errors=True)
     speeds = (speed_before, host_speed(args.work))
@@ -168,7 +201,9 @@ def main() -> None:
     lines = [
         f"Machine: {machine}. `personae synth --seed 1`, then a new store and one "
         "`personae -v run` with default settings; each stage's wall time and peak resident "
-        "memory (segments' includes publishing the store), the whole run's time and peak. "
+        "memory (segments' includes publishing the store), the whole run's time and peak; "
+        "then DuckDB's bare typed `read_csv` of the same files into tables of a new "
+        "database file (DuckDB's defaults, no checks) and the ingest's time over it. "
         "The machine's speed varies, so it is measured before and after the runs (compare "
         "runs when these agree): one core hashed SHA-256 at "
         + " and ".join(f"{h['sha256_mb_s']:,.0f}" for h in speeds)
@@ -179,18 +214,20 @@ def main() -> None:
         + " MB/s (written and synced).",
         "",
         "| customers | order lines | events | ingest | traits | predict | segments "
-        "| `personae run` | per M customers | peak memory | store |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| `personae run` | per M customers | peak memory | store | bare read | ingest / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n, r in results.items():
         # resetting VmHWM resets the process's ru_maxrss too: the run's peak is the stages'
         total, peak = r["run"]["seconds"], max(r[s]["peak_gib"] for s in STAGES)
         cells = [f"{r[s]['seconds']:.1f} s, {r[s]['peak_gib']:.1f} GiB" for s in STAGES]
+        bare = r["bare"]
         lines.append(
             f"| {n:,} | {r['rows']['orders']:,} | {r['rows']['events']:,} | "
             + " | ".join(cells)
             + f" | {minutes(total)} | {total / (n / 1e6):.0f} s | {peak:.1f} GiB "
-            f"| {r['store']['gb']:.1f} GB |"
+            f"| {r['store']['gb']:.1f} GB | {bare['seconds']:.1f} s, {bare['peak_gib']:.1f} GiB "
+            f"| {r['ingest']['seconds'] / bare['seconds']:.2f}x |"
         )
     print(write_section("scale", "Scale (`benchmarks/bench_scale.py`)", lines))
 
