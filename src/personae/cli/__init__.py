@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -44,8 +45,19 @@ app = typer.Typer(
     # docstrings are wrapped for the source; click joins their lines into paragraphs
     rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
+PIPED_WIDTH = 160  # rich's 80 columns cut table cells short in logs and `make demo`
+
+
+def _console(stderr: bool = False) -> Console:
+    """Rich's console; output that is not a terminal (and no COLUMNS says otherwise) is
+    PIPED_WIDTH wide, so a table piped or logged keeps whole names."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPED_WIDTH if piped else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding personae.toml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]

@@ -145,10 +145,16 @@ def print_ingest(summary: IngestSummary) -> None:
                 ],
             )
         )
-    console.print(
-        "Rejected rows and nulled values are in the rejects_<table> tables: "
-        "`personae export rejects_orders --out rejects.csv`."
-    )
+    with_rejects = [s for s in summary.sources if s.rows_rejected or s.values_nulled]
+    if with_rejects:
+        name = f"rejects_{with_rejects[0].table}"
+        console.print(
+            "Rejected rows and nulled values are in the rejects_<table> tables: "
+            f"`personae export {name} --out {name}.csv`."
+        )
+    for s in summary.sources:
+        for warning in s.warnings:
+            console.print(f"[bold yellow]Warning[/]: source {s.name}: {escape(warning)}")
 
 
 @app.command()
@@ -524,10 +530,17 @@ def run(
     engine: EngineOpt = None,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help="Run only this stage (repeat for several)."),
+        typer.Option(
+            "--only",
+            help="Run only this stage: ingest, traits, predict or segments (repeat for several).",
+        ),
     ] = None,
     start: Annotated[
-        str | None, typer.Option("--from", help="Run this stage and every stage after it.")
+        str | None,
+        typer.Option(
+            "--from",
+            help="Run this stage (ingest, traits, predict or segments) and every stage after it.",
+        ),
     ] = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,

@@ -67,6 +67,7 @@ class SourceSummary:
     compared_by: str | None = None  # what identifies a row in added/changed/removed
     updated: int | None = None  # mode = update: existing rows filled in
     values_changed: int | None = None  # mode = update: values filled in or overwritten
+    warnings: list[str] = field(default_factory=list)  # a source that gave little or nothing
     seconds: float = 0.0
 
 
@@ -356,6 +357,7 @@ def _ingest_one(
             summary.derived["events"] = transform.insert_derived_events(con, plan)
         _count_problems(store, table.name, plan.source_id, summary)
         transform.reconcile(con, plan, summary)
+        summary.warnings = _warnings(summary)
         _took(name, "rejects written and counted", started)
         summary.attributes = plan.unmapped
         summary.seconds = round(time.perf_counter() - started, 3)
@@ -374,6 +376,8 @@ def _ingest_one(
             "_new",
         ):
             con.execute(f"DROP TABLE IF EXISTS {temp}")
+    for warning in summary.warnings:
+        log.warning("source %s: %s", name, warning)
     log.info(
         "source %s: %d read, %d loaded, %d rejected",
         name,
@@ -409,6 +413,26 @@ def _count_problems(store: Store, table: str, source_id: str, summary: SourceSum
         target = summary.values_nulled if kept else summary.rejected
         target[reason] = int(n)
     summary.rows_rejected = sum(summary.rejected.values())
+
+
+def _warnings(s: SourceSummary) -> list[str]:
+    """What a user must hear even though the load succeeded: a source with no rows, or
+    whose rows were all (or mostly) rejected, usually a wrong mapping, format or delimiter."""
+    if s.rows_read == 0:
+        return [f"{s.location} has no data rows (empty, or a header only): nothing was loaded"]
+    if not s.rejected or s.rows_rejected * 2 <= s.rows_read:
+        return []
+    reason, n = next(iter(s.rejected.items()))  # the commonest (_count_problems' order)
+    rejected = (
+        f"all {s.rows_read:,}"
+        if s.rows_loaded == 0
+        else f"{s.rows_rejected:,} of the {s.rows_read:,}"
+    )
+    return [
+        f"{rejected} rows were rejected ({n:,} {reason}): `personae export rejects_{s.table} "
+        "--out rejects.csv` shows why; a wrong column mapping, date format or delimiter in "
+        "personae.toml is the usual cause"
+    ]
 
 
 def _new_source_id(store: Store, wanted: str) -> str:

@@ -73,6 +73,14 @@ def propose(location: str, base: Path, taken: set[str]) -> Proposal:
             src = SourceConfig(table="customers", url=url, source_table=table_name)
     else:
         path = Path(location).resolve()
+        if not path.exists():
+            raise SourceError(
+                f"File {location} not found"
+                + ("." if Path(location).is_absolute() else f" (looked for {path})."),
+                hint="Give `personae init` the path of a customer file (CSV or other "
+                "delimited text, Excel .xlsx, Parquet, JSON lines) from the current folder, "
+                "or a database table as URL#table.",
+            )
         try:
             shown = path.relative_to(base.resolve())
         except ValueError:

@@ -275,6 +275,24 @@ def _final(col: Column, parsed: str, src: SourceConfig, source_col: str | None) 
     return value
 
 
+# delimiters a one-column header is tried with, as they are written in personae.toml
+TOML_DELIMITERS = {",": '","', ";": '";"', "\t": '"\\t"', "|": '"|"'}
+
+
+def _one_column_header(name: str, src: SourceConfig, columns: list[str]) -> str:
+    """Why a header came back as one column, when another delimiter splits it: a hint."""
+    if len(columns) != 1:
+        return ""
+    for sep, written in TOML_DELIMITERS.items():
+        if sep != src.delimiter and sep in columns[0]:
+            said = f"delimiter = {src.delimiter!r}" if src.delimiter else "the sniffed delimiter"
+            return (
+                f" The header was read as one column with {said}, and {written} splits it: "
+                f"set delimiter = {written} in [sources.{name}], or remove the setting to sniff."
+            )
+    return ""
+
+
 def check_mapping(name: str, src: SourceConfig, table: Table, columns: list[str]) -> None:
     """Fail early, naming the source and column, when the mapping cannot work."""
     for source_col, target in src.columns.items():
@@ -282,6 +300,7 @@ def check_mapping(name: str, src: SourceConfig, table: Table, columns: list[str]
             raise SourceError(
                 f"Source '{name}': column '{source_col}' in [sources.{name}.columns] is not in "
                 f"the file (columns: {', '.join(columns)}).{closest(source_col, columns)}"
+                + _one_column_header(name, src, columns)
             )
         if target not in table.names:
             raise SourceError(
@@ -352,21 +371,40 @@ CELL_MESSAGES = {
     "bad_number": "{shown}: not a number",
     "bad_bool": "{shown}: not a yes/no value",
     "bad_category": "{shown}: not a known {col} value",
-    "out_of_range": "{shown}: outside the valid range of {col}",
+    "out_of_range": "{shown}: outside the valid range of {col}",  # with bounds: _message
     "duplicate_id": "{shown}: this {col} was already loaded from an earlier row or source "
     '(set mode = "update" to fill in existing rows instead)',
 }
-DATE_RANGE_MESSAGE = (
-    "{shown}: outside the plausible dates of {col} (earliest_date, latest_date, "
-    "earliest_birth_date)"
-)
 
 
-def _message(col: str, reason: str, source_col: str | None) -> str:
-    template = CELL_MESSAGES.get(reason, reason)
-    if reason == "out_of_range" and (col.endswith("_at") or col.endswith("_date")):
-        template = DATE_RANGE_MESSAGE
-    return template.format(shown=source_col or col, col=col)
+def _message(col: Column, reason: str, source_col: str | None, src: SourceConfig) -> str:
+    """The reject's message, naming the format or bounds that decided it and their setting."""
+    shown = source_col or col.name
+    if reason == "bad_date" and shown in src.date_formats:
+        return (
+            f"{shown}: not a date in the format {src.date_formats[shown]!r} "
+            f"(date_formats.{shown} in personae.toml)"
+        )
+    if reason == "out_of_range" and col.kind in ("timestamp", "date"):
+        first, last = date_window(col, src)
+        birth = col.name == "birth_date"
+        settings = "earliest_birth_date" if birth else "earliest_date, latest_date"
+        return f"{shown}: not between {first} and {last}, the plausible dates ({settings})"
+    if reason == "out_of_range":
+        bounds = []
+        if shown in src.ranges:
+            low, high = src.ranges[shown]
+            bounds.append(f"outside [{low:g}, {high:g}] (ranges.{shown} in personae.toml)")
+        if col.low is not None or col.high is not None:
+            valid = " and ".join(
+                f"{word} {v:g}"
+                for word, v in (("at least", col.low), ("at most", col.high))
+                if v is not None
+            )
+            bounds.append(f"not {valid}, the valid values of {col.name}")
+        if bounds:
+            return f"{shown}: {' or '.join(bounds)}"
+    return CELL_MESSAGES.get(reason, reason).format(shown=shown, col=col.name)
 
 
 @dataclass
@@ -670,7 +708,7 @@ def write_rejects(con: duckdb.DuckDBPyConnection, plan: Plan) -> None:
     table = plan.table
     msg_cases = " ".join(
         f"WHEN _reason_col = {lit(c)} AND _reason = {lit(r)} "
-        f"THEN {lit(_message(c, r, plan.by_target.get(c)))}"
+        f"THEN {lit(_message(plan.table.column(c), r, plan.by_target.get(c), plan.src))}"
         for c in plan.present
         for r in CELL_MESSAGES
     )
