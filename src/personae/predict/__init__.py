@@ -482,20 +482,28 @@ def _check_churn_bands(
             f"{cfg.churn_medium_below:g}), so churn_risk says nothing about these customers."
         )
     elif rows:
-        risky, safe = rows[0], rows[-1]  # in the order of BANDS: riskiest first
-        if risky["mean_actual"] < safe["mean_actual"]:
-            summary.churn_check_note = (
-                f"the bands separate as they should: customers called {risky['band']} risk "
-                f"on the calibration period bought {risky['mean_actual']:.2f} on average in "
-                f"the holdout, those called {safe['band']} risk {safe['mean_actual']:.2f}."
-            )
-        else:
-            summary.churn_check_note = (
-                f"the bands do NOT separate as they should: customers called "
-                f"{risky['band']} risk bought {risky['mean_actual']:.2f} on average in the "
-                f"holdout, as much as or more than those called {safe['band']} risk "
-                f"({safe['mean_actual']:.2f})."
-            )
+        summary.churn_check_note = _band_order_note(rows)
+
+
+def _band_order_note(rows: list[dict[str, Any]]) -> str:
+    """Whether each band, riskiest first, bought less in the holdout than the next safer
+    one: the check the churn-risk bands must pass to mean anything."""
+    bought = ", ".join(f"{r['band']} risk {r['mean_actual']:.2f}" for r in rows)
+    pairs = zip(rows, rows[1:], strict=False)
+    unordered = [(a, b) for a, b in pairs if a["mean_actual"] >= b["mean_actual"]]
+    if not unordered:
+        return (
+            "the bands separate as they should: each bought less in the holdout, on average, "
+            f"than the next safer band ({bought})."
+        )
+    a, b = unordered[0]
+    partly = rows[0]["mean_actual"] < rows[-1]["mean_actual"]
+    how = "separate only in part" if partly else "do NOT separate as they should"
+    return (
+        f"the bands {how}: customers called {a['band']} risk "
+        f"bought {a['mean_actual']:.2f} on average in the holdout, as much as or more than "
+        f"those called {b['band']} risk ({b['mean_actual']:.2f}); all bands: {bought}."
+    )
 
 
 def _fit_spend(
