@@ -239,7 +239,7 @@ def compute_traits(ctx: RunContext) -> TraitsSummary:
             other,
             currency,
         )
-    notes = _money_notes(store, ctx.run_id)
+    notes = _money_notes(store, ctx.run_id) + _rfm_notes(store, ctx.run_id)
     for note in notes:
         log.warning(note)
     ctx.details.update(customers=n, engine=engine.name)
@@ -287,6 +287,36 @@ def _money_notes(store: Store, run_id: str) -> list[str]:
         *notes,
         f"{who}: total_value, monetary_value, avg_order_value, m_score and the spend shares "
         "are NULL (unknown), and RFM is built from R and F only (rfm_cell of two digits).",
+    ]
+
+
+def _rfm_notes(store: Store, run_id: str) -> list[str]:
+    """An RFM dimension in which every buyer has the same value ranks no one: every buyer
+    gets score 1 in it (ties share the lowest rank), and the segments built on it say
+    nothing. Typical of a file whose purchases all carry one date."""
+    row = store.con.execute(
+        "SELECT count(*), count(DISTINCT days_since_last), min(days_since_last), "
+        "count(DISTINCT purchase_days), min(purchase_days) "
+        "FROM traits WHERE run_id = ? AND purchase_days > 0",
+        [run_id],
+    ).fetchall()[0]
+    dims = [
+        (score, name, value)
+        for score, name, distinct, value in (
+            ("r_score", "days_since_last", row[1], row[2]),
+            ("f_score", "purchase_days", row[3], row[4]),
+        )
+        if distinct == 1
+    ]
+    if row[0] < 2 or not dims:
+        return []
+    same = " and ".join(f"{name} ({value})" for _, name, value in dims)
+    scores = " and ".join(score for score, _, _ in dims)
+    why = " (do all purchases carry one date?)" if dims[0][0] == "r_score" else ""
+    return [
+        f"every one of the {row[0]:,} buyers has the same {same}: {scores} "
+        f"{'rank' if len(dims) == 2 else 'ranks'} no one (all 1), so the RFM segments, built "
+        f"from R and F, do not tell these buyers apart{why}."
     ]
 
 
