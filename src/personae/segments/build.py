@@ -775,11 +775,10 @@ def _warning(
     if size == 0:
         return "empty: no customer is in it"
     share = size / total if total else 0.0
-    if size < cfg.min_size or share < cfg.min_share:
-        return (
-            f"tiny: {size:,} customers ({share:.1%}), below min_size {cfg.min_size} or "
-            f"min_share {cfg.min_share:.0%}"
-        )
+    below = [f"min_size {cfg.min_size}"] if size < cfg.min_size else []
+    below += [f"min_share {cfg.min_share:.0%}"] if share < cfg.min_share else []
+    if below:
+        return f"tiny: {size:,} customers ({share:.1%}), below {' and '.join(below)}"
     if stability is not None and stability < cfg.min_stability:
         return (
             f"unstable: bootstrap Jaccard {stability:.2f} is below min_stability "
