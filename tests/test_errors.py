@@ -293,6 +293,20 @@ def test_missing_store_export_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / ".personae").exists()  # a reader creates no store
 
 
+def test_exporting_an_output_no_run_has_written_says_so(tmp_path: Path) -> None:
+    project = small_project(tmp_path / "p")
+    out = tmp_path / "traits.csv"
+    res = personae("export", "traits", "-p", str(project), "--out", str(out))
+    assert res.returncode == 1
+    no_traceback(res)
+    assert "No run has written traits yet: there is nothing to export." in res.stderr
+    assert "Run the traits stage first" in res.stderr
+    assert not out.exists()
+    # an empty canonical table is still a file with its header (no rejects: 0 rows)
+    res = personae("export", "rejects_orders", "-p", str(project), "--out", str(out))
+    assert res.returncode == 0 and out.read_text().startswith("source_id,source_row,")
+
+
 def test_running_out_of_memory_names_the_setting_and_keeps_nothing(tmp_path: Path) -> None:
     """A memory_limit too small for the work: a message that names [store] memory_limit and
     what to do, no traceback, the run marked failed and none of its rows kept."""

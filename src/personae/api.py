@@ -359,10 +359,18 @@ class Project:
                     f"{', '.join(store.table_names())})."
                 )
             source, params = store.latest_rows(table)
+            n = store.con.execute(f"SELECT count(*) FROM ({source})", params).fetchall()[0][0]
+            columns = [r[0] for r in store.con.execute(f'DESCRIBE "{table}"').fetchall()]
+            if not n and "run_id" in columns:  # a stage's output no run has written yet
+                stage = next((f"the {s.name} stage" for s in STAGES if table in s.outputs), None)
+                raise StoreError(
+                    f"No run has written {table} yet: there is nothing to export.",
+                    hint=f"Run {stage or 'the stage that writes it'} first: `personae run` "
+                    "runs every stage.",
+                )
             if fmt == "csv" and not raw:
                 source = _formula_guard(store, source, params)
             opts = "FORMAT parquet" if fmt == "parquet" else "FORMAT csv, HEADER true"
-            n = store.con.execute(f"SELECT count(*) FROM ({source})", params).fetchall()[0][0]
             partial = out.with_name(f".{out.name}.partial")
             target = str(partial).replace("'", "''")
             try:

@@ -10,6 +10,8 @@ from personae.errors import StoreError
 from personae.store import Store
 from personae.traits.catalog import BY_NAME
 
+MAX_GROUPS = 50  # a funnel per group; more are not read, they are scrolled past
+
 
 def funnel(store: Store, by: str | None = None) -> list[dict[str, Any]]:
     """Rows of (group, stage, customers, conversion from the previous stage)."""
@@ -27,10 +29,24 @@ def funnel(store: Store, by: str | None = None) -> list[dict[str, Any]]:
         for i in range(len(JOURNEY_STAGES))
     )
     rows = store.con.execute(
-        f"SELECT {group}::VARCHAR AS grp, count(*) AS customers, {reached} FROM traits "
-        "WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1",
+        f"SELECT coalesce({group}::VARCHAR, '(unknown)') AS grp, count(*) AS customers, "
+        f"{reached} FROM traits WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC, 1",
         [run],
     ).fetchall()
+    if len(rows) > MAX_GROUPS:
+        raise StoreError(
+            f"--by {by}: {len(rows):,} different values, too many groups for a funnel "
+            f"(at most {MAX_GROUPS}).",
+            hint="Split by a trait with a few values: a band or a category, e.g. "
+            "age_band, lifecycle_stage, rfm_segment, country.",
+        )
+    if rows and not any(row[2] for row in rows):
+        raise StoreError(
+            "No customer has reached a buying-journey stage: stages come from events "
+            "(visits, product views, carts) and orders, and the traits run "
+            f"{run} has neither.",
+            hint="Ingest an events or orders source, then `personae run --from traits`.",
+        )
     out = []
     for grp, customers, *counts in rows:
         previous = customers
