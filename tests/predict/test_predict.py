@@ -90,6 +90,8 @@ def test_holdout_matches_the_reference(cdnow: Project) -> None:
     assert by_x["7+"] == pytest.approx(6.359, abs=1e-3)
     assert weeks == (39, 1882)
     assert pred[0] == 2357 and 0 <= pred[1] <= pred[2] <= 1 and pred[3] == 3
+    assert list(summary.churn_bands) == ["high", "medium", "low"]  # riskiest first
+    assert sum(summary.churn_bands.values()) == 2357
     assert pred[4] > 0 and pred[5] > 0
 
 

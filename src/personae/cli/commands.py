@@ -493,9 +493,7 @@ def print_predict(s: PredictSummary) -> None:
     )
     if s.churn_bands:
         console.print(
-            table_of(
-                "Churn risk", ["band", "n"], [[k, v] for k, v in sorted(s.churn_bands.items())]
-            )
+            table_of("Churn risk", ["band", "n"], [[k, v] for k, v in s.churn_bands.items()])
         )
     if s.churn_check:
         console.print(

@@ -296,7 +296,10 @@ def predict(ctx: RunContext) -> PredictSummary:
     bands = store.con.execute(
         "SELECT churn_risk, count(*) FROM predictions WHERE run_id = ? GROUP BY 1", [run_id]
     ).fetchall()
-    summary.churn_bands = {str(k): int(v) for k, v in bands}
+    rank = {band: i for i, band in enumerate(BANDS)}  # riskiest first, as the holdout check
+    summary.churn_bands = {
+        str(k): int(v) for k, v in sorted(bands, key=lambda b: (rank.get(b[0], 3), str(b[0])))
+    }
     total = store.con.execute(
         "SELECT sum(clv) FROM predictions WHERE run_id = ?", [run_id]
     ).fetchall()[0][0]
