@@ -112,3 +112,10 @@ def test_help_lists_every_command() -> None:
     res = personae("--help")
     for cmd in ("init", "ingest", "synth", "status", "export", "run", "tables"):
         assert cmd in res.stdout
+
+
+def test_version() -> None:
+    from personae import __version__
+
+    res = personae("--version")
+    assert (res.returncode, res.stdout) == (0, f"personae {__version__}\n")

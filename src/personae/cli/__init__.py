@@ -177,9 +177,26 @@ def step_callback(bar: Progress, label: str) -> Callable[[str, int, int], None]:
     return update
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from personae import __version__
+
+        console.print(f"personae {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print personae's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     """personae turns customer files into traits, segments and personas."""
     # What the library logs as a warning is also in the summary each command prints (and in
