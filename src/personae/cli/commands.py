@@ -469,8 +469,8 @@ def print_predict(s: PredictSummary) -> None:
                     [
                         m,
                         f"{r['mae']:.4f}",
-                        f"{r['predicted_total']:.1f}",
-                        f"{r['actual_total']:.0f}",
+                        f"{r['predicted_total']:,.1f}",
+                        f"{r['actual_total']:,.0f}",
                     ]
                     for m, r in rows.items()
                 ],
@@ -483,7 +483,7 @@ def print_predict(s: PredictSummary) -> None:
     params = ", ".join(f"{k} {v:.4g}" for k, v in s.params.items())
     console.print(
         f"Model: {s.model}{f' ({params})' if params else ''}; horizon {s.horizon} "
-        f"(traits in {s.time_unit}); "
+        f"(the model's time unit: {s.time_unit.rstrip('s')}); "
         f"{s.customers:,} customers scored; "
         + (
             f"total CLV {s.total_clv:,.2f}."

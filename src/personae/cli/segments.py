@@ -180,10 +180,20 @@ def show_cmd(
         )
 
 
+def _mean(value: float | None) -> str:
+    """A mean with the digits that tell two of them apart: shares below 1 keep three
+    significant digits (0.0213 vs 0.0181, not 0.02 vs 0.02), money a thousands separator."""
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+
+
 def _trait(t: dict[str, Any]) -> str:
     if t["value"] is not None:
         return f"{t['trait']} = {t['value']} (lift {_num(t['lift'])})"
-    return f"{t['trait']} {_num(t['segment_mean'])} vs {_num(t['overall_mean'])}"
+    return f"{t['trait']} {_mean(t['segment_mean'])} vs {_mean(t['overall_mean'])}"
 
 
 @segments_app.command("members")
