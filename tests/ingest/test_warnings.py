@@ -116,3 +116,11 @@ def test_piped_output_is_not_cut_at_80_columns(tmp_path: Path) -> None:
     assert any(
         line.startswith("Warning: source orders: all 3 rows were rejected") for line in lines
     )
+
+
+def test_init_on_a_header_only_file_says_so(tmp_path: Path) -> None:
+    (tmp_path / "orders.csv").write_text(ORDERS.splitlines()[0] + "\n")
+    _, (p,) = Project.init([tmp_path / "orders.csv"], tmp_path)
+    assert p.source.table == "orders"  # from the column names
+    assert p.notes[0].startswith("WARNING: the file has no data rows (a header only)")
+    assert not any("no single date format" in n for n in p.notes)

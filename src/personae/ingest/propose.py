@@ -147,9 +147,14 @@ def _guess(
     extra: dict[str, object] = {}
     if guess.table == "orders":
         extra = _order_columns(mapping, samples, notes)
+    if not staged.rows:
+        notes.append(
+            "WARNING: the file has no data rows (a header only): the mapping is guessed from "
+            "the column names alone, and ingest will load nothing from it"
+        )
     for col in list(mapping):
         kind = table.column(mapping[col]).kind
-        if kind in ("timestamp", "date") and col not in date_formats:
+        if kind in ("timestamp", "date") and col not in date_formats and staged.rows:
             notes.append(f"{col}: no single date format fits the sample; set it by hand")
     fmts = {
         c: f
