@@ -722,9 +722,6 @@ def _weighted_kmeans(
     labels = np.zeros(prep.z.shape[0], np.int64)
     for i in range(WEIGHT_FITS):
         x = prep.embed(w[:p], w[p:])
-        # one thread on small data: OpenMP threads that wait for busy cores (other
-        # processes, tests in parallel) made each 800-row k-means run take 0.13 s (the
-        # segments stage on 800 customers: 40.8 s, 16.2 s with one thread)
         # the first fit tries four starts; a refit under new weights goes on from the last
         # fit's clusters (their means in the new coordinates), as Huang et al.'s algorithm
         # alternates weights and partitions, and converges in a few steps
@@ -733,6 +730,9 @@ def _weighted_kmeans(
             if i == 0
             else KMeans(k, init=_means(x, labels, k), n_init=1, random_state=seed)
         )
+        # one thread on small data: OpenMP threads that wait for busy cores (other
+        # processes, tests in parallel) made each 800-row k-means run take 0.13 s (the
+        # segments stage on 800 customers: 40.8 s, 16.2 s with one thread)
         with threadpool_limits(1 if len(x) < PARALLEL_ROWS else None, user_api="openmp"):
             labels = kmeans.fit(x).labels_
         if i < WEIGHT_FITS - 1:

@@ -295,18 +295,17 @@ def _rfm_notes(store: Store, run_id: str) -> list[str]:
     gets score 1 in it (ties share the lowest rank), and the segments built on it say
     nothing. Typical of a file whose purchases all carry one date."""
     row = store.con.execute(
-        "SELECT count(*), count(DISTINCT days_since_last), min(days_since_last), "
-        "count(DISTINCT purchase_days), min(purchase_days) "
-        "FROM traits WHERE run_id = ? AND purchase_days > 0",
+        "SELECT count(*), min(days_since_last), max(days_since_last), min(purchase_days), "
+        "max(purchase_days) FROM traits WHERE run_id = ? AND purchase_days > 0",
         [run_id],
     ).fetchall()[0]
     dims = [
-        (score, name, value)
-        for score, name, distinct, value in (
+        (score, name, low)
+        for score, name, low, high in (
             ("r_score", "days_since_last", row[1], row[2]),
             ("f_score", "purchase_days", row[3], row[4]),
         )
-        if distinct == 1
+        if low is not None and low == high
     ]
     if row[0] < 2 or not dims:
         return []
