@@ -63,7 +63,9 @@ ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holdin
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 EngineOpt = Annotated[
     str | None,
-    typer.Option(help="duckdb or spark; overrides [store] engine for this run."),
+    typer.Option(
+        metavar="<duckdb|spark>", help="duckdb or spark; overrides [store] engine for this run."
+    ),
 ]
 
 

@@ -41,7 +41,7 @@ def init(
         typer.Argument(
             help="Files (CSV/TSV/whitespace text, .gz, Parquet, JSON lines, .xlsx) or database "
             "tables as URL#table or URL#SELECT ... (duckdb:///f.duckdb#t, sqlite:///f.db#t, "
-            "postgresql://user@host/db#t)."
+            "postgresql://user@host/db#t).",
         ),
     ],
     project: ProjectOpt = Path("."),
@@ -164,7 +164,9 @@ def ingest(
     ] = None,
     source: Annotated[
         list[str] | None,
-        typer.Option("--source", "-s", help="A source to ingest (repeat for several)."),
+        typer.Option(
+            "--source", "-s", metavar="<source>", help="A source to ingest (repeat for several)."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Read the sources again even if nothing changed.")
@@ -191,10 +193,14 @@ def synth(
     customers: Annotated[int, typer.Option(help="Number of customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
     start: Annotated[
-        str, typer.Option(help="First date of the history (YYYY-MM-DD).")
+        str, typer.Option(metavar="<YYYY-MM-DD>", help="First date of the history (YYYY-MM-DD).")
     ] = "2022-01-01",
-    end: Annotated[str, typer.Option(help="Last date of the history (YYYY-MM-DD).")] = "2024-12-31",
-    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    end: Annotated[
+        str, typer.Option(metavar="<YYYY-MM-DD>", help="Last date of the history (YYYY-MM-DD).")
+    ] = "2024-12-31",
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="<csv|parquet>", help="csv or parquet.")
+    ] = "csv",
     as_json: JsonOpt = False,
 ) -> None:
     """Write a synthetic multi-table data set with planted segments and their truth.
@@ -320,7 +326,10 @@ def export(
         Path, typer.Option("--out", "-o", help="File to write: a .csv or .parquet name.")
     ],
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv or parquet; default from the file name.")
+        str | None,
+        typer.Option(
+            "--format", metavar="<csv|parquet>", help="csv or parquet; default from the file name."
+        ),
     ] = None,
     raw: Annotated[
         bool,
@@ -356,6 +365,7 @@ def traits(
         str | None,
         typer.Option(
             "--as-of",
+            metavar="<YYYY-MM-DD>",
             help="Date the traits describe (YYYY-MM-DD); nothing after it "
             "is read. Default: [traits] as_of, else the last order date.",
         ),
@@ -521,6 +531,7 @@ def run(
         str | None,
         typer.Option(
             "--as-of",
+            metavar="<YYYY-MM-DD>",
             help="Date the traits describe (YYYY-MM-DD). Default: the traits section's as_of, "
             "else the last order date.",
         ),
@@ -530,6 +541,7 @@ def run(
         list[str] | None,
         typer.Option(
             "--only",
+            metavar="<stage>",
             help="Run only this stage: ingest, traits, predict or segments (repeat for several).",
         ),
     ] = None,
@@ -537,6 +549,7 @@ def run(
         str | None,
         typer.Option(
             "--from",
+            metavar="<stage>",
             help="Run this stage (ingest, traits, predict or segments) and every stage after it.",
         ),
     ] = None,

@@ -206,10 +206,14 @@ def members_cmd(
     as_of: Annotated[
         str | None,
         typer.Option(
-            "--as-of", help="A date (the latest segments run as of then) or a segments run id."
+            "--as-of",
+            metavar="<date|run>",
+            help="A date (the latest segments run as of then) or a segments run id.",
         ),
     ] = None,
-    limit: Annotated[int, typer.Option(min=0, help="Customer ids to print (0: all).")] = 100,
+    limit: Annotated[
+        int, typer.Option(min=0, metavar="<int>", help="Customer ids to print (0: all).")
+    ] = 100,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
