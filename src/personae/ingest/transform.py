@@ -371,14 +371,16 @@ CELL_MESSAGES = {
     "bad_number": "{shown}: not a number",
     "bad_bool": "{shown}: not a yes/no value",
     "bad_category": "{shown}: not a known {col} value",
-    "out_of_range": "{shown}: outside the valid range of {col}",  # with bounds: _message
+    "out_of_range": "{shown}: outside the valid range of {col}",  # dates: _message
     "duplicate_id": "{shown}: this {col} was already loaded from an earlier row or source "
     '(set mode = "update" to fill in existing rows instead)',
 }
 
 
 def _message(col: Column, reason: str, source_col: str | None, src: SourceConfig) -> str:
-    """The reject's message, naming the format or bounds that decided it and their setting."""
+    """The reject's message, naming the date format or date window that decided it and its
+    setting. (An optional number out of range is nulled, not rejected, and its message in
+    `write_rejects` gives the value; the one required number, line_no, has no bounds.)"""
     shown = source_col or col.name
     if reason == "bad_date" and shown in src.date_formats:
         return (
@@ -390,20 +392,6 @@ def _message(col: Column, reason: str, source_col: str | None, src: SourceConfig
         birth = col.name == "birth_date"
         settings = "earliest_birth_date" if birth else "earliest_date, latest_date"
         return f"{shown}: not between {first} and {last}, the plausible dates ({settings})"
-    if reason == "out_of_range":
-        bounds = []
-        if shown in src.ranges:
-            low, high = src.ranges[shown]
-            bounds.append(f"outside [{low:g}, {high:g}] (ranges.{shown} in personae.toml)")
-        if col.low is not None or col.high is not None:
-            valid = " and ".join(
-                f"{word} {v:g}"
-                for word, v in (("at least", col.low), ("at most", col.high))
-                if v is not None
-            )
-            bounds.append(f"not {valid}, the valid values of {col.name}")
-        if bounds:
-            return f"{shown}: {' or '.join(bounds)}"
     return CELL_MESSAGES.get(reason, reason).format(shown=shown, col=col.name)
 
 

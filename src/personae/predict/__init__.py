@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 from typing import Any
 
 import ibis
@@ -297,9 +298,8 @@ def predict(ctx: RunContext) -> PredictSummary:
         "SELECT churn_risk, count(*) FROM predictions WHERE run_id = ? GROUP BY 1", [run_id]
     ).fetchall()
     rank = {band: i for i, band in enumerate(BANDS)}  # riskiest first, as the holdout check
-    summary.churn_bands = {
-        str(k): int(v) for k, v in sorted(bands, key=lambda b: (rank.get(b[0], 3), str(b[0])))
-    }
+    bands.sort(key=lambda b: (rank.get(b[0], len(BANDS)), str(b[0])))
+    summary.churn_bands = {str(k): int(v) for k, v in bands}
     total = store.con.execute(
         "SELECT sum(clv) FROM predictions WHERE run_id = ?", [run_id]
     ).fetchall()[0][0]
@@ -492,8 +492,7 @@ def _band_order_note(rows: list[dict[str, Any]]) -> str:
     """Whether each band, riskiest first, bought less in the holdout than the next safer
     one: the check the churn-risk bands must pass to mean anything."""
     bought = ", ".join(f"{r['band']} risk {r['mean_actual']:.2f}" for r in rows)
-    pairs = zip(rows, rows[1:], strict=False)
-    unordered = [(a, b) for a, b in pairs if a["mean_actual"] >= b["mean_actual"]]
+    unordered = [(a, b) for a, b in pairwise(rows) if a["mean_actual"] >= b["mean_actual"]]
     if not unordered:
         return (
             "the bands separate as they should: each bought less in the holdout, on average, "
